@@ -1,0 +1,1 @@
+"""Streamlit explainer for the NumPy transformer: pages, app entry and chart builders."""

@@ -1,0 +1,62 @@
+"""Pure chart builders for the explainer pages: arrays / DataFrames in, Altair charts out.
+
+No Streamlit and no model maths here: every value drawn is passed in by the caller.
+The builders live in topic modules (``charts_*.py``); import them from here:
+
+    from explainer import charts
+    st.altair_chart(charts.attention_heatmap(pattern, tokens), width="stretch")
+
+Conventions shared by all of them (see ``charts_common``):
+- positions are labelled ``"{i}: {token}"`` and sorted by position, so repeated tokens
+  stay distinct;
+- probabilities/weights: blues on a fixed [0, 1]; signed values: reversed "redblue" on a
+  symmetric [-m, m] with domainMid 0; norms/counts: viridis from 0;
+- tooltips give exact values (".4f", norms ".3e").
+"""
+
+from explainer.charts_attention import (
+    attention_bars,
+    attention_heatmap,
+    attention_scores_heatmap,
+    heads_small_multiples,
+)
+from explainer.charts_common import position_labels
+from explainer.charts_embedding import embedding_scatter, sinusoid_lines
+from explainer.charts_heatmap import matrix_heatmap
+from explainer.charts_outputs import logit_bars, logit_lens, probability_bars
+from explainer.charts_residual import (
+    neuron_histogram,
+    stage_norms,
+    sublayer_contributions,
+)
+from explainer.charts_training import (
+    before_after_bars,
+    layer_norm_bars,
+    metric_curve,
+    op_accuracy_bars,
+    op_accuracy_over_time,
+    training_curves,
+)
+
+__all__ = [
+    "attention_bars",
+    "attention_heatmap",
+    "attention_scores_heatmap",
+    "before_after_bars",
+    "embedding_scatter",
+    "heads_small_multiples",
+    "layer_norm_bars",
+    "logit_bars",
+    "logit_lens",
+    "matrix_heatmap",
+    "metric_curve",
+    "neuron_histogram",
+    "op_accuracy_bars",
+    "op_accuracy_over_time",
+    "position_labels",
+    "probability_bars",
+    "sinusoid_lines",
+    "stage_norms",
+    "sublayer_contributions",
+    "training_curves",
+]
