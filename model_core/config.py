@@ -57,7 +57,7 @@ class ModelConfig:
             raise ConfigError(f"norm must be one of {NORMS}, got {self.norm!r}.")
         if not isinstance(self.causal, bool):
             raise ConfigError(f"causal must be true or false, got {self.causal!r}.")
-        if not 0 <= self.pad_id < self.vocab_size:
+        if isinstance(self.pad_id, bool) or not isinstance(self.pad_id, int) or not 0 <= self.pad_id < self.vocab_size:
             raise ConfigError(f"pad_id must be a token id below vocab_size, got {self.pad_id!r}.")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ConfigError(f"seed must be a whole number >= 0, got {self.seed!r}.")
@@ -72,8 +72,77 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
         """Build from a dict (e.g. a checkpoint's JSON); unknown keys are an error."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown model config keys: {unknown}")
-        return cls(**data)
+        return _from_dict(cls, data, "model")
+
+
+OPTIMIZERS = ("adamw", "adam", "sgd")
+SCHEDULES = ("cosine", "constant")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How a model is trained: the recipe a checkpoint records and the CLI and app share."""
+
+    steps: int = 1500
+    batch_size: int = 64
+    optimizer: str = "adamw"
+    lr: float = 3e-3
+    weight_decay: float = 0.01  # AdamW only (decoupled); LayerNorm gains and biases are exempt
+    momentum: float = 0.9  # SGD only
+    beta1: float = 0.9
+    beta2: float = 0.98
+    warmup_steps: int = 100
+    schedule: str = "cosine"  # after warm-up: cosine decay to min_lr_ratio * lr, or constant
+    min_lr_ratio: float = 0.1
+    grad_clip: float = 1.0  # clip the global gradient norm to this; 0 turns clipping off
+    eval_every: int = 100  # validation accuracy and an attention snapshot every this many steps
+    stop_at_accuracy: float | None = None  # stop early once validation accuracy reaches this
+    seed: int = 0  # batches and splits; the model's own seed is in ModelConfig
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "eval_every"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a positive whole number, got {value!r}.")
+        if isinstance(self.warmup_steps, bool) or not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
+            raise ConfigError(f"warmup_steps must be a whole number >= 0, got {self.warmup_steps!r}.")
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}.")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}.")
+        checks = {
+            "lr": (self.lr, 0.0, 10.0, False),
+            "weight_decay": (self.weight_decay, 0.0, 1.0, True),
+            "momentum": (self.momentum, 0.0, 1.0, True),
+            "beta1": (self.beta1, 0.0, 1.0, True),
+            "beta2": (self.beta2, 0.0, 1.0, True),
+            "min_lr_ratio": (self.min_lr_ratio, 0.0, 1.0, True),
+            "grad_clip": (self.grad_clip, 0.0, 1e6, True),
+        }
+        for name, (value, low, high, low_ok) in checks.items():
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+            if not ok or value > high or value < low or (value == low and not low_ok):
+                side = ">=" if low_ok else ">"
+                raise ConfigError(f"{name} must be a number {side} {low} and <= {high}, got {value!r}.")
+        if self.beta1 >= 1 or self.beta2 >= 1 or self.momentum >= 1:
+            raise ConfigError("beta1, beta2 and momentum must be below 1.")
+        if self.stop_at_accuracy is not None and not 0 < self.stop_at_accuracy <= 1:
+            raise ConfigError(f"stop_at_accuracy must lie in (0, 1], got {self.stop_at_accuracy!r}.")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError(f"seed must be a whole number >= 0, got {self.seed!r}.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        return _from_dict(cls, data, "training")
+
+
+def _from_dict(cls, data: dict[str, Any], what: str):
+    if not isinstance(data, dict):
+        raise ConfigError(f"the {what} config must be a mapping of names to values")
+    unknown = sorted(set(data) - {f.name for f in fields(cls)})
+    if unknown:
+        raise ConfigError(f"unknown {what} config keys: {unknown}")
+    return cls(**data)

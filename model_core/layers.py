@@ -18,6 +18,15 @@ _GELU_C = math.sqrt(2.0 / math.pi)  # a Python float keeps float32 arrays float3
 
 
 # ---------------------------------------------------------------- linear
+def matmul(x: np.ndarray, W: np.ndarray) -> np.ndarray:
+    """x [..., in] @ W [in, out] as one 2-D matrix product.
+
+    numpy multiplies a 3-D x by W one batch row at a time; flattening the leading
+    axes makes it a single BLAS call, about twice as fast at these sizes.
+    """
+    return (x.reshape(-1, x.shape[-1]) @ W).reshape(*x.shape[:-1], W.shape[-1])
+
+
 def linear_backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray):
     """y = x @ W + b.  dout, x: [..., out], [..., in]; W: [in, out].
 
@@ -25,7 +34,7 @@ def linear_backward(dout: np.ndarray, x: np.ndarray, W: np.ndarray):
     """
     d2 = dout.reshape(-1, dout.shape[-1])
     x2 = x.reshape(-1, x.shape[-1])
-    return dout @ W.T, x2.T @ d2, d2.sum(axis=0)
+    return (d2 @ W.T).reshape(*dout.shape[:-1], W.shape[0]), x2.T @ d2, d2.sum(axis=0)
 
 
 # ---------------------------------------------------------------- layer norm
@@ -65,7 +74,7 @@ def activation_forward(name: str, x: np.ndarray) -> np.ndarray:
 def activation_backward(name: str, dout: np.ndarray, x: np.ndarray) -> np.ndarray:
     """Gradient through the activation, given its *input* x."""
     if name == "relu":
-        return dout * (x > 0)
+        return dout * (x > 0)  # (np.where here is ten times slower)
     inner = _GELU_C * (x + 0.044715 * x**3)
     t = np.tanh(inner)
     dinner = _GELU_C * (1.0 + 3 * 0.044715 * x * x)

@@ -1,0 +1,180 @@
+"""The app's shared state: which model, which example, which layer and head.
+
+The entry script calls `sidebar()` on every run, so its widgets (and their values)
+live in the entry script and survive page switches. Pages call `current()` to get
+the model and the cached run of the current example. Shipped models are loaded
+once for all sessions (read-only); models a session trains or uploads live in
+that session's `st.session_state` only.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+import numpy as np
+import streamlit as st
+
+from model_core import ParseError, TaskModel, load_model, shipped_names
+from model_core.analysis import ExampleRun, ablate_heads, run_example
+
+DEFAULT_EXAMPLES = {9: "Max ( 7 2 9 )", 99: "Max ( 47 82 19 )"}
+SESSION_MODELS = "session_models"  # {display name: (model key, TaskModel)}
+
+
+@dataclass(frozen=True)
+class Current:
+    model_name: str
+    model_key: str  # identifies the model's weights in caches
+    model: TaskModel
+    text: str  # the current valid example, canonical text
+    run: ExampleRun
+    layer: int
+    head: int
+
+
+@st.cache_resource(show_spinner=False)
+def shipped_model(name: str) -> TaskModel:
+    """A shipped model, shared by every session: its arrays are made read-only."""
+    model = load_model(name)
+    for array in model.transformer.params.values():
+        array.setflags(write=False)
+    return model
+
+
+@st.cache_resource(show_spinner=False, max_entries=256)
+def cached_run(model_key: str, text: str, _model: TaskModel) -> ExampleRun:
+    """One example's full run; keyed by the model's identity and the example's text."""
+    return run_example(_model, text)
+
+
+@st.cache_resource(show_spinner=False, max_entries=256)
+def cached_ablation(model_key: str, text: str, heads: tuple[tuple[int, int], ...], _model: TaskModel,
+                    _tokens: np.ndarray):  # fmt: skip
+    return ablate_heads(_model, _tokens, list(heads))
+
+
+def add_session_model(name: str, model: TaskModel) -> str:
+    """Make a trained or uploaded model selectable in this session; returns its display name."""
+    models = st.session_state.setdefault(SESSION_MODELS, {})
+    display = name
+    n = 2
+    while display in models or display in shipped_names():
+        display, n = f"{name} ({n})", n + 1
+    models[display] = (f"session:{uuid.uuid4().hex}", model)
+    return display
+
+
+def _models() -> dict[str, tuple[str, TaskModel | None]]:
+    """Every selectable model: shipped ones (loaded lazily) and this session's."""
+    out: dict[str, tuple[str, TaskModel | None]] = {name: (f"shipped:{name}", None) for name in shipped_names()}
+    out.update(st.session_state.get(SESSION_MODELS, {}))
+    return out
+
+
+def _resolve(name: str) -> tuple[str, TaskModel]:
+    key, model = _models()[name]
+    return key, (model if model is not None else shipped_model(name))
+
+
+def _default_example(model: TaskModel) -> str:
+    task = model.task
+    text = DEFAULT_EXAMPLES.get(task.max_value)
+    try:
+        return model.parse(text).text if text else _random_text(model, np.random.default_rng(0))
+    except ParseError:
+        return _random_text(model, np.random.default_rng(0))
+
+
+def _random_text(model: TaskModel, rng: np.random.Generator) -> str:
+    task = model.task
+    op = task.operations[int(rng.integers(len(task.operations)))]
+    values = rng.integers(task.min_value, task.max_value + 1, task.n_args)
+    return f"{op} ( {' '.join(str(int(v)) for v in values)} )"
+
+
+# ---------------------------------------------------------------- widget callbacks
+def _set_example(text: str) -> None:
+    """Make `text` (already valid) the example, and mirror it into every example widget."""
+    st.session_state.example = text
+    st.session_state.example_text = text
+    st.session_state.example_error = None
+    op, rest = text.split(" ( ")
+    st.session_state.example_op = op
+    for j, v in enumerate(rest.rstrip(" )").split()):
+        st.session_state[f"example_v{j}"] = int(v)
+
+
+def _on_text() -> None:
+    _, model = _resolve(st.session_state.model_name)
+    try:
+        _set_example(model.parse(st.session_state.example_text).text)
+    except ParseError as err:
+        st.session_state.example_error = str(err)  # the last valid example stays on screen
+
+
+def _on_widgets() -> None:
+    _, model = _resolve(st.session_state.model_name)
+    values = " ".join(str(st.session_state[f"example_v{j}"]) for j in range(model.task.n_args))
+    _set_example(model.parse(f"{st.session_state.example_op} ( {values} )").text)
+
+
+def _on_random() -> None:
+    _, model = _resolve(st.session_state.model_name)
+    rng = np.random.default_rng()
+    _set_example(model.parse(_random_text(model, rng)).text)
+
+
+def _on_model() -> None:
+    """Keep the example if the new model can read it; otherwise switch to its default."""
+    _, model = _resolve(st.session_state.model_name)
+    try:
+        _set_example(model.parse(st.session_state.get("example", "")).text)
+    except ParseError:
+        _set_example(_default_example(model))
+        st.session_state.example_note = "The example was changed: the previous one is outside this model's task."
+
+
+# ---------------------------------------------------------------- the sidebar
+def sidebar() -> Current:
+    """Draw the sidebar (model, example, layer, head) and return the current selection."""
+    models = _models()
+    ss = st.session_state
+    if ss.get("model_name") not in models:
+        ss.model_name = next(iter(models))
+        ss.pop("example", None)
+    with st.sidebar:
+        st.selectbox("Model", list(models), key="model_name", on_change=_on_model,
+                     help="The shipped models, and any model trained or uploaded in this session.")  # fmt: skip
+        key, model = _resolve(ss.model_name)
+        if "example" not in ss:
+            _set_example(_default_example(model))
+        task = model.task
+        st.text_input("Example", key="example_text", on_change=_on_text,
+                      help=f"An operation and {task.n_args} values in {task.min_value}-{task.max_value}, "
+                           "e.g. Max ( 7 2 9 ) or min(4, 8, 1).")  # fmt: skip
+        if ss.get("example_error"):
+            st.error(ss.example_error, icon=":material/error:")
+            st.caption(f"Still showing the last valid example: **{ss.example}**")
+        if ss.get("example_note"):
+            st.info(ss.pop("example_note"))
+        st.selectbox("Operation", task.operations, key="example_op", on_change=_on_widgets)
+        cols = st.columns(task.n_args)
+        for j, col in enumerate(cols):
+            col.number_input(f"value {j + 1}", min_value=task.min_value, max_value=task.max_value, step=1,
+                             key=f"example_v{j}", on_change=_on_widgets)  # fmt: skip
+        st.button("Random example", key="random_example", on_click=_on_random, icon=":material/casino:")
+        cfg = model.transformer.cfg
+        for name, n in (("layer", cfg.n_layers), ("head", cfg.n_heads)):
+            if ss.get(name, 0) >= n:
+                ss[name] = 0
+        layer = st.selectbox("Layer", range(cfg.n_layers), key="layer", help="Used by the attention pages.")
+        head = st.selectbox("Head", range(cfg.n_heads), key="head")
+    current = Current(ss.model_name, key, model, ss.example, cached_run(key, ss.example, model), layer, head)
+    ss["_current"] = current
+    return current
+
+
+def current() -> Current:
+    """The selection the sidebar made in this run."""
+    return st.session_state["_current"]

@@ -1,0 +1,51 @@
+"""Named recipes: a task, a model and a training configuration.
+
+The shipped models in `pretrained/` are each made by one command:
+`python -m model_core train --preset NAME --out pretrained/NAME.safetensors`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .config import TrainConfig
+from .tasks import TaskConfig
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    description: str
+    task: TaskConfig
+    model: dict  # ModelConfig fields (vocab_size and pad_id come from the vocabulary)
+    train: TrainConfig
+
+
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in [
+        Preset(
+            "digits-0-9",
+            "The original model and task: a bidirectional 2-block, 4-head, d_model 64 encoder "
+            "(post-norm, ReLU, sinusoidal positions) answering First/Second/Last/Max/Min of three values in 0-9.",
+            TaskConfig(),
+            {},
+            TrainConfig(steps=1000, batch_size=64, lr=3e-3, warmup_steps=50, eval_every=100),
+        ),
+        Preset(
+            "digits-0-99",
+            "Values 0-99 with multi-digit answers: a causal (GPT-style) pre-norm decoder that writes "
+            "its answer digit by digit, then <eos>.",
+            TaskConfig(max_value=99),
+            {"causal": True, "norm": "pre", "positional": "learned", "activation": "gelu"},
+            TrainConfig(steps=12000, batch_size=128, lr=2e-3, warmup_steps=300, eval_every=500),
+        ),
+        Preset(
+            "tiny",
+            "A very small model for quick experiments and tests: 1 block, 2 heads, d_model 32.",
+            TaskConfig(),
+            {"n_layers": 1, "n_heads": 2, "d_model": 32, "d_ff": 64},
+            TrainConfig(steps=300, batch_size=64, lr=5e-3, warmup_steps=20, eval_every=50),
+        ),
+    ]
+}

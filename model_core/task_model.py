@@ -1,0 +1,180 @@
+"""A transformer together with the vocabulary and the task it answers.
+
+This is what the CLI, the trainer and the app hold: it parses an expression,
+writes the answer (token by token for a causal model), and measures accuracy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from .config import ConfigError, ModelConfig, TrainConfig
+from .layers import softmax
+from .model import Transformer
+from .parser import parse_expression
+from .tasks import Expression, ExpressionSet, TaskConfig, check_compatible, encode
+from .vocab import DEFAULT_VOCAB, Vocabulary
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What the model wrote for one expression, with the numbers behind it."""
+
+    expression: Expression
+    tokens: np.ndarray  # [T] ids: the input and the answer tokens the model wrote
+    answer_pos: int  # index of `=`: the model reads its answer from here on
+    answer_tokens: list[str]  # what it wrote (a causal model's ends with <eos>)
+    value: int | None  # the answer as a number; None when the tokens do not form one
+    step_probs: np.ndarray  # [steps, vocab] softmax at each position it answered from
+
+    @property
+    def correct(self) -> bool:
+        return self.value == self.expression.answer
+
+    @property
+    def confidence(self) -> float:
+        """Probability of the whole answer: the product of each chosen token's probability."""
+        return float(np.prod(self.step_probs.max(axis=-1)))
+
+
+@dataclass
+class TaskModel:
+    transformer: Transformer
+    vocab: Vocabulary
+    task: TaskConfig
+    name: str = ""
+    train_config: TrainConfig | None = None
+    metrics: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        cfg = self.transformer.cfg
+        if cfg.vocab_size != len(self.vocab):
+            raise ConfigError(f"the model has {cfg.vocab_size} token ids but the vocabulary {len(self.vocab)}")
+        if cfg.pad_id != self.vocab.pad_id:
+            raise ConfigError("the model's padding id differs from the vocabulary's")
+        if self.task.seq_len > cfg.max_len:
+            raise ConfigError(f"this task's sequences are {self.task.seq_len} tokens long but max_len is {cfg.max_len}")
+        check_compatible(self.task, cfg.causal)
+
+    @classmethod
+    def new(cls, task: TaskConfig, name: str = "", **model_options) -> TaskModel:
+        """A freshly initialised model for `task` (options are ModelConfig fields)."""
+        cfg = ModelConfig(vocab_size=len(DEFAULT_VOCAB), pad_id=DEFAULT_VOCAB.pad_id, **model_options)
+        return cls(Transformer(cfg), DEFAULT_VOCAB, task, name)
+
+    @property
+    def causal(self) -> bool:
+        return self.transformer.cfg.causal
+
+    def with_transformer(self, transformer: Transformer) -> TaskModel:
+        return replace(self, transformer=transformer)
+
+    # ------------------------------------------------------------ inputs
+    def parse(self, text: str) -> Expression:
+        """An Expression, or ParseError with a message for the user."""
+        return parse_expression(text, self.task)
+
+    def expressions(self, items: list[Expression]) -> ExpressionSet:
+        ops = np.array([self.task.operations.index(e.op) for e in items], dtype=np.int64)
+        values = np.array([e.values for e in items], dtype=np.int64).reshape(len(items), self.task.n_args)
+        return ExpressionSet(self.task, ops, values)
+
+    def encode(self, exprs: ExpressionSet):
+        return encode(exprs, self.vocab, self.causal)
+
+    # ------------------------------------------------------------ answering
+    def answer(self, expr: str | Expression) -> Answer:
+        """Parse (if text) and answer one expression."""
+        expression = self.parse(expr) if isinstance(expr, str) else expr
+        return self.answer_many(self.expressions([expression]))[0]
+
+    def answer_many(self, exprs: ExpressionSet) -> list[Answer]:
+        """Greedy answers for a batch: one forward pass per answer token for a causal model."""
+        seqs, answer_pos, probs, n_written = self._generate(exprs)
+        answers = []
+        for i in range(len(exprs)):
+            written = self.vocab.decode(seqs[i, answer_pos[i] + 1 : answer_pos[i] + 1 + n_written[i]])
+            end = answer_pos[i] + 1 + n_written[i]
+            answers.append(
+                Answer(
+                    exprs.expression(i),
+                    seqs[i, :end].copy(),
+                    int(answer_pos[i]),
+                    written,
+                    self._value(written),
+                    probs[i, : n_written[i]],
+                )  # fmt: skip
+            )
+        return answers
+
+    def predict_values(self, exprs: ExpressionSet) -> np.ndarray:
+        """[n] the answers as numbers (-1 where the written tokens do not form one)."""
+        seqs, answer_pos, _, n_written = self._generate(exprs)
+        out = np.full(len(exprs), -1, dtype=np.int64)
+        for i in range(len(exprs)):
+            value = self._value(self.vocab.decode(seqs[i, answer_pos[i] + 1 : answer_pos[i] + 1 + n_written[i]]))
+            out[i] = -1 if value is None else value
+        return out
+
+    def _generate(self, exprs: ExpressionSet):
+        """Write answers greedily. Returns sequences [n, W], answer_pos [n], probs [n, steps, vocab], written [n]."""
+        batch = self.encode(exprs)
+        n, answer_pos = len(exprs), batch.answer_pos
+        steps = self.task.max_answer_digits + 1 if self.causal else 1
+        width = int(answer_pos.max()) + 1 + steps
+        seqs = np.full((n, width), self.vocab.pad_id, dtype=np.int64)
+        upto = np.arange(width) <= answer_pos[:, None]  # the input, up to and including `=`
+        seqs[upto] = batch.tokens[:, : min(width, batch.tokens.shape[1])][upto[:, : batch.tokens.shape[1]]]
+        probs = np.zeros((n, steps, len(self.vocab)), dtype=np.float64)
+        written = np.zeros(n, dtype=np.int64)
+        done = np.zeros(n, dtype=bool)
+        idx = np.arange(n)
+        for step in range(steps):
+            cur = answer_pos + step  # each example reads its next token from here
+            logits = self.transformer.forward(seqs[:, : int(cur.max()) + 1], rows=(idx, cur))  # [n, vocab]
+            p = softmax(logits.astype(np.float64))
+            nxt = p.argmax(axis=-1)
+            live = ~done
+            probs[live, step] = p[live]
+            seqs[idx[live], cur[live] + 1] = nxt[live]
+            written[live] += 1
+            done |= nxt == self.vocab.eos_id
+            if done.all():
+                break
+        return seqs, answer_pos, probs, written
+
+    def _value(self, written: list[str]) -> int | None:
+        digits = written[:-1] if self.causal and written and written[-1] == "<eos>" else written
+        if self.causal and (not written or written[-1] != "<eos>"):
+            return None  # never finished its answer
+        if not digits or not all(t.isdigit() for t in digits) or (len(digits) > 1 and digits[0] == "0"):
+            return None
+        return int("".join(digits))
+
+    # ------------------------------------------------------------ accuracy
+    def evaluate(self, exprs: ExpressionSet, batch_size: int = 4096) -> dict:
+        """Exact-match accuracy overall and per operation.
+
+        Teacher-forced: an example counts as right when every answer token (and the
+        causal model's <eos>) is the top prediction given the right tokens before it,
+        which is exactly when greedy generation writes the right answer.
+        """
+        right = np.zeros(len(exprs), dtype=bool)
+        for start in range(0, len(exprs), batch_size):
+            part = exprs.subset(np.arange(start, min(start + batch_size, len(exprs))))
+            right[start : start + len(part)] = self.exact_match(self.encode(part))
+        per_op = {
+            op: float(right[exprs.ops == k].mean())
+            for k, op in enumerate(self.task.operations)
+            if (exprs.ops == k).any()
+        }
+        return {"accuracy": float(right.mean()) if len(right) else 0.0, "per_op": per_op, "n": int(len(right))}
+
+    def exact_match(self, batch) -> np.ndarray:
+        """[n] bool for an encoded batch (one forward pass, only at the answer positions)."""
+        rows = np.nonzero(batch.targets >= 0)
+        pred = self.transformer.forward(batch.tokens, rows=rows).argmax(axis=-1)
+        wrong = np.bincount(rows[0], weights=pred != batch.targets[rows], minlength=len(batch.tokens))
+        return wrong == 0

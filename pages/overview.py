@@ -1,0 +1,85 @@
+"""Overview: the answer, its confidence, and the pipeline with a link to each stage."""
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from explainer import charts, state
+
+cur = state.current()
+model, run = cur.model, cur.run
+answer, cfg = run.answer, model.transformer.cfg
+expr = answer.expression
+
+st.title("Inside a transformer")
+st.caption(
+    f"Model **{cur.model_name}**: {'causal (GPT-style) decoder' if cfg.causal else 'bidirectional encoder'}, "
+    f"{cfg.n_layers} blocks × {cfg.n_heads} heads, d_model {cfg.d_model}, "
+    f"{model.transformer.n_params:,} parameters. Task: {', '.join(model.task.operations)} of "
+    f"{model.task.n_args} values in {model.task.min_value}-{model.task.max_value}."
+)
+
+wrote = answer.value if answer.value is not None else " ".join(answer.answer_tokens)
+c1, c2, c3 = st.columns(3)
+c1.metric("Example", expr.text)
+c2.metric("Model's answer", wrote, delta="correct" if answer.correct else f"wrong: the answer is {expr.answer}",
+          delta_color="normal" if answer.correct else "inverse")  # fmt: skip
+c3.metric(
+    "Confidence",
+    f"{answer.confidence:.1%}",
+    help="The probability the model gave its whole answer: the product of each written token's probability.",
+)
+
+st.subheader("The pipeline")
+st.markdown(
+    f"The model reads **{len(run.tokens)} tokens** and does the same thing to every one of them, "
+    "stage by stage. Click a stage to see its numbers for this example."
+)
+stages = [
+    ("pages/tokens.py", "1 · Tokens & embeddings", f"{len(run.tokens)} tokens → {cfg.d_model}-d vectors"),
+    ("pages/attention.py", "2 · Attention", f"{cfg.n_layers} × {cfg.n_heads} heads move information between positions"),
+    ("pages/residual.py", "3 · Residual, LayerNorm & FFN", f"{cfg.d_ff} FFN neurons per block, per position"),
+    ("pages/output.py", "4 · Output & softmax", f"{cfg.vocab_size} logits → probabilities at `=`"),
+    ("pages/backprop.py", "5 · Backprop", "the gradient of the loss at every stage"),
+]  # fmt: skip
+for col, (page, label, caption) in zip(st.columns(len(stages)), stages, strict=True):
+    with col.container(border=True):
+        st.page_link(page, label=label)
+        st.caption(caption)
+
+st.subheader("How it answered")
+if model.causal:
+    st.markdown(
+        "A causal model writes its answer **one token at a time**: it reads everything up to `=`, "
+        "picks the most likely next token, appends it, and reads again, until it writes `<eos>`."
+    )
+    rows = []
+    for step, probs in enumerate(answer.step_probs):
+        top = np.argsort(probs)[::-1][:3]
+        read_upto = run.answer_pos + step
+        rows.append({
+            "step": step + 1,
+            "reads": " ".join(model.vocab.decode(answer.tokens[: read_upto + 1])),
+            "writes": model.vocab.decode([int(top[0])])[0],
+            "probability": float(probs[top[0]]),
+            "runner-up": f"{model.vocab.decode([int(top[1])])[0]} ({probs[top[1]]:.2%})",
+        })  # fmt: skip
+    bar = st.column_config.ProgressColumn(format="%.4f", min_value=0, max_value=1)
+    st.dataframe(pd.DataFrame(rows), hide_index=True, column_config={"probability": bar})
+else:
+    st.markdown(
+        "A bidirectional model reads the whole input at once; the vector at the `=` position, after the "
+        "last block, is turned into one probability per token. The largest is the answer."
+    )
+probs = answer.step_probs[0]
+st.altair_chart(
+    charts.probability_bars(probs, model.vocab.to_list(), highlight=str(expr.answer)[0],
+                            title=f"First answer token: probabilities at position {run.answer_pos} (`=`)"),
+    width="stretch",
+)  # fmt: skip
+st.info(
+    f"What to notice: the true answer's first token `{str(expr.answer)[0]}` gets "
+    f"{probs[model.vocab.id(str(expr.answer)[0])]:.2%} of the probability; every other token shares the rest. "
+    "Edit the example in the sidebar and watch every page follow.",
+    icon=":material/lightbulb:",
+)
