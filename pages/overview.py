@@ -36,11 +36,11 @@ st.markdown(
     "stage by stage. Click a stage to see its numbers for this example."
 )
 stages = [
-    ("pages/tokens.py", "1 · Tokens & embeddings", f"{len(run.tokens)} tokens → {cfg.d_model}-d vectors"),
-    ("pages/attention.py", "2 · Attention", f"{cfg.n_layers} × {cfg.n_heads} heads move information between positions"),
-    ("pages/residual.py", "3 · Residual, LayerNorm & FFN", f"{cfg.d_ff} FFN neurons per block, per position"),
-    ("pages/output.py", "4 · Output & softmax", f"{cfg.vocab_size} logits → probabilities at `=`"),
-    ("pages/backprop.py", "5 · Backprop", "the gradient of the loss at every stage"),
+    ("../pages/tokens.py", "1 · Tokens & embeddings", f"{len(run.tokens)} tokens → {cfg.d_model}-d vectors"),
+    ("../pages/attention.py", "2 · Attention", f"{cfg.n_layers} × {cfg.n_heads} heads move information between positions"),
+    ("../pages/residual.py", "3 · Residual, LayerNorm & FFN", f"{cfg.d_ff} FFN neurons per block, per position"),
+    ("../pages/output.py", "4 · Output & softmax", f"{cfg.vocab_size} logits → probabilities at `=`"),
+    ("../pages/backprop.py", "5 · Backprop", "the gradient of the loss at every stage"),
 ]  # fmt: skip
 for col, (page, label, caption) in zip(st.columns(len(stages)), stages, strict=True):
     with col.container(border=True):

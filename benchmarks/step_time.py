@@ -1,0 +1,124 @@
+"""How long one training step and one cached forward pass take, as medians of many.
+
+    python benchmarks/step_time.py [--steps 300] [--forwards 2000] [--blas-threads N]
+
+1. A training step exactly as `Trainer.run` does it: sample a batch of 64, encode it,
+   `loss_and_grads`, `clip_grad_norm`, an AdamW step; the default `ModelConfig()` on the
+   default task (three values 0-9). Also `loss_and_grads` on its own.
+2. `run_with_cache` on one 9-token expression: what the explainer does per page view.
+
+Each call is timed on its own, after a warm-up, and the median is reported (p10/p90 show
+the spread: the machine may be shared). Nothing here is a test; speed is only reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from model_core import TaskConfig, TaskModel, TrainConfig, make_splits  # noqa: E402
+from model_core.optim import clip_grad_norm, lr_at, make_optimizer  # noqa: E402
+
+
+# ---------------------------------------------------------------- BLAS threads, without threadpoolctl
+def _openblas() -> tuple[ctypes.CDLL, str] | None:
+    """The OpenBLAS numpy loaded (found in this process's memory map) and its symbol prefix."""
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
+        return None
+    paths = {line.split()[-1] for line in maps.splitlines() if "openblas" in line.lower() and "/" in line}
+    for path in sorted(paths):
+        lib = ctypes.CDLL(path)
+        for prefix in ("scipy_openblas", "openblas"):
+            for suffix in ("64_", "_64", ""):
+                if hasattr(lib, f"{prefix}_get_num_threads{suffix}"):
+                    return lib, f"{prefix}_%s{suffix}"
+    return None
+
+
+def blas_threads(set_to: int | None = None) -> str:
+    """Describe (and optionally set) the BLAS thread count."""
+    found = _openblas()
+    env = {k: os.environ[k] for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS") if k in os.environ}
+    if found is None:
+        return f"unknown (no OpenBLAS found; env {env or 'unset'})"
+    lib, name = found
+    if set_to is not None:
+        getattr(lib, name % "set_num_threads")(ctypes.c_int(set_to))
+    n = getattr(lib, name % "get_num_threads")()
+    core = getattr(lib, name % "get_corename")
+    core.restype = ctypes.c_char_p
+    return f"{n} (OpenBLAS kernel {core().decode()}; env {env or 'unset'}; {os.cpu_count()} CPUs)"
+
+
+# ---------------------------------------------------------------- timing
+def timed(fn, n: int, warmup: int) -> np.ndarray:
+    """Seconds per call of fn(), each call timed on its own."""
+    for _ in range(warmup):
+        fn()
+    out = np.empty(n)
+    for i in range(n):
+        t0 = time.perf_counter()
+        fn()
+        out[i] = time.perf_counter() - t0
+    return out
+
+
+def summary(label: str, seconds: np.ndarray) -> str:
+    p10, p50, p90 = np.percentile(seconds * 1e3, [10, 50, 90])
+    return f"{label:<38} median {p50:7.3f} ms   p10 {p10:7.3f}   p90 {p90:7.3f}   (n={len(seconds)})"
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--steps", type=int, default=300, help="training steps timed")
+    ap.add_argument("--warmup", type=int, default=30, help="untimed steps first")
+    ap.add_argument("--forwards", type=int, default=2000, help="cached forward passes timed")
+    ap.add_argument("--blas-threads", type=int, default=None, help="set OpenBLAS's thread count first")
+    ap.add_argument("--no-keep-memory", action="store_true", help="skip model_core._alloc.keep_freed_memory()")
+    args = ap.parse_args(argv)
+
+    print(f"numpy {np.__version__}, Python {platform.python_version()}, {platform.machine()}")
+    print(f"BLAS threads: {blas_threads(args.blas_threads)}")
+
+    model = TaskModel.new(TaskConfig())
+    cfg = TrainConfig()  # batch 64, AdamW
+    splits = make_splits(model.task, seed=cfg.seed)
+    net, params = model.transformer, model.transformer.params
+    opt = make_optimizer(cfg, params)
+    rng = np.random.default_rng(cfg.seed)
+    step = 0
+
+    def train_step():  # the body of Trainer.run, less its metrics
+        nonlocal step
+        batch = model.encode(splits.sample_train(cfg.batch_size, rng))
+        loss, grads, logits = net.loss_and_grads(batch.tokens, batch.targets)
+        clip_grad_norm(grads, cfg.grad_clip)
+        opt.step(params, grads, lr_at(step, cfg))
+        step += 1
+
+    fixed = model.encode(splits.sample_train(cfg.batch_size, np.random.default_rng(1)))
+    print(f"task: {model.task.n_args} values {model.task.min_value}-{model.task.max_value}, "
+          f"batch {cfg.batch_size} x {fixed.tokens.shape[1]} tokens; model {net.n_params} parameters, "
+          f"{net.cfg.n_layers} blocks, d_model {net.cfg.d_model}, {net.dtype}")  # fmt: skip
+    print(summary("training step (Trainer.run body)", timed(train_step, args.steps, args.warmup)))
+    print(summary("loss_and_grads alone", timed(lambda: net.loss_and_grads(fixed.tokens, fixed.targets),
+                                                 args.steps, args.warmup)))  # fmt: skip
+
+    one = model.encode(model.expressions([model.parse("Max ( 5 3 9 )")])).tokens[0]  # [9]
+    print(summary(f"run_with_cache, 1 x {one.shape[0]} tokens", timed(lambda: net.run_with_cache(one[None]),
+                                                                     args.forwards, 50)))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
