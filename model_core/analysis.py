@@ -33,8 +33,9 @@ class ExampleRun:
 def run_example(model: TaskModel, expr) -> ExampleRun:
     """Answer `expr` (text or Expression), cache the forward pass, and the gradients of its loss."""
     answer = model.answer(expr)
-    # The model read its own tokens up to the last one it wrote (that one is never fed back).
-    tokens = answer.tokens[:-1] if model.causal else answer.tokens
+    # A causal model read its own tokens up to the last one it wrote (that one is never fed
+    # back); a bidirectional model read the input up to `=` and nothing it wrote.
+    tokens = answer.tokens[:-1] if model.causal else answer.tokens[: answer.answer_pos + 1]
     _, cache = model.transformer.run_with_cache(tokens[None])
     batch = model.encode(model.expressions([answer.expression]))
     _, grad_cache = model.transformer.run_with_cache(batch.tokens, targets=batch.targets, grads=True)

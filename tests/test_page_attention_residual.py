@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import statistics
-import time
 
 import numpy as np
 import pytest
@@ -406,22 +405,3 @@ def test_residual_page_for_a_causal_pre_norm_model(causal_model):
     at.segmented_control(key="resid_ln").set_value("ln_final").run()
     check_residual_page(at, causal_model, text, 0, "ln_final")
     assert "GELU is never exactly 0" in " ".join(m.value for m in at.markdown)
-
-
-# ================================================================ speed
-
-
-@pytest.mark.parametrize("page", [ATTENTION, RESIDUAL])
-def test_rerun_after_an_edit_is_fast(page):
-    """A rerun after an edit costs <= 0.5 s of CPU (wall time on this shared 2-core machine varies with load)."""
-    at = open_app(page)
-    set_example(at, "Min ( 4 8 1 )")
-    cpu, wall = [], []
-    for text in ("Last ( 2 6 5 )", "Second ( 0 3 8 )", "First ( 9 9 1 )"):
-        start_cpu, start_wall = time.process_time(), time.perf_counter()
-        set_example(at, text)
-        cpu.append(time.process_time() - start_cpu)
-        wall.append(time.perf_counter() - start_wall)
-    assert not at.exception
-    print(page, "cpu", [f"{t:.3f}" for t in cpu], "wall", [f"{t:.3f}" for t in wall])
-    assert min(cpu) <= 0.5, cpu
