@@ -1,3 +1,140 @@
+"""Output & softmax: logits -> probabilities -> loss, and what each stage would have predicted (logit lens)."""
+
+import numpy as np
+import pandas as pd
 import streamlit as st
 
-st.title("Coming soon")
+from explainer import charts, state
+from model_core import analysis_tokens as tok
+from model_core.analysis import logit_lens
+
+cur = state.current()
+model, run = cur.model, cur.run
+net, vocab = model.transformer, model.vocab
+answer = run.answer
+n_steps = len(answer.step_probs)
+
+st.title("Output & softmax")
+st.markdown(
+    "After the last block, each position's vector is multiplied by the unembedding $W_U$: one score, a **logit**, "
+    "per vocabulary token. Softmax turns the logits into probabilities, and training lowers the cross-entropy "
+    "loss: minus the log of the probability given to the true next token."
+    + (" The final LayerNorm comes first (this model is pre-norm)." if net.cfg.norm == "pre" else "")
+)
+st.latex(r"z = x_{\text{final}}\,W_U + b_U, \qquad p_i = \frac{e^{z_i}}{\sum_j e^{z_j}}, \qquad "
+         r"\mathcal{L} = -\log p_{\text{true}}")
+
+# ---------------------------------------------------------------- which answer position
+if model.causal:
+    if st.session_state.get("out_step", 0) >= n_steps:
+        st.session_state["out_step"] = 0  # the new example has fewer answer steps
+
+    def _step_label(s: int) -> str:
+        return f"step {s + 1}: position {run.answer_pos + s} (`{run.labels[run.answer_pos + s]}`) → wrote " \
+               f"`{answer.answer_tokens[s]}`"  # fmt: skip
+
+    step = st.selectbox("Answer step", range(n_steps), format_func=_step_label, key="out_step",
+                        help="A causal model writes one answer token per position.")  # fmt: skip
+else:
+    step = 0
+pos = run.answer_pos + step
+true_id = int(run.train_targets[pos]) if pos < len(run.train_targets) and run.train_targets[pos] >= 0 else None
+true_tok = vocab.decode([true_id])[0] if true_id is not None else None
+logits = run.cache["hook_logits"][0, pos]  # [vocab]
+tokens = vocab.to_list()
+st.caption(
+    f"Reading position {pos} (`{run.labels[pos]}`) of `{' '.join(run.labels)}`; the true next token is "
+    + (f"`{true_tok}`." if true_tok is not None else "— (the model wrote more tokens than the true answer has).")
+)
+
+# ---------------------------------------------------------------- logits
+st.subheader("Logits")
+st.altair_chart(
+    charts.logit_bars(logits, tokens, highlight=true_tok, title=f"Logits at position {pos} (hook_logits), "
+                      "true answer outlined"),
+    width="stretch",
+)  # fmt: skip
+
+# ---------------------------------------------------------------- probabilities
+st.subheader("Probabilities")
+temperature = st.slider("Temperature T", 0.1, 5.0, 1.0, 0.1, key="out_temperature",
+                        help="Display only: divides the logits before softmax. The model uses T = 1.")  # fmt: skip
+st.latex(r"p_i = \frac{e^{z_i / T}}{\sum_j e^{z_j / T}}")
+st.markdown(
+    "**T = 1 is what the model uses**; other values are only a way to see the logits' gaps: T < 1 sharpens the "
+    "distribution towards the top logit, T > 1 flattens it towards uniform. The ranking never changes."
+)
+probs_t = tok.softmax_with_temperature(logits, temperature)
+probs = tok.softmax_with_temperature(logits, 1.0)
+st.altair_chart(
+    charts.probability_bars(probs_t, tokens, highlight=true_tok,
+                            title=f"Probabilities at position {pos}, softmax(logits / {temperature:g})"),
+    width="stretch",
+)  # fmt: skip
+top = int(probs.argmax())
+st.info(
+    f"What to notice: at T = 1 the top token `{tokens[top]}` gets {probs[top]:.4%}"
+    + (f"; the true `{true_tok}` gets {probs[true_id]:.4%}" if true_id is not None and true_id != top else "")
+    + (f". At T = {temperature:g} the top token gets {probs_t[top]:.4%}." if temperature != 1.0 else ".")
+    + f" Its logit is {logits[top]:.2f}; the runner-up's {logits[probs.argsort()[-2]]:.2f}: a gap of g logits "
+    "becomes a probability ratio of eᵍ (e^(g/T) at temperature T).",
+    icon=":material/lightbulb:",
+)  # fmt: skip
+
+# ---------------------------------------------------------------- loss
+st.subheader("Loss")
+losses = tok.token_losses(run.grad_cache["hook_logits"][0], run.train_targets)  # [T'] NaN off the answer
+answer_rows = run.train_targets >= 0
+c1, c2, c3 = st.columns(3)
+c1.metric(f"p(true token) at position {pos}", f"{probs[true_id]:.4%}" if true_id is not None else "—",
+          help="From the bars above (T = 1).")  # fmt: skip
+c2.metric(f"Loss at position {pos}: −log p(true)", f"{losses[pos]:.4g}" if true_id is not None else "—",
+          help="On the sequence with the true answer (teacher forcing), in float32, as in training.")  # fmt: skip
+c3.metric("Training loss on this example", f"{run.grad_cache.loss:.4g}",
+          help="run.grad_cache.loss: the mean of −log p(true) over the answer positions.")  # fmt: skip
+st.markdown(
+    "Training feeds the model the **true** answer (teacher forcing) and averages −log p(true) over the positions "
+    "that predict an answer token. "
+    + (f"Here: mean of ({', '.join(f'{v:.4g}' for v in losses[answer_rows])}) over positions "
+       f"{', '.join(str(i) for i in answer_rows.nonzero()[0])} = {run.grad_cache.loss:.4g}, the loss the "
+       "backward pass starts from." if model.causal
+       else f"A bidirectional model predicts one token, at `=`, so its loss is that one number: "
+       f"{run.grad_cache.loss:.4g}.")
+)  # fmt: skip
+if true_id is not None and not tok.same_context(run.tokens, run.train_tokens, pos, model.causal):
+    st.warning(
+        f"The bars come from the run that read `{' '.join(run.labels)}`; the loss from the training sequence "
+        f"`{' '.join(vocab.decode(run.train_tokens))}`. Position {pos} read different tokens in the two, "
+        "so −log of the highlighted bar is not exactly the loss here.",
+        icon=":material/info:",
+    )
+
+# ---------------------------------------------------------------- logit lens
+st.subheader("Logit lens")
+st.markdown(
+    "What would the model answer if it stopped early? The logit lens decodes the residual stream after each "
+    "stage exactly as the output does (final LayerNorm for a pre-norm model, then $W_U$ and softmax). "
+    "The last stage is the model's real output."
+)
+lens = logit_lens(net, run.cache, pos)
+stages = [name for name, _ in lens]
+lens_probs = np.stack([p for _, p in lens])  # [stage, vocab]
+cands = tok.lens_candidates(lens_probs, k=5, include=true_id)
+frame = pd.DataFrame(
+    [{"stage": s, "token": tokens[c], "probability": float(lens_probs[i, c])} for i, s in enumerate(stages)
+     for c in cands]
+)  # fmt: skip
+st.altair_chart(
+    charts.logit_lens(frame, title=f"Logit lens at position {pos}: probability of each candidate, stage by stage"),
+    width="stretch",
+)
+if true_id is not None:
+    first = tok.first_top_stage(lens_probs, true_id)
+    st.info(
+        f"What to notice: the true `{true_tok}` first becomes the top token at stage **{stages[first]}** "
+        f"({lens_probs[first, true_id]:.2%}), and ends at {lens_probs[-1, true_id]:.4%}."
+        if first is not None
+        else f"What to notice: the true `{true_tok}` is the top token at no stage; it ends at "
+        f"{lens_probs[-1, true_id]:.4%}.",
+        icon=":material/lightbulb:",
+    )
