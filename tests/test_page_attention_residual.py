@@ -371,7 +371,7 @@ def test_residual_page_shows_the_cached_arrays(shipped):
         "Residual-stream norm per position and stage",
         "How much each sublayer writes into the stream (norm of its output)",
         "Before blocks.0.ln1", "After blocks.0.ln1 (hook_normalized)",
-        "FFN hidden activations, block 0", "All 2560 activations of block 0 (10 positions)",
+        "FFN hidden activations, block 0", "All 2304 activations of block 0 (9 positions)",
     ]  # fmt: skip
     run = check_residual_page(at, shipped, DEFAULT, 0, "blocks.0.ln1")
     active = (run.cache["blocks.0.mlp.hook_post"][0, run.answer_pos] > 0).mean()
