@@ -23,10 +23,12 @@ def layer_norm_bars(df: pd.DataFrame, *, title: str | None = None, log_scale: bo
         alt.Chart(df)
         .mark_bar()
         .encode(
-            y=alt.Y("name:N", sort=ordered_unique(df["name"]), title=None),
+            y=alt.Y("name:N", sort=ordered_unique(df["name"]), title=None, axis=alt.Axis(labelLimit=260)),
             yOffset=alt.YOffset("kind:N", sort=ordered_unique(df["kind"])),
-            x=alt.X("norm:Q", scale=scale, title="norm"),
-            color=alt.Color("kind:N", sort=ordered_unique(df["kind"]), title="kind"),
+            # Unstacked: a log axis has no 0 for stacked bars to start from (nothing would be drawn).
+            x=alt.X("norm:Q", scale=scale, title="norm", stack=None),
+            color=alt.Color("kind:N", sort=ordered_unique(df["kind"]), title="kind",
+                            legend=alt.Legend() if df["kind"].nunique() > 1 else None),  # fmt: skip
             tooltip=[
                 alt.Tooltip("name:N", title="parameter"),
                 alt.Tooltip("kind:N", title="kind"),
@@ -164,10 +166,12 @@ def op_accuracy_over_time(df: pd.DataFrame, *, title: str | None = None) -> alt.
     return with_title(chart, title, width="container")
 
 
-def before_after_bars(df: pd.DataFrame, *, value_title: str = "loss", title: str | None = None) -> alt.LayerChart:
+def before_after_bars(
+    df: pd.DataFrame, *, value_title: str = "loss", title: str | None = None, text_format: str = ".4g"
+) -> alt.LayerChart:
     """A few labelled values side by side, e.g. the loss before and after one SGD step.
 
-    ``df`` columns: label, value.
+    ``df`` columns: label, value. ``text_format`` (d3) labels the bars: ".4g" keeps small losses readable.
     """
     return _category_bars(
         df[["label", "value"]],
@@ -176,6 +180,6 @@ def before_after_bars(df: pd.DataFrame, *, value_title: str = "loss", title: str
         value="value",
         value_title=value_title,
         y_scale=alt.Scale(zero=True),
-        text_format=".4f",
+        text_format=text_format,
         title=title,
     )

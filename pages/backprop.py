@@ -80,11 +80,7 @@ def short(name: str) -> str:
 
 def norm_bars(norms: list[tuple[str, float]], title: str):
     df = pd.DataFrame({"name": [short(n) for n, _ in norms], "norm": [v for _, v in norms], "kind": "gradient"})
-    chart = charts.layer_norm_bars(df, title=title, log_scale=log_scale)
-    # A log axis has no 0 for stacked bars to start from (Vega-Lite then draws nothing): unstacked
-    # bars start at the axis' left end. Remove once charts.layer_norm_bars sets stack=None itself.
-    chart.encoding.x.stack = None
-    return chart
+    return charts.layer_norm_bars(df, title=title, log_scale=log_scale)
 
 
 left, right = st.columns(2)

@@ -549,6 +549,6 @@ def test_before_after_bars():
     bar = unit_with_mark(spec, "bar")
     assert bar["encoding"]["x"]["sort"] == ["before", "after"]  # given order, not a-z
     assert bar["encoding"]["y"]["field"] == "value"
-    assert unit_with_mark(spec, "text")["encoding"]["text"]["format"] == ".4f"
+    assert unit_with_mark(spec, "text")["encoding"]["text"]["format"] == ".4g"
     assert tooltip_fields(bar["encoding"])["value"]["format"] == ".4f"
     pd.testing.assert_frame_equal(data_of(spec, "label", "value"), df_in)
