@@ -16,6 +16,7 @@ import argparse
 import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -27,7 +28,7 @@ from model_core.trainer import StepMetrics  # noqa: E402
 
 def time_to_target(preset_name: str, target: float, seed: int, check_every: int, max_steps: int | None):
     preset = PRESETS[preset_name]
-    cfg = preset.train if max_steps is None else preset.train.__class__(**(preset.train.to_dict() | {"steps": max_steps}))
+    cfg = preset.train if max_steps is None else replace(preset.train, steps=max_steps)
     model = TaskModel.new(preset.task, **(preset.model | {"seed": seed}))
     trainer = Trainer(model, cfg)
     measuring = 0.0

@@ -37,7 +37,7 @@ st.markdown(
 )
 stages = [
     ("../pages/tokens.py", "1 · Tokens & embeddings", f"{len(run.tokens)} tokens → {cfg.d_model}-d vectors"),
-    ("../pages/attention.py", "2 · Attention", f"{cfg.n_layers} × {cfg.n_heads} heads move information between positions"),
+    ("../pages/attention.py", "2 · Attention", f"{cfg.n_layers} × {cfg.n_heads} heads mix the positions"),
     ("../pages/residual.py", "3 · Residual, LayerNorm & FFN", f"{cfg.d_ff} FFN neurons per block, per position"),
     ("../pages/output.py", "4 · Output & softmax", f"{cfg.vocab_size} logits → probabilities at `=`"),
     ("../pages/backprop.py", "5 · Backprop", "the gradient of the loss at every stage"),

@@ -14,7 +14,10 @@ APP = str(Path(__file__).resolve().parent.parent / "explainer" / "app.py")
 
 
 def open_app(page: str | None = None) -> AppTest:
-    """The app after its first run, optionally switched to `page`, a path relative to the entry script (e.g. "../pages/attention.py")."""
+    """The app after its first run, optionally switched to `page`.
+
+    `page` is a path relative to the entry script, e.g. "../pages/attention.py".
+    """
     at = AppTest.from_file(APP, default_timeout=60)
     at.run()
     if page is not None:
