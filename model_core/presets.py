@@ -38,7 +38,7 @@ PRESETS: dict[str, Preset] = {
             "its answer digit by digit, then <eos>.",
             TaskConfig(max_value=99),
             {"causal": True, "norm": "pre", "positional": "learned", "activation": "gelu"},
-            TrainConfig(steps=12000, batch_size=128, lr=2e-3, warmup_steps=300, eval_every=500),
+            TrainConfig(steps=6000, batch_size=128, lr=2e-3, warmup_steps=300, eval_every=500),
         ),
         Preset(
             "tiny",
