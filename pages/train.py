@@ -1,3 +1,312 @@
+"""Train: train a new model in the background, watch its curves and heads form, then open it in every page."""
+
+from collections.abc import Callable
+from types import MappingProxyType
+
+import pandas as pd
 import streamlit as st
 
-st.title("Coming soon")
+from explainer import charts, state
+from model_core import CheckpointError, store
+from model_core import training_job as tj
+
+JOB = "train_job"  # this session's TrainingJob (at most one)
+ADDED = "train_added"  # {job id: the name it has in the sidebar}
+UPLOAD_RESULT = "train_upload_result"  # ("success" | "error", message) of the last upload
+SETTINGS = "train_settings"  # the settings' values, kept while the user is on other pages
+SPECS = "train_specs"  # {chart name: (version, Vega-Lite spec)}: see _chart
+ALTAIR_DEFAULT_CONFIG = {"view": {"continuousWidth": 300, "continuousHeight": 300}}  # the default theme's (dropped)
+BARS_TITLE = "Validation accuracy per operation, latest evaluation"
+HISTORY_TITLE = "Validation accuracy per operation over training"
+HEADS_EVERY_S = 3.0  # while training, the attention snapshots refresh this often (the curves every 0.5 s)
+
+DEFAULTS = MappingProxyType({
+    # The original model (2 blocks × 4 heads, d_model 64): 100% validation accuracy on 0-9 in 200-300 steps.
+    "train_max_value": 9, "train_ops": ("First", "Second", "Last", "Max", "Min"), "train_n_args": 3,
+    "train_layers": 2, "train_heads": 4, "train_d_model": 64, "train_d_ff": 256,
+    "train_causal": "bidirectional", "train_norm": "post",
+    "train_optimizer": "adamw", "train_lr": 0.003, "train_batch": 64, "train_steps": 1000, "train_seed": 0,
+    "train_warmup": 50, "train_clip": 1.0, "train_eval_every": 50, "train_stop_at": True,
+})  # fmt: skip
+OPTIMIZERS = {"adamw": "AdamW", "adam": "Adam", "sgd": "SGD (momentum 0.9)"}
+ATTENTION = {"bidirectional": "bidirectional (encoder)", "causal": "causal (GPT-style decoder)"}
+NORMS = {"post": "post-norm (original)", "pre": "pre-norm (GPT-2)"}
+STATUS_BOX = {"finished": st.success, "reached_target": st.success, "stopped": st.info, "diverged": st.error,
+              "failed": st.error, "running": st.info, "pending": st.info}  # fmt: skip
+
+ss = st.session_state
+
+
+@st.cache_resource(scope="session", on_release=tj.stop_job, show_spinner=False)
+def _register(job_id: str, _job: tj.TrainingJob) -> tj.TrainingJob:
+    """Ties a job to this browser session: when the session ends (a closed tab), its thread is stopped."""
+    return _job
+
+
+def _job() -> tj.TrainingJob | None:
+    return ss.get(JOB)
+
+
+def _running() -> bool:
+    job = _job()
+    return job is not None and not job.done
+
+
+def _chart(name: str, version: object, build: Callable[[], object], data: pd.DataFrame | None = None) -> None:
+    """Draw a `charts` builder's chart; its Vega-Lite spec is built (and schema-validated) only when `version` changes.
+
+    While a job trains, the live view redraws twice a second in the process that trains, and Altair's
+    validation is most of what a chart costs. With `data`, the cached spec's one dataset is replaced by it on
+    every draw: the curves grow every tick but their spec does not change.
+    """
+    specs = ss.setdefault(SPECS, {})
+    if specs.get(name, (None,))[0] != version:
+        spec = build().to_dict()
+        if spec.get("config") == ALTAIR_DEFAULT_CONFIG:  # what st.altair_chart leaves out too
+            del spec["config"]
+        specs[name] = (version, spec)
+    spec = specs[name][1]
+    if data is not None:
+        (dataset,) = spec["datasets"]
+        spec = {**spec, "datasets": {dataset: data}}  # Streamlit copies the spec before changing it
+    st.vega_lite_chart(spec, width="stretch")
+
+
+# ---------------------------------------------------------------- callbacks
+def _on_start() -> None:
+    if _running():  # one job per session
+        return
+    s = {k: ss[k] for k in DEFAULTS}
+    task = {"max_value": s["train_max_value"], "operations": list(s["train_ops"]), "n_args": s["train_n_args"]}
+    model = {"n_layers": s["train_layers"], "n_heads": s["train_heads"], "d_model": s["train_d_model"],
+             "d_ff": s["train_d_ff"], "causal": s["train_causal"] == "causal", "norm": s["train_norm"],
+             "seed": s["train_seed"]}  # fmt: skip
+    train = {"optimizer": s["train_optimizer"], "lr": float(s["train_lr"]), "batch_size": s["train_batch"],
+             "steps": s["train_steps"], "seed": s["train_seed"], "warmup_steps": s["train_warmup"],
+             "grad_clip": float(s["train_clip"]), "eval_every": s["train_eval_every"],
+             "stop_at_accuracy": 1.0 if s["train_stop_at"] else None}  # fmt: skip
+    job = tj.TrainingJob(task, train, model, probe=ss.get("example"))
+    ss[JOB] = job
+    job.start()  # a refused job ("failed") does not start; the page shows its message
+
+
+def _on_stop() -> None:
+    if _job() is not None:
+        _job().stop()
+
+
+def _on_upload() -> None:
+    file = ss.get("train_upload")
+    if file is None:
+        return
+    try:
+        model = store.from_checkpoint(file.getvalue(), name=None)
+    except CheckpointError as err:
+        ss[UPLOAD_RESULT] = ("error", f"{file.name} was not loaded: {err}")
+        return
+    for array in model.transformer.params.values():
+        array.setflags(write=False)
+    shown = state.add_session_model(f"uploaded: {model.name or file.name.rsplit('.', 1)[0]}", model)
+    ss[UPLOAD_RESULT] = ("success", f"Loaded {file.name}: **{shown}** is now in the sidebar's model list.")
+
+
+def _checkpoint_bytes(job: tj.TrainingJob) -> bytes:
+    """The trained model's checkpoint, made once per job."""
+    cached = ss.get("train_checkpoint")
+    if cached is None or cached[0] != job.id:
+        cached = ss["train_checkpoint"] = (job.id, store.to_bytes(job.model))
+    return cached[1]
+
+
+def _finish(job: tj.TrainingJob) -> bool:
+    """Once a job has ended: put its model in the sidebar's list (once). True if this call did it."""
+    added = ss.setdefault(ADDED, {})
+    if not job.done or job.id in added:
+        return False
+    keep = job.model is not None and job.status in ("finished", "reached_target", "stopped")
+    added[job.id] = state.add_session_model(job.name, job.model) if keep else None
+    return keep
+
+
+# ---------------------------------------------------------------- the page
+job = _job()
+if job is not None:
+    _register(job.id, job)
+    if _finish(job):
+        st.rerun()  # the sidebar was drawn before the model existed
+running = _running()
+
+st.title("Train your own model")
+st.markdown(
+    "Training repeats one step thousands of times: draw a batch of $B$ expressions, run the model, score it "
+    "with the cross-entropy of the right answer, backpropagate, and let the optimiser move every weight a "
+    "little downhill. Every few steps the model answers the held-back **validation** expressions, and the "
+    "probe example's attention patterns are saved, so you can watch the heads form."
+)
+st.latex(
+    r"L(\theta) = -\frac{1}{B}\sum_{b=1}^{B} \log p_\theta\left(y_b \mid x_b\right)"
+    r"\qquad \theta \leftarrow \theta - \eta\, \mathrm{update}\left(\nabla_\theta L\right)"
+)
+st.caption(f"Limits on this shared machine: {tj.limits_text()}. Training runs in the background: you can "
+           "switch pages and come back.")  # fmt: skip
+
+# ---------------------------------------------------------------- settings
+# A page's widgets forget their values when the user leaves the page: restore them from SETTINGS.
+for key, value in ss.get(SETTINGS, DEFAULTS).items():
+    ss.setdefault(key, list(value) if isinstance(value, tuple) else value)
+if ss.train_max_value > 9:
+    ss.train_causal = "causal"
+left, middle, right = st.columns(3)
+with left.container(border=True):
+    st.markdown("**Task**")
+    st.selectbox("Values from 0 to", [9, 99], key="train_max_value")
+    st.multiselect("Operations", list(DEFAULTS["train_ops"]), key="train_ops")
+    st.slider("Number of values", 2, tj.MAX_ARGS, key="train_n_args")
+with middle.container(border=True):
+    st.markdown("**Model**")
+    a, b = st.columns(2)
+    a.number_input("Blocks", 1, tj.MAX_LAYERS, key="train_layers")
+    b.number_input("Heads", 1, tj.MAX_HEADS, key="train_heads")
+    a.number_input("d_model", 4, tj.MAX_D_MODEL, step=4, key="train_d_model",
+                   help="Must be a multiple of the number of heads.")  # fmt: skip
+    b.number_input("FFN width", 4, tj.MAX_D_FF, step=16, key="train_d_ff")
+    st.radio("Attention", list(ATTENTION), format_func=ATTENTION.get, key="train_causal", horizontal=True,
+             disabled=ss.train_max_value > 9)  # fmt: skip
+    if ss.train_max_value > 9:
+        st.caption("Values above 9 need a **causal** model: it writes the answer digit by digit.")
+    st.radio("LayerNorm", list(NORMS), format_func=NORMS.get, key="train_norm", horizontal=True)
+with right.container(border=True):
+    st.markdown("**Optimiser**")
+    a, b = st.columns(2)
+    a.selectbox("Optimiser", list(OPTIMIZERS), format_func=OPTIMIZERS.get, key="train_optimizer")
+    b.number_input("Learning rate", 0.0001, 10.0, step=0.001, format="%.4f", key="train_lr")
+    a.selectbox("Batch size", [16, 32, 64, 128, 256, tj.MAX_BATCH], key="train_batch")
+    b.number_input("Steps", 10, tj.MAX_STEPS, step=100, key="train_steps")
+    a.number_input("Seed", 0, 2**31 - 1, key="train_seed",
+                   help="Initial weights and batches: the same settings and seed give the same model.")  # fmt: skip
+    with st.expander("More"):
+        st.number_input("Warm-up steps", 0, tj.MAX_STEPS, step=10, key="train_warmup")
+        st.number_input("Gradient clipping (0 = off)", 0.0, 100.0, step=0.5, key="train_clip")
+        st.number_input("Evaluate every … steps", 10, 5000, step=10, key="train_eval_every")
+        st.checkbox("Stop at 100% validation accuracy", key="train_stop_at")
+ss[SETTINGS] = {k: ss[k] for k in DEFAULTS}
+
+a, b, _ = st.columns([1, 1, 4])
+a.button("Start training", key="train_start", on_click=_on_start, disabled=running, type="primary",
+         icon=":material/play_arrow:")  # fmt: skip
+b.button("Stop", key="train_stop", on_click=_on_stop, disabled=not running, icon=":material/stop:")
+if running:
+    st.caption("One run at a time per session. Changed settings apply to the next run.")
+
+
+# ---------------------------------------------------------------- the run, live
+@st.fragment(run_every=0.5 if running else None)
+def live() -> None:
+    job = _job()
+    if job is None:
+        st.info("Choose the settings and press **Start training**. The defaults (the original 2-block model) "
+                "reach 100% validation accuracy on 0-9 in a few hundred steps.")  # fmt: skip
+        return
+    snap = job.snapshot()
+    if _finish(job):
+        st.rerun(scope="app")  # once: the sidebar picks up the new model
+    added = ss.get(ADDED, {}).get(job.id)
+    note = f" It is in the sidebar's model list as **{added}**." if added else ""
+    if snap.status == "diverged":
+        note = " The model is not added to the model list."
+    STATUS_BOX[snap.status](snap.message + note)
+    if snap.status == "failed":
+        return
+    st.progress(snap.progress, text=f"{job.name}: step {snap.steps_done:,} of {snap.total_steps:,} · "
+                                    f"{snap.elapsed_s:.1f} s · {snap.steps_per_s:.0f} steps/s")  # fmt: skip
+    ev = snap.latest_eval
+    c = st.columns(3)
+    c[0].metric("Training loss", f"{snap.loss[-1]:.4f}" if snap.steps_done else "–",
+                help="The last batch's cross-entropy.")  # fmt: skip
+    c[1].metric("Training accuracy", f"{snap.accuracy[-1]:.1%}" if snap.steps_done else "–",
+                help="Exact answers on the last batch.")  # fmt: skip
+    c[2].metric(
+        "Validation accuracy",
+        f"{ev.accuracy:.1%}" if ev else "–",
+        help=f"Exact answers on the held-back validation expressions, at step {ev.step if ev else 0}.",
+    )
+    if ev is None:
+        return
+    curves = pd.DataFrame(snap.curves())
+    left, right = st.columns([3, 2])
+    with left:
+        _chart("curves", job.id, lambda: charts.training_curves(curves, title="Loss and accuracy"), data=curves)
+    with right:
+        per_op = pd.DataFrame(snap.op_accuracy())
+        _chart("op_bars", job.id, lambda: charts.op_accuracy_bars(per_op, title=BARS_TITLE), data=per_op)
+    worst = min(ev.per_op, key=ev.per_op.get)
+    st.caption(f"Curves show ≤ {tj.MAX_POINTS} of the {snap.steps_done:,} recorded training steps (evenly spread); "
+               f"validation at every evaluation (the bars: step {ev.step}). Hardest operation: **{worst}** "
+               f"({ev.per_op[worst]:.1%}).")  # fmt: skip
+    history = pd.DataFrame(snap.op_accuracy_history())
+    _chart("op_history", job.id, lambda: charts.op_accuracy_over_time(history, title=HISTORY_TITLE), data=history)
+
+
+# Drawing the heads costs the most, so while training they refresh less often than the curves.
+@st.fragment(run_every=HEADS_EVERY_S if running else None)
+def heads() -> None:
+    job = _job()
+    snap = job.snapshot() if job is not None else None
+    if snap is None or not snap.evals or snap.status == "failed":
+        return
+    st.subheader("How the heads formed")
+    n_layers = snap.evals[0].attention.shape[0]
+    if ss.get("train_layer", 0) >= n_layers:
+        ss.train_layer = 0
+    steps = [e.step for e in snap.evals]
+    a, b = st.columns([1, 3])
+    layer = a.selectbox("Layer", range(n_layers), key="train_layer")
+    if snap.done:
+        if ss.get("train_snapshot") not in steps:
+            ss.train_snapshot = steps[-1]
+        at_step = b.select_slider("Snapshot (training step)", steps, key="train_snapshot",
+                                  help="Scrub through training: the probe's attention at each evaluation.")  # fmt: skip
+    else:
+        at_step = steps[-1]
+        b.caption(f"Live: the latest snapshot (step {at_step}), refreshed every {HEADS_EVERY_S:.0f} s. "
+                  "Scrub through all of them when training ends.")  # fmt: skip
+    pattern = snap.evals[steps.index(at_step)].attention[layer]  # [head, q_pos, k_pos]
+    _chart(
+        "heads",
+        (job.id, at_step, layer),
+        lambda: charts.heads_small_multiples(pattern, list(snap.probe_tokens), layer=layer),
+    )
+    query = snap.probe_tokens.index("=")
+    head, key, weight = tj.strongest_attention(pattern, query)
+    head0, key0, weight0 = tj.strongest_attention(snap.evals[0].attention[layer], query)
+    st.info(
+        f"What to notice: on the probe **{snap.probe_text}** at step {at_step}, the strongest attention from `=` "
+        f"in layer {layer} is head {head}'s **{weight:.2f}** on `{snap.probe_tokens[key]}` (position {key}); "
+        f"before training (step 0) it was head {head0}'s {weight0:.2f} on `{snap.probe_tokens[key0]}` "
+        f"(position {key0}). Scrub through the snapshots and compare with the accuracy per operation above.",
+        icon=":material/lightbulb:",
+    )
+
+
+live()
+heads()
+
+# ---------------------------------------------------------------- save and load
+st.subheader("Save or load a model")
+job = _job()
+left, right = st.columns(2)
+with left:
+    if job is not None and ss.get(ADDED, {}).get(job.id):
+        st.download_button("Download the trained model (.safetensors)", data=_checkpoint_bytes(job),
+                           file_name=f"{job.name.replace(':', '').replace(' ', '_')}.safetensors",
+                           mime="application/octet-stream", key="train_download", on_click="ignore",
+                           icon=":material/download:")  # fmt: skip
+    else:
+        st.caption("When a run ends, its checkpoint can be downloaded here.")
+with right:
+    st.file_uploader("Load a checkpoint", type=["safetensors"], key="train_upload", on_change=_on_upload,
+                     help="A .safetensors checkpoint saved by this app or `python -m model_core train`. "
+                          "It is validated before use; nothing in it is ever executed.")  # fmt: skip
+    if ss.get(UPLOAD_RESULT):
+        kind, text = ss[UPLOAD_RESULT]
+        (st.success if kind == "success" else st.error)(text)
