@@ -20,6 +20,8 @@ from model_core.analysis import ExampleRun, ablate_heads, run_example
 
 DEFAULT_EXAMPLES = {9: "Max ( 7 2 9 )", 99: "Max ( 47 82 19 )"}
 SESSION_MODELS = "session_models"  # {display name: (model key, TaskModel)}
+TRAIN_JOB = "train_job"  # this session's TrainingJob (the Train page starts it; at most one)
+TRAIN_ADDED = "train_added"  # {job id: the name its model has in the sidebar, or None}
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,20 @@ def add_session_model(name: str, model: TaskModel) -> str:
         display, n = f"{name} ({n})", n + 1
     models[display] = (f"session:{uuid.uuid4().hex}", model)
     return display
+
+
+def adopt_finished_job(job) -> bool:
+    """Once a training job has ended, put its model in the sidebar's list (once). True if this call did it.
+
+    The sidebar calls this on every run, so a model that finishes while the user is on
+    another page joins the list there too.
+    """
+    added = st.session_state.setdefault(TRAIN_ADDED, {})
+    if not job.done or job.id in added:
+        return False
+    keep = job.model is not None and job.status in ("finished", "reached_target", "stopped")
+    added[job.id] = add_session_model(job.name, job.model) if keep else None
+    return keep
 
 
 def _models() -> dict[str, tuple[str, TaskModel | None]]:
@@ -138,8 +154,10 @@ def _on_model() -> None:
 # ---------------------------------------------------------------- the sidebar
 def sidebar() -> Current:
     """Draw the sidebar (model, example, layer, head) and return the current selection."""
-    models = _models()
     ss = st.session_state
+    if ss.get(TRAIN_JOB) is not None:
+        adopt_finished_job(ss[TRAIN_JOB])
+    models = _models()
     if ss.get("model_name") not in models:
         ss.model_name = next(iter(models))
         ss.pop("example", None)

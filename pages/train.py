@@ -10,8 +10,8 @@ from explainer import charts, state
 from model_core import CheckpointError, store
 from model_core import training_job as tj
 
-JOB = "train_job"  # this session's TrainingJob (at most one)
-ADDED = "train_added"  # {job id: the name it has in the sidebar}
+JOB = state.TRAIN_JOB  # this session's TrainingJob (at most one)
+ADDED = state.TRAIN_ADDED  # {job id: the name it has in the sidebar}
 UPLOAD_RESULT = "train_upload_result"  # ("success" | "error", message) of the last upload
 SETTINGS = "train_settings"  # the settings' values, kept while the user is on other pages
 SPECS = "train_specs"  # {chart name: (version, Vega-Lite spec)}: see _chart
@@ -118,21 +118,11 @@ def _checkpoint_bytes(job: tj.TrainingJob) -> bytes:
     return cached[1]
 
 
-def _finish(job: tj.TrainingJob) -> bool:
-    """Once a job has ended: put its model in the sidebar's list (once). True if this call did it."""
-    added = ss.setdefault(ADDED, {})
-    if not job.done or job.id in added:
-        return False
-    keep = job.model is not None and job.status in ("finished", "reached_target", "stopped")
-    added[job.id] = state.add_session_model(job.name, job.model) if keep else None
-    return keep
-
-
 # ---------------------------------------------------------------- the page
 job = _job()
 if job is not None:
     _register(job.id, job)
-    if _finish(job):
+    if state.adopt_finished_job(job):
         st.rerun()  # the sidebar was drawn before the model existed
 running = _running()
 
@@ -208,7 +198,7 @@ def live() -> None:
                 "reach 100% validation accuracy on 0-9 in a few hundred steps.")  # fmt: skip
         return
     snap = job.snapshot()
-    if _finish(job):
+    if state.adopt_finished_job(job):
         st.rerun(scope="app")  # once: the sidebar picks up the new model
     added = ss.get(ADDED, {}).get(job.id)
     note = f" It is in the sidebar's model list as **{added}**." if added else ""

@@ -216,3 +216,15 @@ def test_a_closed_tab_stops_its_job():
     assert not job.done
     cra.clear_session_cache(session)
     assert job.join(10) and job.status == "stopped"
+
+
+def test_a_run_that_ends_while_the_user_is_elsewhere_joins_the_list_there():
+    at = open_app(PAGE)
+    configure(at).button(key="train_start").click().run()
+    job = at.session_state["train_job"]
+    at.switch_page("../pages/overview.py").run()  # from here on only the Overview runs
+    assert job.join(60), "training did not end in time"
+    at.run()  # any rerun of any page: the sidebar adopts the finished model
+    assert not at.exception, at.exception
+    assert job.name in model_options(at)
+    assert at.session_state["train_added"] == {job.id: job.name}
