@@ -1,14 +1,19 @@
 """How long one training step and one cached forward pass take, as medians of many.
 
-    python benchmarks/step_time.py [--steps 300] [--forwards 2000] [--blas-threads N]
+    python benchmarks/step_time.py [--steps 300] [--forwards 2000] [--blas-threads N] [--raw]
 
-1. A training step exactly as `Trainer.run` does it: sample a batch of 64, encode it,
+1. A training step as `Trainer.run` takes it: sample a batch of 64, encode it,
    `loss_and_grads`, `clip_grad_norm`, an AdamW step; the default `ModelConfig()` on the
-   default task (three values 0-9). Also `loss_and_grads` on its own.
+   default task (three values 0-9). Then `loss_and_grads` alone, on one fixed batch.
 2. `run_with_cache` on one 9-token expression: what the explainer does per page view.
 
-Each call is timed on its own, after a warm-up, and the median is reported (p10/p90 show
-the spread: the machine may be shared). Nothing here is a test; speed is only reported.
+Each call is timed on its own after a warm-up; the median is the figure, p10/p90 show the
+spread (the machine may be shared: run it a few times). Before timing, the script does what
+`Trainer` does before it trains: `_alloc.keep_freed_memory()` and `_alloc.warm_up_blas()`
+(`--raw` skips both). Speed is only reported here, never asserted by a test.
+
+OpenBLAS's thread count is read (and with --blas-threads set) through the library numpy
+loaded, with ctypes: threadpoolctl is not a dependency.
 """
 
 from __future__ import annotations
@@ -28,10 +33,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from model_core import TaskConfig, TaskModel, TrainConfig, make_splits  # noqa: E402
 from model_core.optim import clip_grad_norm, lr_at, make_optimizer  # noqa: E402
 
+try:
+    from model_core import _alloc  # noqa: E402
+except ImportError:  # a checkout from before it existed: time it as it is
+    _alloc = None
+
 
 # ---------------------------------------------------------------- BLAS threads, without threadpoolctl
 def _openblas() -> tuple[ctypes.CDLL, str] | None:
-    """The OpenBLAS numpy loaded (found in this process's memory map) and its symbol prefix."""
+    """The OpenBLAS numpy loaded (found in this process's memory map) and its symbol pattern."""
     try:
         maps = Path("/proc/self/maps").read_text()
     except OSError:
@@ -47,18 +57,19 @@ def _openblas() -> tuple[ctypes.CDLL, str] | None:
 
 
 def blas_threads(set_to: int | None = None) -> str:
-    """Describe (and optionally set) the BLAS thread count."""
-    found = _openblas()
+    """Describe (and with `set_to`, first set) the BLAS thread count."""
     env = {k: os.environ[k] for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS") if k in os.environ}
+    found = _openblas()
     if found is None:
-        return f"unknown (no OpenBLAS found; env {env or 'unset'})"
+        return f"unknown: no OpenBLAS found (env {env or 'unset'}; see np.show_config())"
     lib, name = found
     if set_to is not None:
         getattr(lib, name % "set_num_threads")(ctypes.c_int(set_to))
     n = getattr(lib, name % "get_num_threads")()
     core = getattr(lib, name % "get_corename")
     core.restype = ctypes.c_char_p
-    return f"{n} (OpenBLAS kernel {core().decode()}; env {env or 'unset'}; {os.cpu_count()} CPUs)"
+    how = "set by --blas-threads" if set_to is not None else f"env {env or 'unset'}"
+    return f"{n} ({how}; OpenBLAS {core().decode()} kernels; {os.cpu_count()} CPUs)"
 
 
 # ---------------------------------------------------------------- timing
@@ -76,7 +87,7 @@ def timed(fn, n: int, warmup: int) -> np.ndarray:
 
 def summary(label: str, seconds: np.ndarray) -> str:
     p10, p50, p90 = np.percentile(seconds * 1e3, [10, 50, 90])
-    return f"{label:<38} median {p50:7.3f} ms   p10 {p10:7.3f}   p90 {p90:7.3f}   (n={len(seconds)})"
+    return f"{label:<36} median {p50:7.3f} ms   p10 {p10:7.3f}   p90 {p90:7.3f}   (n={len(seconds)})"
 
 
 def main(argv=None) -> None:
@@ -85,11 +96,19 @@ def main(argv=None) -> None:
     ap.add_argument("--warmup", type=int, default=30, help="untimed steps first")
     ap.add_argument("--forwards", type=int, default=2000, help="cached forward passes timed")
     ap.add_argument("--blas-threads", type=int, default=None, help="set OpenBLAS's thread count first")
-    ap.add_argument("--no-keep-memory", action="store_true", help="skip model_core._alloc.keep_freed_memory()")
+    ap.add_argument("--raw", action="store_true", help="skip keep_freed_memory() and warm_up_blas()")
     args = ap.parse_args(argv)
 
     print(f"numpy {np.__version__}, Python {platform.python_version()}, {platform.machine()}")
     print(f"BLAS threads: {blas_threads(args.blas_threads)}")
+    if _alloc is None:
+        print("model_core._alloc: not in this checkout")
+    elif args.raw:
+        print("keep_freed_memory / warm_up_blas: skipped (--raw)")
+    else:  # what Trainer does before it trains
+        kept = _alloc.keep_freed_memory()
+        _alloc.warm_up_blas()
+        print(f"keep_freed_memory: {'on' if kept else 'not available (not glibc Linux)'}; warm_up_blas: done")
 
     model = TaskModel.new(TaskConfig())
     cfg = TrainConfig()  # batch 64, AdamW
@@ -99,25 +118,27 @@ def main(argv=None) -> None:
     rng = np.random.default_rng(cfg.seed)
     step = 0
 
-    def train_step():  # the body of Trainer.run, less its metrics
+    def train_step():  # Trainer.run's step, less its metrics and events
         nonlocal step
         batch = model.encode(splits.sample_train(cfg.batch_size, rng))
         loss, grads, logits = net.loss_and_grads(batch.tokens, batch.targets)
-        clip_grad_norm(grads, cfg.grad_clip)
+        norm = clip_grad_norm(grads, cfg.grad_clip)
+        if not (np.isfinite(loss) and np.isfinite(norm)):
+            raise RuntimeError("the benchmark's training diverged")
         opt.step(params, grads, lr_at(step, cfg))
         step += 1
 
     fixed = model.encode(splits.sample_train(cfg.batch_size, np.random.default_rng(1)))
     print(f"task: {model.task.n_args} values {model.task.min_value}-{model.task.max_value}, "
-          f"batch {cfg.batch_size} x {fixed.tokens.shape[1]} tokens; model {net.n_params} parameters, "
-          f"{net.cfg.n_layers} blocks, d_model {net.cfg.d_model}, {net.dtype}")  # fmt: skip
-    print(summary("training step (Trainer.run body)", timed(train_step, args.steps, args.warmup)))
-    print(summary("loss_and_grads alone", timed(lambda: net.loss_and_grads(fixed.tokens, fixed.targets),
-                                                 args.steps, args.warmup)))  # fmt: skip
+          f"batch {cfg.batch_size} x {fixed.tokens.shape[1]} tokens; model: {net.n_params} parameters, "
+          f"{net.cfg.n_layers} blocks, d_model {net.cfg.d_model}, {net.cfg.norm}-norm, {net.dtype}")  # fmt: skip
+    print(summary("training step", timed(train_step, args.steps, args.warmup)))
+    lag = timed(lambda: net.loss_and_grads(fixed.tokens, fixed.targets), args.steps, args.warmup)
+    print(summary("loss_and_grads alone", lag))
 
     one = model.encode(model.expressions([model.parse("Max ( 5 3 9 )")])).tokens[0]  # [9]
-    print(summary(f"run_with_cache, 1 x {one.shape[0]} tokens", timed(lambda: net.run_with_cache(one[None]),
-                                                                     args.forwards, 50)))  # fmt: skip
+    fwd = timed(lambda: net.run_with_cache(one[None]), args.forwards, 50)
+    print(summary(f"run_with_cache, 1 x {one.shape[0]} tokens", fwd))
 
 
 if __name__ == "__main__":

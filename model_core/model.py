@@ -8,6 +8,12 @@ shared model do not see each other's hooks.
 
 Shapes: tokens [batch, pos]; residual stream [batch, pos, d_model];
 q/k/v/z [batch, pos, head, d_head]; scores/pattern [batch, head, q_pos, k_pos].
+
+Speed: the plain passes (`forward`, `loss_and_grads`), which have no hooks, take two
+exact shortcuts: the last block works only at the rows a caller asks for (queries,
+attention, MLP), and a post-norm block 0 reads its Q/K/V from table lookups
+(`_Lookup`). The hooked passes never take them, so every cached array is the
+straightforward computation; tests/test_speed_paths.py holds one against the other.
 """
 
 from __future__ import annotations
@@ -149,6 +155,57 @@ def _scatter(d: np.ndarray, rows, shape) -> np.ndarray:
     return out
 
 
+def _sum_rows_into(shape, idx: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Zeros of `shape` with out[idx[i]] += values[i] for every i, repeats in idx included.
+
+    `out[idx] += values` would keep only one of each repeat, and np.add.at (and add.reduceat)
+    took ~1 ms here; so add in rounds, each over indices that are distinct within the round
+    (one round when nothing repeats; a causal model's answer rows repeat a few times).
+    """
+    out = np.zeros(shape, dtype=values.dtype)
+    while len(idx):
+        _, first = np.unique(idx, return_index=True)
+        if len(first) == len(idx):  # no repeats (left)
+            out[idx] += values
+            break
+        out[idx[first]] += values[first]
+        rest = np.ones(len(idx), dtype=bool)
+        rest[first] = False
+        idx, values = idx[rest], values[rest]
+    return out
+
+
+class _Lookup(NamedTuple):
+    """Block 0's input as table lookups: x = W_E[tokens] + pos[:T].
+
+    In a post-norm model block 0 multiplies x itself (no LayerNorm first), so x @ W is
+    (W_E @ W)[tokens] + pos @ W: products with tables of vocab + T rows instead of batch * T
+    rows; and its gradient x^T @ d is W_E^T @ (onehot^T @ d) + pos^T @ d.sum(batch). For the
+    default model that takes block 0's Q/K/V projection and its gradients from ~43 to ~6 MFLOP
+    (of the ~235 a training step took). Exact, but only when nothing can change x: the plain passes.
+    """
+
+    tokens: np.ndarray  # [batch, pos]
+    W_E: np.ndarray  # [vocab, d_model]
+    pos: np.ndarray  # [pos, d_model]
+    onehot: np.ndarray | None  # [batch * pos, vocab] the tokens one-hot (for backward)
+
+    def matmul(self, W: np.ndarray) -> np.ndarray:
+        """x @ W: [batch, pos, out]."""
+        out = (self.W_E @ W)[self.tokens]
+        out += self.pos @ W  # broadcast over the batch
+        return out
+
+    def backward(self, d: np.ndarray, W: np.ndarray):
+        """For y = x @ W and d = dL/dy [batch, pos, out]: dL/dW, and the shares of dL/dW_E and
+        dL/dpos that y passes back (what x^T @ d and d @ W^T would give, by token and by position)."""
+        d_token = self.onehot.T @ d.reshape(-1, d.shape[-1])  # [vocab, out]: d summed by token
+        d_pos = d.sum(axis=0)  # [pos, out]
+        dW = self.W_E.T @ d_token
+        dW += self.pos.T @ d_pos
+        return dW, d_token @ W.T, d_pos @ W.T
+
+
 class Transformer:
     """A decoder (causal) or encoder (bidirectional) transformer in NumPy.
 
@@ -215,9 +272,9 @@ class Transformer:
     def loss_and_grads(self, tokens: np.ndarray, targets: np.ndarray):
         """Mean cross-entropy at the target positions and the gradient of every parameter."""
         targets = np.asarray(targets)
-        # Only the positions that have a target reach the loss; after the last block's
-        # attention has mixed positions, every op is per position, so it runs on those
-        # rows alone. Exact (the gradient tests check it) and 3-8x less work up there.
+        # Only the positions that have a target reach the loss, so the last block makes its
+        # queries, attention output and MLP at those rows alone (keys and values still at every
+        # position). Exact (the gradient tests check it) and 3-8x less work up there.
         rows = np.nonzero(targets >= 0)  # ([n], [n]) batch and position indices
         ctx: dict = {}
         logits = self._forward(self._check_tokens(tokens), _NO_HOOKS, ctx, rows)  # [n, vocab]
@@ -262,27 +319,39 @@ class Transformer:
         table = p["pos_embed.W_pos"] if cfg.positional == "learned" else self._sinusoid
         pos = run("hook_pos_embed", np.broadcast_to(table[:T], (B, T, cfg.d_model)))
         x = embed + pos
-        mask = L.attention_mask(tokens, cfg.pad_id, cfg.causal)  # [batch, 1, q_pos, k_pos]
+        # The embedding's backward is a product with the one-hot tokens [batch * pos, vocab].
+        onehot = np.eye(cfg.vocab_size, dtype=x.dtype)[tokens.reshape(-1)] if ctx is not None else None
+        # Block 0 reads x through table lookups (see _Lookup) in the plain passes (no hooks),
+        # when there are more rows than table rows and block 0 is not also the last, rows-only one.
+        lookup = None
+        if cfg.norm == "post" and run is _NO_HOOKS and B * T > cfg.vocab_size + T:
+            if rows is None or cfg.n_layers > 1:
+                lookup = _Lookup(tokens, p["embed.W_E"], table[:T], onehot)
+        # Added to the scores: 0 where a query may attend to a key, -inf where it may not
+        # (padding; the future when causal). The same numbers as np.where(mask, scores, -inf),
+        # made once per pass instead of once per block: np.where is slow on float32.
+        allowed = L.attention_mask(tokens, cfg.pad_id, cfg.causal)  # [batch, 1, q_pos, k_pos]
+        mask = np.where(allowed, 0.0, -np.inf).astype(self.dtype)
         if ctx is not None:
-            ctx["tokens"], ctx["blocks"] = tokens, []
+            ctx["tokens"], ctx["onehot"], ctx["blocks"] = tokens, onehot, []
         for i in range(cfg.n_layers):
             bctx = {} if ctx is not None else None
             last = i == cfg.n_layers - 1
-            x = self._block(i, x, mask, run, bctx, rows if last else None)
+            x = self._block(i, x, mask, run, bctx, rows if last else None, lookup if i == 0 else None)
             if ctx is not None:
                 ctx["blocks"].append(bctx)
         if cfg.norm == "pre":
             x = self._layer_norm("ln_final", x, run, ctx)
         if ctx is not None:
             ctx["final"] = x
-        return run("hook_logits", L.matmul(x, p["unembed.W_U"]) + p["unembed.b_U"])
+        return run("hook_logits", L.linear(x, p["unembed.W_U"], p["unembed.b_U"]))
 
-    def _block(self, i: int, x, mask, run: _Pass, ctx: dict | None, rows=None):
+    def _block(self, i: int, x, mask, run: _Pass, ctx: dict | None, rows=None, lookup=None):
         b = f"blocks.{i}."
         resid_pre = run(b + "hook_resid_pre", x)
         skip = resid_pre if rows is None else resid_pre[rows]  # the residual path: [batch, pos, d] or [n, d]
         if ctx is not None:
-            ctx["rows"] = rows
+            ctx["rows"], ctx["lookup"] = rows, lookup
         if self.cfg.norm == "pre":
             attn_in = self._layer_norm(b + "ln1", resid_pre, run, ctx)  # every position: keys and values
             attn_out = run(b + "hook_attn_out", self._attention(b, attn_in, mask, run, ctx, rows))
@@ -291,7 +360,7 @@ class Transformer:
             mlp_out = run(b + "hook_mlp_out", self._mlp(b, mlp_in, run, ctx))
             return run(b + "hook_resid_post", resid_mid + mlp_out)
         # post-norm, the original's "Add & Norm"
-        attn_out = run(b + "hook_attn_out", self._attention(b, resid_pre, mask, run, ctx, rows))
+        attn_out = run(b + "hook_attn_out", self._attention(b, resid_pre, mask, run, ctx, rows, lookup))
         resid_mid = run(b + "hook_resid_mid", self._layer_norm(b + "ln1", skip + attn_out, run, ctx))
         mlp_out = run(b + "hook_mlp_out", self._mlp(b, resid_mid, run, ctx))
         return run(b + "hook_resid_post", self._layer_norm(b + "ln2", resid_mid + mlp_out, run, ctx))
@@ -300,49 +369,84 @@ class Transformer:
         p = self.params
         centred, scale = L.layer_norm_scale(x)
         scale = run(prefix + ".hook_scale", scale)  # [batch, pos, 1]
-        xhat = centred / scale
-        out = run(prefix + ".hook_normalized", xhat * p[prefix + ".w"] + p[prefix + ".b"])
+        xhat = np.divide(centred, scale, out=centred)  # (centred is ours: no new array)
+        out = xhat * p[prefix + ".w"]
+        out += p[prefix + ".b"]
+        out = run(prefix + ".hook_normalized", out)
         if ctx is not None:
             ctx[prefix] = (xhat, scale)
         return out
 
-    def _attention(self, b: str, x, mask, run: _Pass, ctx: dict | None, rows=None):
+    def _attention(self, b: str, x, mask, run: _Pass, ctx: dict | None, rows=None, lookup: _Lookup | None = None):
+        """Multi-head attention of x [batch, pos, d_model]: [batch, pos, d_model] (at `rows`: [n, d_model])."""
+        if rows is not None:
+            return self._attention_at_rows(b, x, mask, ctx, rows)
         cfg, p = self.cfg, self.params
         B, T, D = x.shape
         H, dh = cfg.n_heads, cfg.d_head
         W_qkv, b_qkv = self._fused_qkv(b)
-        qkv = L.matmul(x, W_qkv) + b_qkv  # [batch, pos, 3 * d_model]
+        qkv = lookup.matmul(W_qkv) if lookup is not None else L.matmul(x, W_qkv)
+        qkv += b_qkv  # [batch, pos, 3 * d_model]
         q = run(b + "attn.hook_q", qkv[..., :D].reshape(B, T, H, dh))
         k = run(b + "attn.hook_k", qkv[..., D : 2 * D].reshape(B, T, H, dh))
         v = run(b + "attn.hook_v", qkv[..., 2 * D :].reshape(B, T, H, dh))
         qh, kh, vh = (a.transpose(0, 2, 1, 3) for a in (q, k, v))  # [batch, head, pos, d_head]
-        scores = (qh @ kh.transpose(0, 1, 3, 2)) * (1.0 / math.sqrt(dh))  # [batch, head, q, k]
-        scores = run(b + "attn.hook_attn_scores", np.where(mask, scores, -np.inf).astype(x.dtype))
+        scores = qh @ kh.transpose(0, 1, 3, 2)  # [batch, head, q, k]
+        scores *= 1.0 / math.sqrt(dh)
+        scores += mask  # -inf where a key may not be seen
+        scores = run(b + "attn.hook_attn_scores", scores)
         pattern = run(b + "attn.hook_pattern", L.softmax(scores))
         z = np.empty((B, T, H, dh), dtype=x.dtype)  # [batch, pos, head, d_head], filled in place:
         np.matmul(pattern, vh, out=z.transpose(0, 2, 1, 3))  # no copy to undo the head transpose
         z = run(b + "attn.hook_z", z)
-        if rows is not None:
-            z = z[rows]  # [n, head, d_head]: the rows the loss needs
-        out = L.matmul(z.reshape(*z.shape[:-2], D), p[b + "attn.W_O"].reshape(D, D)) + p[b + "attn.b_O"]
+        out = L.linear(z.reshape(B, T, D), p[b + "attn.W_O"].reshape(D, D), p[b + "attn.b_O"])
         if ctx is not None:
-            ctx[b + "attn"] = (x, qh, kh, vh, pattern, z)
+            ctx[b + "attn"] = (x, qh, kh, vh, pattern, z, W_qkv)
+        return out
+
+    def _attention_at_rows(self, b: str, x, mask, ctx: dict | None, rows):
+        """Attention output only at `rows` ([n] batch and [n] position indices): [n, d_model].
+
+        Each row is one query attending over its own example. With one query, the key and
+        value projections move onto the query side (TransformerLens's QK and OV circuits):
+        q . (x_j W_K + b_K) = (q W_K^T) . x_j + q . b_K, whose last term is the same for every
+        key and so changes no softmax; and sum_j p_j (x_j W_V + b_V) = (sum_j p_j x_j) W_V + b_V.
+        Nothing is then projected at all batch * pos positions, only at the n rows (for the
+        default model ~6 instead of ~30 MFLOP, gradients included). Exact up to rounding. The
+        callers that pass rows have no hooks, so there are no hook points here.
+        """
+        cfg, p = self.cfg, self.params
+        D, H, dh = cfg.d_model, cfg.n_heads, cfg.d_head
+        W_Q = p[b + "attn.W_Q"].transpose(1, 0, 2).reshape(D, D)  # [d_model, (head, d_head)]
+        xs = x[rows[0]]  # [n, pos, d_model]: each row's example
+        q = L.linear(x[rows], W_Q, p[b + "attn.b_Q"].reshape(D)).reshape(-1, H, dh)  # [n, head, d_head]
+        q_x = np.matmul(q.transpose(1, 0, 2), p[b + "attn.W_K"].transpose(0, 2, 1)).transpose(1, 0, 2)  # q W_K^T
+        scores = q_x @ xs.transpose(0, 2, 1)  # [n, head, pos]
+        scores *= 1.0 / math.sqrt(dh)
+        scores += mask[rows[0], :, rows[1]]  # [n, 1, pos]: each row's own line of the mask
+        pattern = L.softmax(scores)  # [n, head, pos]
+        mixed = pattern @ xs  # [n, head, d_model]: sum_j p_j x_j
+        z = np.matmul(mixed.transpose(1, 0, 2), p[b + "attn.W_V"]).transpose(1, 0, 2)  # [n, head, d_head]
+        z += p[b + "attn.b_V"]
+        out = L.linear(z.reshape(-1, D), p[b + "attn.W_O"].reshape(D, D), p[b + "attn.b_O"])
+        if ctx is not None:
+            ctx[b + "attn"] = (x, xs, q, q_x, pattern, mixed, z, W_Q)
         return out
 
     def _fused_qkv(self, b: str):
         """W_Q, W_K, W_V [head, d_model, d_head] side by side as one [d_model, 3 * d_model] matrix."""
         p, D = self.params, self.cfg.d_model
-        Ws = [p[b + f"attn.W_{n}"].transpose(1, 0, 2).reshape(D, D) for n in "QKV"]
-        bs = [p[b + f"attn.b_{n}"].reshape(D) for n in "QKV"]
-        return np.concatenate(Ws, axis=1), np.concatenate(bs)
+        W = np.stack([p[b + "attn.W_Q"], p[b + "attn.W_K"], p[b + "attn.W_V"]])  # [3, head, d_model, d_head]
+        bias = np.concatenate([p[b + "attn.b_Q"], p[b + "attn.b_K"], p[b + "attn.b_V"]], axis=None)
+        return W.transpose(2, 0, 1, 3).reshape(D, 3 * D), bias
 
     def _mlp(self, b: str, x, run: _Pass, ctx: dict | None):
         p, act = self.params, self.cfg.activation
-        pre = run(b + "mlp.hook_pre", L.matmul(x, p[b + "mlp.W_in"]) + p[b + "mlp.b_in"])  # [batch, pos, d_ff]
+        pre = run(b + "mlp.hook_pre", L.linear(x, p[b + "mlp.W_in"], p[b + "mlp.b_in"]))  # [batch, pos, d_ff]
         post = run(b + "mlp.hook_post", L.activation_forward(act, pre))
         if ctx is not None:
             ctx[b + "mlp"] = (x, pre, post)
-        return L.matmul(post, p[b + "mlp.W_out"]) + p[b + "mlp.b_out"]
+        return L.linear(post, p[b + "mlp.W_out"], p[b + "mlp.b_out"])
 
     # ------------------------------------------------------------ backward
     # Read upward: each step is the forward step above it, reversed. Where a value
@@ -358,14 +462,14 @@ class Transformer:
             dx = self._block_backward(i, dx, ctx["blocks"][i], run, g)
         run.grad("hook_embed", dx)
         run.grad("hook_pos_embed", dx)
-        tokens = ctx["tokens"]
-        D = cfg.d_model
+        T = ctx["tokens"].shape[1]
         # Embedding lookup backward: scatter-add rows; a one-hot matmul is fast for a small vocab.
-        onehot = np.eye(cfg.vocab_size, dtype=dx.dtype)[tokens.reshape(-1)]  # [batch*pos, vocab]
-        g["embed.W_E"] = onehot.T @ dx.reshape(-1, D)
+        # Block 0's attention adds its own share when it ran on table lookups (see _Lookup).
+        share_E, share_pos = ctx["blocks"][0].get("embed_share", (0.0, 0.0))
+        g["embed.W_E"] = ctx["onehot"].T @ dx.reshape(-1, cfg.d_model) + share_E
         if cfg.positional == "learned":
             dpos = np.zeros_like(p["pos_embed.W_pos"])
-            dpos[: tokens.shape[1]] = dx.sum(axis=0)
+            dpos[:T] = dx.sum(axis=0) + share_pos
             g["pos_embed.W_pos"] = dpos
         return {name: g[name] for name in p}  # parameter order
 
@@ -390,7 +494,9 @@ class Transformer:
             d_sum1 = self._layer_norm_backward(b + "ln1", d_mid, ctx, run, g)  # resid_pre + attn_out
             run.grad(b + "hook_attn_out", d_sum1)
             d_pre = _scatter(d_sum1, ctx["rows"], ctx[b + "attn"][0].shape)
-            d_pre += self._attention_backward(b, d_sum1, ctx, run, g)
+            d_attn_in = self._attention_backward(b, d_sum1, ctx, run, g)
+            if d_attn_in is not None:  # None: it went to the embeddings directly (see _Lookup)
+                d_pre += d_attn_in
         run.grad(b + "hook_resid_pre", d_pre)
         return d_pre
 
@@ -413,36 +519,71 @@ class Transformer:
         return dx
 
     def _attention_backward(self, b: str, dout, ctx: dict, run: _Pass, g: dict):
+        if ctx["rows"] is not None:
+            return self._attention_at_rows_backward(b, dout, ctx, g)
         cfg, p = self.cfg, self.params
         H, dh, D = cfg.n_heads, cfg.d_head, cfg.d_model
-        x, qh, kh, vh, pattern, z = ctx[b + "attn"]
+        x, qh, kh, vh, pattern, z, W_qkv = ctx[b + "attn"]
         B, T, _ = x.shape
-        z_flat = z.reshape(*z.shape[:-2], D)  # [batch, pos, d_model] or [n, d_model]
-        dz2, dW_O, g[b + "attn.b_O"] = L.linear_backward(dout, z_flat, p[b + "attn.W_O"].reshape(D, D))
+        dz, dW_O, g[b + "attn.b_O"] = L.linear_backward(dout, z.reshape(B, T, D), p[b + "attn.W_O"].reshape(D, D))
         g[b + "attn.W_O"] = dW_O.reshape(H, dh, D)
-        dz = _scatter(dz2, ctx["rows"], (B, T, D)).reshape(B, T, H, dh)
+        dz = dz.reshape(B, T, H, dh)
         run.grad(b + "attn.hook_z", dz)
         dzh = dz.transpose(0, 2, 1, 3)  # [batch, head, pos, d_head]
         dpattern = dzh @ vh.transpose(0, 1, 3, 2)  # [batch, head, q, k]
         run.grad(b + "attn.hook_pattern", dpattern)
-        dvh = pattern.transpose(0, 1, 3, 2) @ dzh  # [batch, head, pos, d_head]
-        dscores = L.softmax_backward(dpattern, pattern)  # masked keys have p = 0, so get 0
-        run.grad(b + "attn.hook_attn_scores", dscores)
-        dscores = dscores * (1.0 / math.sqrt(dh))
         # Write dq, dk, dv straight into their slots of d(qkv) [batch, pos, 3, head, d_head]
         # (matmul into a transposed view: three times faster than transposing and concatenating).
         dqkv = np.empty((B, T, 3, H, dh), dtype=dout.dtype)
-        dvh_slot = dqkv[:, :, 2].transpose(0, 2, 1, 3)
-        dvh_slot[...] = dvh
+        np.matmul(pattern.transpose(0, 1, 3, 2), dzh, out=dqkv[:, :, 2].transpose(0, 2, 1, 3))  # dv
+        dscores = L.softmax_backward(dpattern, pattern)  # masked keys have p = 0, so get 0
+        run.grad(b + "attn.hook_attn_scores", dscores)
+        dscores = dscores * (1.0 / math.sqrt(dh))
         np.matmul(dscores, kh, out=dqkv[:, :, 0].transpose(0, 2, 1, 3))
         np.matmul(dscores.transpose(0, 1, 3, 2), qh, out=dqkv[:, :, 1].transpose(0, 2, 1, 3))
         run.grad(b + "attn.hook_q", dqkv[:, :, 0])
         run.grad(b + "attn.hook_k", dqkv[:, :, 1])
         run.grad(b + "attn.hook_v", dqkv[:, :, 2])
         dqkv = dqkv.reshape(B, T, 3 * D)
-        W_qkv, _ = self._fused_qkv(b)
-        dx, dW_qkv, db_qkv = L.linear_backward(dqkv, x, W_qkv)
+        if ctx["lookup"] is None:
+            dx, dW_qkv, db_qkv = L.linear_backward(dqkv, x, W_qkv)
+        else:  # x was never used: the gradient goes to the embedding tables (see _Lookup)
+            dW_qkv, share_E, share_pos = ctx["lookup"].backward(dqkv, W_qkv)
+            ctx["embed_share"] = (share_E, share_pos)  # added in _backward
+            dx, db_qkv = None, L.col_sum(dqkv.reshape(-1, 3 * D))
+        # [d_model, (qkv, head, d_head)] -> W_Q, W_K, W_V [head, d_model, d_head], each contiguous
+        dW_qkv = np.ascontiguousarray(dW_qkv.reshape(D, 3, H, dh).transpose(1, 2, 0, 3))
         for j, n in enumerate("QKV"):
-            g[b + f"attn.W_{n}"] = dW_qkv[:, j * D : (j + 1) * D].reshape(D, H, dh).transpose(1, 0, 2)
+            g[b + f"attn.W_{n}"] = dW_qkv[j]
             g[b + f"attn.b_{n}"] = db_qkv[j * D : (j + 1) * D].reshape(H, dh)
+        return dx
+
+    def _attention_at_rows_backward(self, b: str, dout, ctx: dict, g: dict):
+        """`_attention_at_rows` read upward; dout [n, d_model]. Returns d x [batch, pos, d_model]."""
+        cfg, p = self.cfg, self.params
+        D, H, dh = cfg.d_model, cfg.n_heads, cfg.d_head
+        x, xs, q, q_x, pattern, mixed, z, W_Q = ctx[b + "attn"]
+        rows = ctx["rows"]
+        W_K, W_V = p[b + "attn.W_K"], p[b + "attn.W_V"]  # [head, d_model, d_head]
+        dz, dW_O, g[b + "attn.b_O"] = L.linear_backward(dout, z.reshape(-1, D), p[b + "attn.W_O"].reshape(D, D))
+        g[b + "attn.W_O"] = dW_O.reshape(H, dh, D)
+        dz_h = dz.reshape(-1, H, dh).transpose(1, 0, 2)  # [head, n, d_head]
+        g[b + "attn.W_V"] = mixed.transpose(1, 2, 0) @ dz_h  # [head, d_model, d_head]
+        g[b + "attn.b_V"] = L.col_sum(dz).reshape(H, dh)
+        d_mixed = np.matmul(dz_h, W_V.transpose(0, 2, 1)).transpose(1, 0, 2)  # [n, head, d_model]
+        dpattern = d_mixed @ xs.transpose(0, 2, 1)  # [n, head, pos]
+        dxs = pattern.transpose(0, 2, 1) @ d_mixed  # [n, pos, d_model]
+        dscores = L.softmax_backward(dpattern, pattern)  # masked keys have p = 0, so get 0
+        dscores *= 1.0 / math.sqrt(dh)
+        dq_x = dscores @ xs  # [n, head, d_model]
+        dxs += dscores.transpose(0, 2, 1) @ q_x
+        dq_x_h = dq_x.transpose(1, 0, 2)  # [head, n, d_model]
+        g[b + "attn.W_K"] = dq_x_h.transpose(0, 2, 1) @ q.transpose(1, 0, 2)  # [head, d_model, d_head]
+        g[b + "attn.b_K"] = np.zeros((H, dh), dtype=dout.dtype)  # it shifts a row's scores equally
+        dq = np.matmul(dq_x_h, W_K).transpose(1, 0, 2)  # [n, head, d_head]
+        dx_rows, dW_Q, db_Q = L.linear_backward(dq.reshape(-1, D), x[rows], W_Q)
+        g[b + "attn.W_Q"] = np.ascontiguousarray(dW_Q.reshape(D, H, dh).transpose(1, 0, 2))
+        g[b + "attn.b_Q"] = db_Q.reshape(H, dh)
+        dx = _sum_rows_into(x.shape, rows[0], dxs)  # keys and values: each row's example
+        dx[rows] += dx_rows  # the query
         return dx
