@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import _alloc
 from .config import TrainConfig
 from .optim import clip_grad_norm, lr_at, make_optimizer
 from .task_model import TaskModel
@@ -54,6 +55,10 @@ class TrainResult:
 class Trainer:
     def __init__(self, model: TaskModel, cfg: TrainConfig, *, probe: str | Expression | None = None,
                  splits: Splits | None = None):  # fmt: skip
+        # A step allocates hundreds of short-lived arrays and many small matrix products:
+        # keep freed memory for reuse and fault in OpenBLAS's buffer once (see _alloc).
+        _alloc.keep_freed_memory()
+        _alloc.warm_up_blas()
         self.model = model
         self.cfg = cfg
         self.splits = splits if splits is not None else make_splits(model.task, seed=cfg.seed)

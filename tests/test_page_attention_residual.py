@@ -173,7 +173,7 @@ def select(at, layer, head):
 
 
 def add_session_model(at, model):
-    at.session_state["session_models"] = {model.name: ("session:test-causal", model)}
+    at.session_state["session_models"] = {model.name: ("session:test-causal-attention", model)}
     at.run()
     at.selectbox(key="model_name").select(model.name).run()
     assert not at.exception, at.exception

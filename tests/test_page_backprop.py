@@ -268,7 +268,7 @@ def test_sgd_step_shows_before_and_after_and_never_touches_the_model():
 def test_causal_pre_norm_model():
     at = open_app(PAGE)
     model = causal_model()
-    at.session_state["session_models"] = {"tiny causal": ("session:test-causal", model)}
+    at.session_state["session_models"] = {"tiny causal": ("session:test-causal-backprop", model)}
     at.run()
     at.selectbox(key="bp_activation").select("blocks.1.hook_resid_post").run()
     at.selectbox(key="model_name").select("tiny causal").run()
