@@ -30,7 +30,7 @@ PRESETS: dict[str, Preset] = {
             "(post-norm, ReLU, sinusoidal positions) answering First/Second/Last/Max/Min of three values in 0-9.",
             TaskConfig(),
             {},
-            TrainConfig(steps=1000, batch_size=64, lr=3e-3, warmup_steps=50, eval_every=100),
+            TrainConfig(steps=600, batch_size=64, lr=3e-3, warmup_steps=50, eval_every=100),
         ),
         Preset(
             "digits-0-99",
