@@ -114,15 +114,19 @@ def activation_forward(name: str, x: np.ndarray) -> np.ndarray:
     if name == "relu":
         return x * (x > 0)  # (np.maximum(x, 0) is twice as slow)
     # GELU, tanh approximation (as GPT-2): 0.5 x (1 + tanh(c (x + 0.044715 x^3)))
-    return 0.5 * x * (1.0 + np.tanh(_GELU_C * (x + 0.044715 * x**3)))
+    return 0.5 * x * (1.0 + np.tanh(_gelu_inner(x)))
+
+
+def _gelu_inner(x: np.ndarray) -> np.ndarray:
+    """c (x + 0.044715 x^3); x * x * x, because float32 `x**3` goes through pow(), 40x slower here."""
+    return _GELU_C * (x + 0.044715 * (x * x * x))
 
 
 def activation_backward(name: str, dout: np.ndarray, x: np.ndarray) -> np.ndarray:
     """Gradient through the activation, given its *input* x."""
     if name == "relu":
         return dout * (x > 0)  # (np.where here is ten times slower)
-    inner = _GELU_C * (x + 0.044715 * x**3)
-    t = np.tanh(inner)
+    t = np.tanh(_gelu_inner(x))
     dinner = _GELU_C * (1.0 + 3 * 0.044715 * x * x)
     return dout * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * dinner)
 
