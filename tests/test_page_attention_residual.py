@@ -294,7 +294,7 @@ def test_switching_off_a_crucial_head_changes_the_answer_and_back(shipped):
     assert df["value"].iloc[0] == pytest.approx(original["probability"].iloc[0], rel=1e-9)
     assert (
         df["value"].iloc[1] == pytest.approx(ref.probs[shipped.vocab.id(ANSWER)], rel=1e-9)
-        and df["value"].iloc[1] < 0.01
+        and df["value"].iloc[1] < 0.05  # the right answer loses nearly all its probability
     )
 
     at.toggle(key=f"attn_on_{lay}_{h}").set_value(True).run()
