@@ -18,7 +18,7 @@ SPECS = "train_specs"  # {chart name: (version, Vega-Lite spec)}: see _chart
 ALTAIR_DEFAULT_CONFIG = {"view": {"continuousWidth": 300, "continuousHeight": 300}}  # the default theme's (dropped)
 BARS_TITLE = "Validation accuracy per operation, latest evaluation"
 HISTORY_TITLE = "Validation accuracy per operation over training"
-HEADS_EVERY_S = 3.0  # while training, the attention snapshots refresh this often (the curves every 0.5 s)
+HEADS_EVERY_S = 3.0  # while training, the attention snapshots refresh this often (the curves every 0.4 s)
 
 DEFAULTS = MappingProxyType({
     # The original model (2 blocks × 4 heads, d_model 64): 100% validation accuracy on 0-9 in 200-300 steps.
@@ -55,7 +55,7 @@ def _running() -> bool:
 def _chart(name: str, version: object, build: Callable[[], object], data: pd.DataFrame | None = None) -> None:
     """Draw a `charts` builder's chart; its Vega-Lite spec is built (and schema-validated) only when `version` changes.
 
-    While a job trains, the live view redraws twice a second in the process that trains, and Altair's
+    While a job trains, the live view redraws every 0.4 s in the process that trains, and Altair's
     validation is most of what a chart costs. With `data`, the cached spec's one dataset is replaced by it on
     every draw: the curves grow every tick but their spec does not change.
     """
@@ -190,7 +190,7 @@ if running:
 
 
 # ---------------------------------------------------------------- the run, live
-@st.fragment(run_every=0.5 if running else None)
+@st.fragment(run_every=0.4 if running else None)
 def live() -> None:
     job = _job()
     if job is None:
