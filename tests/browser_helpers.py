@@ -254,15 +254,18 @@ def choose(page, label: str, option: str, timeout: float = 60_000) -> None:
 
 _WATCH_JS = """() => {
     window.__runSeen = false;
-    const seen = () => {
+    const seen = (records) => {
         const app = document.querySelector("[data-testid='stApp']");
-        if (app?.getAttribute("data-test-script-state") === "running"
+        // A fast rerun can start and end between two callbacks: the records' old values still show it.
+        const ranMeanwhile = (records || []).some(
+            r => r.attributeName === "data-test-script-state" && r.oldValue === "running");
+        if (ranMeanwhile || app?.getAttribute("data-test-script-state") === "running"
             || document.querySelector("[data-stale='true'], [data-testid='stStatusWidget']")) {
             window.__runSeen = true; obs.disconnect();
         }
     };
     const obs = new MutationObserver(seen);
-    obs.observe(document, {subtree: true, childList: true, attributes: true,
+    obs.observe(document, {subtree: true, childList: true, attributes: true, attributeOldValue: true,
                            attributeFilter: ["data-test-script-state", "data-stale", "data-testid"]});
 }"""
 
