@@ -35,6 +35,16 @@ def _vocab_frame(values: np.ndarray, tokens: Sequence[str], field: str, highligh
     )
 
 
+def _token_axis(df: pd.DataFrame) -> alt.X:
+    """The vocabulary along x, in the frame's order (not alphabetical)."""
+    return alt.X("token:N", sort=df["token"].tolist(), title="next token", axis=alt.Axis(labelAngle=0))
+
+
+def _token_tooltips(field: str) -> list:
+    return [alt.Tooltip("token:N", title="token"), alt.Tooltip("token_id:Q", title="token id"),
+            value_tooltip(field, field)]  # fmt: skip
+
+
 def probability_bars(
     probs: np.ndarray,
     tokens: Sequence[str],
@@ -58,12 +68,7 @@ def probability_bars(
         alt.Chart(df)
         .mark_bar()
         .encode(
-            x=alt.X(
-                "token:N",
-                sort=df["token"].tolist(),
-                title="next token",
-                axis=alt.Axis(labelAngle=0),
-            ),
+            x=_token_axis(df),
             y=alt.Y("probability:Q", scale=alt.Scale(domain=[0.0, 1.0]), title="probability"),
             # Categorical on purpose: the colour answers "is this the answer?", the bar
             # height already carries the probability.
@@ -75,11 +80,7 @@ def probability_bars(
                 ),
                 title=None,
             ),
-            tooltip=[
-                alt.Tooltip("token:N", title="token"),
-                alt.Tooltip("token_id:Q", title="token id"),
-                value_tooltip("probability", "probability"),
-            ],
+            tooltip=_token_tooltips("probability"),
         )
     )
     return with_title(chart, title, width="container")
@@ -98,21 +99,12 @@ def logit_bars(
         alt.Chart(df)
         .mark_bar(strokeWidth=2)
         .encode(
-            x=alt.X(
-                "token:N",
-                sort=df["token"].tolist(),
-                title="next token",
-                axis=alt.Axis(labelAngle=0),
-            ),
+            x=_token_axis(df),
             y=alt.Y("logit:Q", title="logit"),
             color=alt.Color("logit:Q", scale=signed_scale(df["logit"]), title="logit"),
             # The answer is outlined rather than recoloured: colour already means sign/size.
             stroke=alt.when("datum.highlighted").then(alt.value("black")).otherwise(alt.value(None)),
-            tooltip=[
-                alt.Tooltip("token:N", title="token"),
-                alt.Tooltip("token_id:Q", title="token id"),
-                value_tooltip("logit", "logit"),
-            ],
+            tooltip=_token_tooltips("logit"),
         )
     )
     return with_title(chart, title, width="container")

@@ -125,8 +125,9 @@ class TaskModel:
         steps = self.task.max_answer_digits + 1 if self.causal else 1
         width = int(answer_pos.max()) + 1 + steps
         seqs = np.full((n, width), self.vocab.pad_id, dtype=np.int64)
-        upto = np.arange(width) <= answer_pos[:, None]  # the input, up to and including `=`
-        seqs[upto] = batch.tokens[:, : min(width, batch.tokens.shape[1])][upto[:, : batch.tokens.shape[1]]]
+        T = batch.tokens.shape[1]  # <= width: an encoded answer is never longer than `steps`
+        is_input = np.arange(T) <= answer_pos[:, None]  # up to and including `=`
+        seqs[:, :T] = np.where(is_input, batch.tokens, self.vocab.pad_id)
         probs = np.zeros((n, steps, len(self.vocab)), dtype=np.float64)
         written = np.zeros(n, dtype=np.int64)
         done = np.zeros(n, dtype=bool)
