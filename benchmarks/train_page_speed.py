@@ -1,16 +1,20 @@
-"""Training speed with the Train page attached (polling every 0.5 s) vs navigated away vs headless.
+"""Training speed with the Train page attached vs navigated away vs headless, and the live view's update rate.
 
 Run from the repo root:  python benchmarks/train_page_speed.py [rounds]
 
 STEPS=800 trains a fixed number of steps instead of stopping at 100% validation accuracy.
-Here Chromium shares the server's two cores, which a real user's browser does not; NICE_BROWSER=1
-lowers Chromium's priority (nice 19) so that its rendering yields to the server.
+Here Chromium shares the server's two cores, which a real user's browser does not. PIN_BROWSER=1 puts
+the browser on CPU 1 and the server (and the headless run) on CPU 0, as a stand-in for a browser on the
+user's own machine; the server then has one core, where it normally has two.
 Each run uses the page's defaults. Seed 0 is deterministic, so every run does the same steps.
-For each run it prints the training time and steps/s that the page reports, and how often the
-progress text and the loss curve changed. It also prints the same run headless
-(benchmarks/train_defaults.py).
+For each run it prints the training time and steps/s that the page reports, how often the progress
+text and the loss curve changed on screen, and the CPU seconds used meanwhile by the server, Chromium
+and this script. The changes are recorded in the page by a MutationObserver, so that measuring does not
+poll the browser (Playwright checks for the end of the run every 0.25 s). It also prints the same run
+headless (benchmarks/train_defaults.py).
 """
 
+import contextlib
 import os
 import re
 import subprocess
@@ -26,13 +30,25 @@ from playwright.sync_api import sync_playwright  # noqa: E402
 
 PROGRESS = "[data-testid='stProgress']"
 RATE = re.compile(r"step ([\d,]+) of [\d,]+ · ([\d.]+) s · (\d+) steps/s")
+PINNED = os.environ.get("PIN_BROWSER") == "1"
 DONE_TEXT = "Trained for" if os.environ.get("STEPS") else "Reached"
-LOSS_PATH_JS = """() => {
-  const c = [...document.querySelectorAll("[data-testid='stVegaLiteChart']")]
-    .find(c => c.textContent.includes('Loss and accuracy'));
-  if (!c) return '';
-  const p = c.querySelector("[aria-roledescription='line mark'] path, path[aria-roledescription='line mark']");
-  return p ? p.getAttribute('d') : '';
+# Records (time in s, value) each time the progress text or the loss curve's path changes on screen.
+RECORDER_JS = """() => {
+  const lossPath = () => {
+    const c = [...document.querySelectorAll("[data-testid='stVegaLiteChart']")]
+      .find(c => c.textContent.includes('Loss and accuracy'));
+    const p = c && c.querySelector("[aria-roledescription='line mark'] path, path[aria-roledescription='line mark']");
+    return p ? p.getAttribute('d') : '';
+  };
+  const progress = () => document.querySelector("[data-testid='stProgress']")?.innerText ?? '';
+  const rec = window.__trainRecord = {texts: [], paths: []};
+  const push = (list, value) => {
+    if (value && (!list.length || list[list.length - 1][1] !== value)) list.push([performance.now() / 1000, value]);
+  };
+  window.__trainObserver?.disconnect();
+  window.__trainObserver = new MutationObserver(() => { push(rec.texts, progress()); push(rec.paths, lossPath()); });
+  const what = {subtree: true, childList: true, characterData: true, attributes: true};
+  window.__trainObserver.observe(document.body, what);
 }"""
 STOP_ENABLED_JS = "() => { const b = document.querySelector('.st-key-train_stop button'); return b && !b.disabled; }"
 DONE_JS = (
@@ -62,61 +78,75 @@ def per_second(events: list[tuple[float, str]]) -> float | None:
     return round((len(events) - 1) / span, 2) if span else None
 
 
+def cpu_seconds() -> dict[str, float]:
+    """CPU time (user + system) used so far by this machine's processes, grouped by what they are."""
+    tick = os.sysconf("SC_CLK_TCK")
+    groups: dict[str, float] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmd = open(f"/proc/{entry}/cmdline", "rb").read().replace(b"\0", b" ").decode(errors="replace")
+            fields = open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        group = ("server" if "streamlit" in cmd else "chromium" if "chrom" in cmd
+                 else "benchmark" if int(entry) == os.getpid() or "playwright" in cmd else "other")  # fmt: skip
+        groups[group] = groups.get(group, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return groups
+
+
+def cpu_used(before: dict[str, float]) -> dict[str, float]:
+    after = cpu_seconds()
+    return {k: round(after[k] - before.get(k, 0.0), 2) for k in sorted(after) if after[k] - before.get(k, 0.0) > 0}
+
+
 def run_attached(page) -> dict:
     """Train while watching the page: record each change of the progress text and of the loss curve."""
+    page.evaluate(RECORDER_JS)
+    cpu = cpu_seconds()
     start(page)
-    t0 = time.perf_counter()
-    texts: list[tuple[float, str]] = []
-    paths: list[tuple[float, str]] = []
-    while page.locator("[data-testid='stAlertContentSuccess']").filter(has_text=DONE_TEXT).count() == 0:
-        t, txt, d = time.perf_counter() - t0, progress_text(page), page.evaluate(LOSS_PATH_JS)
-        if not texts or texts[-1][1] != txt:
-            texts.append((t, txt))
-        if d and (not paths or paths[-1][1] != d):
-            paths.append((t, d))
-        time.sleep(0.05)
+    page.wait_for_function(DONE_JS, timeout=300_000, polling=250)
     wait_idle(page)
-    return rate(page) | {"progress_updates_per_s": per_second(texts), "curve_redraws_per_s": per_second(paths)}
+    used = cpu_used(cpu)
+    record = page.evaluate("() => window.__trainRecord")
+    return rate(page) | {"progress_updates_per_s": per_second(record["texts"]),
+                         "curve_redraws_per_s": per_second(record["paths"]), "cpu_s": used}  # fmt: skip
 
 
 def run_away(page, wait_s: float) -> dict:
     """Train while another page is open (nothing polls), then come back and read the result."""
+    cpu = cpu_seconds()
     start(page)
     go_to(page, "Overview")
     time.sleep(wait_s)
     go_to(page, "Train")
-    page.wait_for_function(DONE_JS, timeout=300_000)
+    page.wait_for_function(DONE_JS, timeout=300_000, polling=250)
     wait_idle(page)
-    return rate(page)
+    return rate(page) | {"cpu_s": cpu_used(cpu)}
 
 
-def renice_own_chromium() -> int:
-    """Give every Chromium process started by this script nice 19; returns how many."""
-    parent = {}
+def pin(pid: int, cpu: int) -> None:
+    """Run every thread of process `pid` on `cpu`; threads and processes it starts later inherit it."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(int(tid), {cpu})
+
+
+def processes(word: str) -> list[int]:
+    """The pids whose command line contains `word`."""
+    pids = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
-            try:
-                stat = open(f"/proc/{entry}/stat").read()
-            except OSError:
-                continue
-            name, rest = stat.split("(", 1)[1].rsplit(")", 1)
-            parent[int(entry)] = (int(rest.split()[1]), name)
-
-    def mine(pid: int) -> bool:
-        while pid in parent and pid > 1:
-            pid = parent[pid][0]
-            if pid == os.getpid():
-                return True
-        return False
-
-    pids = [pid for pid, (_, name) in parent.items() if "chrom" in name and mine(pid)]
-    for pid in pids:
-        os.setpriority(os.PRIO_PROCESS, pid, 19)
-    return len(pids)
+            with contextlib.suppress(OSError):
+                if word.encode() in open(f"/proc/{entry}/cmdline", "rb").read():
+                    pids.append(int(entry))
+    return pids
 
 
 def headless() -> str:
-    args = [sys.executable, str(ROOT / "benchmarks" / "train_defaults.py")]
+    args = ["taskset", "-c", "0"] if PINNED else []
+    args += [sys.executable, str(ROOT / "benchmarks" / "train_defaults.py")]
     if os.environ.get("STEPS"):
         args.append(os.environ["STEPS"])
     return subprocess.run(args, capture_output=True, text=True, cwd=ROOT).stdout.strip()
@@ -126,8 +156,12 @@ def main() -> None:
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 2
     with running_app() as url, sync_playwright() as p, chromium_context(p) as ctx:
         page = ctx.new_page()
-        if os.environ.get("NICE_BROWSER") == "1":
-            print("niced Chromium processes:", renice_own_chromium(), flush=True)
+        if PINNED:
+            for pid in processes("streamlit"):
+                pin(pid, 0)
+            for pid in processes("chrom"):
+                pin(pid, 1)
+            print("pinned: the server on CPU 0, Chromium on CPU 1", flush=True)
         open_app(page, url, "train")
         if os.environ.get("STEPS"):  # a fixed number of steps, no early stop
             page.get_by_text("More", exact=True).click()
@@ -139,8 +173,8 @@ def main() -> None:
             wait_idle(page)
         for _ in range(rounds):
             attached = run_attached(page)
-            print("attached (page polling):", attached, flush=True)
-            print("away (no polling):      ", run_away(page, wait_s=attached["train_s"] * 1.3), flush=True)
+            print("attached (page open):   ", attached, flush=True)
+            print("away (another page):    ", run_away(page, wait_s=attached["train_s"] * 1.3), flush=True)
             print("headless (no server):   ", headless(), flush=True)
             print("load average:", open("/proc/loadavg").read().strip(), flush=True)
 
