@@ -18,9 +18,10 @@ from explainer.charts_attention import (
     attention_bars,
     attention_heatmap,
     attention_scores_heatmap,
+    heads_frame,
     heads_small_multiples,
 )
-from explainer.charts_common import position_labels
+from explainer.charts_common import ordered_unique, position_labels
 from explainer.charts_embedding import embedding_scatter, sinusoid_lines
 from explainer.charts_heatmap import matrix_heatmap
 from explainer.charts_outputs import logit_bars, logit_lens, probability_bars
@@ -44,6 +45,7 @@ __all__ = [
     "attention_scores_heatmap",
     "before_after_bars",
     "embedding_scatter",
+    "heads_frame",
     "heads_small_multiples",
     "layer_norm_bars",
     "logit_bars",
@@ -53,6 +55,7 @@ __all__ = [
     "neuron_histogram",
     "op_accuracy_bars",
     "op_accuracy_over_time",
+    "ordered_unique",
     "position_labels",
     "probability_bars",
     "sinusoid_lines",

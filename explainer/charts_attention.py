@@ -218,6 +218,21 @@ def attention_bars(
     return with_title(alt.layer(bars, text), title, width="container")
 
 
+def heads_frame(patterns: np.ndarray, tokens: Sequence[str], *, masked: np.ndarray | None = None) -> pd.DataFrame:
+    """The data of `heads_small_multiples`: one row per (head, query, key) cell of ``patterns`` [head, q, k].
+
+    Its spec depends only on the tokens, the layer and the number of heads, so a live view can keep the
+    spec and send a new frame when the weights change.
+    """
+    patterns = np.asarray(patterns, dtype=float)  # [head, q_pos, k_pos]
+    frames = []
+    for h in range(patterns.shape[0]):  # a handful of heads; builds data only, no maths
+        df = _attention_frame(patterns[h], tokens, "weight", masked)
+        df.insert(0, "head", h)
+        frames.append(df)
+    return pd.concat(frames, ignore_index=True)
+
+
 def heads_small_multiples(
     patterns: np.ndarray,
     tokens: Sequence[str],
@@ -232,14 +247,8 @@ def heads_small_multiples(
 
     All panels share the fixed [0, 1] colour scale, so heads compare directly.
     """
-    patterns = np.asarray(patterns, dtype=float)  # [head, q_pos, k_pos]
-    n_heads = patterns.shape[0]
-    frames = []
-    for h in range(n_heads):  # a handful of heads; builds data only, no maths
-        df = _attention_frame(patterns[h], tokens, "weight", masked)
-        df.insert(0, "head", h)
-        frames.append(df)
-    data = pd.concat(frames, ignore_index=True)
+    data = heads_frame(patterns, tokens, masked=masked)
+    n_heads = len(patterns)
     labels = position_labels(tokens)
     colour = alt.Color("weight:Q", scale=probability_scale(), title="attention weight")
     base = (

@@ -12,6 +12,7 @@ from typing import Literal
 
 import altair as alt
 import numpy as np
+import pandas as pd
 
 Kind = Literal["signed", "probability", "magnitude"]
 
@@ -32,7 +33,13 @@ def position_labels(tokens: Sequence[str]) -> list[str]:
 
 
 def ordered_unique(values: Iterable) -> list:
-    """Distinct values in order of first appearance (the "ordered as given" sort lists)."""
+    """Distinct values in order of first appearance (the "ordered as given" sort lists).
+
+    A pandas categorical gives all its categories, in their order, whether they appear yet or not: a live
+    chart's legend and axes are then fixed before every category has data (and its spec does not change).
+    """
+    if isinstance(getattr(values, "dtype", None), pd.CategoricalDtype):
+        return list(values.dtype.categories)
     return list(dict.fromkeys(values))
 
 

@@ -9,6 +9,7 @@ from explainer.charts_common import ordered_unique, value_tooltip, with_title
 
 UNIT_DOMAIN = [0.0, 1.0]
 PANEL_HEIGHT = 220
+SPLIT_EVERY_STEP = "train"  # the split of `metric_curve` data recorded at every step (drawn without points)
 
 
 def layer_norm_bars(df: pd.DataFrame, *, title: str | None = None, log_scale: bool = False) -> alt.Chart:
@@ -60,21 +61,26 @@ def metric_curve(
         scale = alt.Scale(type="log")
     else:
         scale = alt.Scale(zero=False)
-    chart = (
+    base = (
         alt.Chart(df)
         .transform_filter(alt.datum.metric == metric)
-        .mark_line(point=alt.OverlayMarkDef(size=15))
         .encode(
             x=alt.X("step:Q", title="training step"),
             y=alt.Y("value:Q", scale=scale, title=metric + (" (log scale)" if log_y else "")),
             color=alt.Color("split:N", sort=ordered_unique(df["split"]), title="split"),
-            tooltip=[
-                alt.Tooltip("split:N", title="split"),
-                alt.Tooltip("step:Q", title="step"),
-                value_tooltip("value", metric),
-            ],
         )
     )
+    # Points (with tooltips) only where values are sparse: the training split has a value at every
+    # recorded step, and hundreds of point marks redrawn on every live update cost the browser far more
+    # than one line does.
+    points = base.transform_filter(alt.datum.split != SPLIT_EVERY_STEP).mark_point(size=15, filled=True).encode(
+        tooltip=[
+            alt.Tooltip("split:N", title="split"),
+            alt.Tooltip("step:Q", title="step"),
+            value_tooltip("value", metric),
+        ]
+    )
+    chart = alt.layer(base.mark_line(), points)
     chart = chart.properties(title=title or metric, height=height)
     # width=None leaves sizing to the enclosing chart (e.g. a vconcat stretched by Streamlit).
     return chart if width is None else chart.properties(width=width)

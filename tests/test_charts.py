@@ -290,6 +290,9 @@ def test_heads_small_multiples(rng):
     df = data_of(spec, "head", "query_pos", "key_pos", "weight")
     assert len(df) == patterns.size
     np.testing.assert_array_equal(df["weight"], patterns[df["head"], df["query_pos"], df["key_pos"]])
+    # The live Train page swaps in heads_frame's data under the same spec: it must be the chart's data.
+    live = charts.heads_frame(patterns, TOKENS)
+    pd.testing.assert_frame_equal(data_of(spec, "head")[list(live.columns)], live, check_dtype=False)
 
 
 # --- 6. sinusoid_lines -----------------------------------------------------------------------
@@ -504,15 +507,41 @@ def test_training_curves(log_loss):
     df_in = _training_frame()
     spec = spec_of(charts.training_curves(df_in, log_loss=log_loss))
     loss, acc = spec["vconcat"]
-    assert loss["transform"] == [{"filter": "(datum.metric === 'loss')"}]
-    assert acc["transform"] == [{"filter": "(datum.metric === 'accuracy')"}]
-    assert mark(loss) == mark(acc) == "line"
-    assert acc["encoding"]["y"]["scale"]["domain"] == [0.0, 1.0]
-    assert (loss["encoding"]["y"]["scale"].get("type") == "log") is log_loss
-    assert loss["encoding"]["color"]["field"] == "split"
-    assert tooltip_fields(loss["encoding"])["value"]["format"] == ".4f"
+    for panel, metric in ((loss, "loss"), (acc, "accuracy")):
+        line, points = panel["layer"]
+        assert mark(line) == "line" and mark(points) == "point"
+        # Every split is a line; only the sparse ones (not the per-step training split) get points and tooltips.
+        assert line["transform"] == [{"filter": f"(datum.metric === '{metric}')"}]
+        assert points["transform"] == line["transform"] + [{"filter": "(datum.split !== 'train')"}]
+        assert "tooltip" not in line["encoding"]
+        assert line["encoding"]["color"]["field"] == points["encoding"]["color"]["field"] == "split"
+    assert acc["layer"][0]["encoding"]["y"]["scale"]["domain"] == [0.0, 1.0]
+    assert (loss["layer"][0]["encoding"]["y"]["scale"].get("type") == "log") is log_loss
+    assert tooltip_fields(loss["layer"][1]["encoding"])["value"]["format"] == ".4f"
     df = data_of(spec, "step", "value", "metric", "split")
     pd.testing.assert_frame_equal(df, df_in)
+
+
+def _without_data(spec):
+    """The spec with every dataset and reference to one taken out, at any depth."""
+    if isinstance(spec, dict):
+        return {k: _without_data(v) for k, v in spec.items() if k not in ("data", "datasets")}
+    return [_without_data(v) for v in spec] if isinstance(spec, list) else spec
+
+
+def test_categorical_columns_fix_the_spec_before_any_data():
+    """The Train page draws its live charts before training (empty) and swaps the data in as it comes."""
+    full = _training_frame()
+    cats = {"metric": pd.CategoricalDtype(["loss", "accuracy"]), "split": pd.CategoricalDtype(["train", "validation"])}
+    specs = [spec_of(charts.training_curves(df)) for df in (full, full.astype(cats), full.iloc[:0].astype(cats))]
+    assert _without_data(specs[0]) == _without_data(specs[1]) == _without_data(specs[2])
+    # Categories keep their declared order, seen or not; plain columns keep their order of appearance.
+    ops = pd.CategoricalDtype(["Min", "Max", "Sum"])
+    empty = pd.DataFrame({"operation": pd.Series([], dtype=ops), "accuracy": pd.Series([], dtype=float)})
+    some = pd.DataFrame({"operation": pd.Series(["Sum", "Min"], dtype=ops), "accuracy": [0.5, 1.0]})
+    for df in (empty, some):
+        bars = unit_with_mark(spec_of(charts.op_accuracy_bars(df)), "bar")
+        assert bars["encoding"]["x"]["sort"] == ["Min", "Max", "Sum"]
 
 
 # --- 16-18. per-operation accuracy, before/after ------------------------------------------------------------
