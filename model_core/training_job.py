@@ -48,6 +48,10 @@ MAX_VALUE = 99  # values in 0-99 at most
 MAX_ARGS = 5
 MAX_POINTS = 500  # most points a live curve sends to the browser (see `thin_indices`)
 
+# The categories of `Snapshot.curves`: training loss and accuracy at every step, validation accuracy.
+CURVE_METRICS = (LOSS, ACCURACY) = ("loss", "accuracy")
+CURVE_SPLITS = (TRAIN, VALIDATION) = ("train", "validation")
+
 STATUSES = ("pending", "running", "finished", "reached_target", "stopped", "diverged", "failed")
 ENDED = frozenset(STATUSES[2:])
 
@@ -188,8 +192,8 @@ class JobSnapshot:
         return {
             "step": np.concatenate([self.step[idx], self.step[idx], ev_step]),
             "value": np.concatenate([self.loss[idx], self.accuracy[idx], ev_acc]),
-            "metric": np.array(["loss"] * k + ["accuracy"] * (k + m), dtype=object),
-            "split": np.array(["train"] * (2 * k) + ["validation"] * m, dtype=object),
+            "metric": np.array([LOSS] * k + [ACCURACY] * (k + m), dtype=object),
+            "split": np.array([TRAIN] * (2 * k) + [VALIDATION] * m, dtype=object),
         }
 
     def op_accuracy(self, which: int = -1) -> dict[str, list]:

@@ -3,6 +3,7 @@
 from collections.abc import Callable
 from types import MappingProxyType
 
+import altair as alt
 import pandas as pd
 import streamlit as st
 
@@ -14,11 +15,11 @@ JOB = state.TRAIN_JOB  # this session's TrainingJob (at most one)
 ADDED = state.TRAIN_ADDED  # {job id: the name it has in the sidebar}
 UPLOAD_RESULT = "train_upload_result"  # ("success" | "error", message) of the last upload
 SETTINGS = "train_settings"  # the settings' values, kept while the user is on other pages
-SPECS = "train_specs"  # {chart name: (version, Vega-Lite spec)}: see _chart
 ALTAIR_DEFAULT_CONFIG = {"view": {"continuousWidth": 300, "continuousHeight": 300}}  # the default theme's (dropped)
 BARS_TITLE = "Validation accuracy per operation, latest evaluation"
 HISTORY_TITLE = "Validation accuracy per operation over training"
-HEADS_EVERY_S = 3.0  # while training, the attention snapshots refresh this often (the curves every 0.4 s)
+LIVE_EVERY_S = 0.4  # while training, the progress, curves and bars refresh this often (2.3 times a second here)
+DYNAMICS_EVERY_S = 3.0  # and the accuracy history and the attention snapshots this often
 
 DEFAULTS = MappingProxyType({
     # The original model (2 blocks × 4 heads, d_model 64): 100% validation accuracy on 0-9 in 200-300 steps.
@@ -52,24 +53,39 @@ def _running() -> bool:
     return job is not None and not job.done
 
 
-def _chart(name: str, version: object, build: Callable[[], object], data: pd.DataFrame | None = None) -> None:
-    """Draw a `charts` builder's chart; its Vega-Lite spec is built (and schema-validated) only when `version` changes.
+def _categories(data: pd.DataFrame) -> tuple:
+    """What a live chart's spec depends on: its non-numeric columns' values (a categorical's categories)."""
+    return tuple((c, tuple(charts.ordered_unique(data[c])))
+                 for c in data.columns if not pd.api.types.is_numeric_dtype(data[c]))  # fmt: skip
 
-    While a job trains, the live view redraws every 0.4 s in the process that trains, and Altair's
-    validation is most of what a chart costs. With `data`, the cached spec's one dataset is replaced by it on
-    every draw: the curves grow every tick but their spec does not change.
+
+@st.cache_resource(show_spinner=False, max_entries=64)
+def _spec(name: str, categories: tuple, _build: Callable[[], alt.TopLevelMixin]) -> dict:
+    """A live chart's Vega-Lite spec, built once per server process for each `name` and set of categories.
+
+    Building and validating a spec with Altair takes 50-200 ms of the interpreter lock (the curves' is the
+    dearest) that the training thread would wait out. It is not validated here: the tests validate every
+    builder's output. Shared by all sessions and never modified (`_chart` copies it).
     """
-    specs = ss.setdefault(SPECS, {})
-    if specs.get(name, (None,))[0] != version:
-        spec = build().to_dict()
-        if spec.get("config") == ALTAIR_DEFAULT_CONFIG:  # what st.altair_chart leaves out too
-            del spec["config"]
-        specs[name] = (version, spec)
-    spec = specs[name][1]
-    if data is not None:
-        (dataset,) = spec["datasets"]
-        spec = {**spec, "datasets": {dataset: data}}  # Streamlit copies the spec before changing it
-    st.vega_lite_chart(spec, width="stretch")
+    spec = _build().to_dict(validate=False)
+    if spec.get("config") == ALTAIR_DEFAULT_CONFIG:  # what st.altair_chart leaves out too
+        del spec["config"]
+    return spec
+
+
+def _chart(name: str, build: Callable[[pd.DataFrame], alt.TopLevelMixin], data: pd.DataFrame) -> None:
+    """Draw the chart `build(frame)` makes of `data`, reusing its spec and swapping in the new data.
+
+    `build`'s spec must depend on its frame only through the frame's categories (non-numeric values): it
+    gets one row per combination of them, and the spec's one dataset is replaced by `data` on every draw.
+    The curves grow every tick but their spec does not change, and for an unchanged spec the browser
+    swaps the data into the chart it has rather than building a new one.
+    """
+    categories = _categories(data)
+    sample = data.drop_duplicates(subset=[c for c, _ in categories])
+    spec = _spec(name, categories, lambda: build(sample))
+    (dataset,) = spec["datasets"]
+    st.vega_lite_chart({**spec, "datasets": {dataset: data}}, width="stretch")  # Streamlit copies the spec
 
 
 # ---------------------------------------------------------------- callbacks
@@ -185,66 +201,89 @@ a, b, _ = st.columns([1, 1, 4])
 a.button("Start training", key="train_start", on_click=_on_start, disabled=running, type="primary",
          icon=":material/play_arrow:")  # fmt: skip
 b.button("Stop", key="train_stop", on_click=_on_stop, disabled=not running, icon=":material/stop:")
-if running:
-    st.caption("One run at a time per session. Changed settings apply to the next run.")
+st.caption("One run at a time per session; settings changed during a run apply to the next one.")
 
 
-# ---------------------------------------------------------------- the run, live
-@st.fragment(run_every=0.4 if running else None)
+def _curves_frame(snap: tj.JobSnapshot | None) -> pd.DataFrame:
+    """The run's curves (none before its first step), their metrics and splits as categories: see `live`."""
+    empty = {"step": [], "value": [], "metric": [], "split": []}
+    data = snap.curves() if snap is not None and snap.steps_done else empty
+    return pd.DataFrame(data).astype({"step": "int64", "value": "float64",
+                                      "metric": pd.CategoricalDtype(tj.CURVE_METRICS),
+                                      "split": pd.CategoricalDtype(tj.CURVE_SPLITS)})  # fmt: skip
+
+
+def _op_frame(snap: tj.JobSnapshot | None) -> pd.DataFrame:
+    """The latest evaluation's accuracy per operation (none before it), the operations as categories."""
+    data = snap.op_accuracy() if snap is not None else {"operation": [], "accuracy": []}
+    operations = snap.operations if snap is not None else ss.train_ops  # the next run's
+    return pd.DataFrame(data).astype({"operation": pd.CategoricalDtype(operations), "accuracy": "float64"})
+
+
+# The same elements in the same places before, during and after a run: the browser then keeps its charts and
+# swaps in their data, where a chart it has to build (and, on a new tab, its chart library) would cost it most
+# (on the machine that trains, if the browser runs there). The charts' columns are categories for the same
+# reason: the specs are the same from the empty charts to the last update.
+@st.fragment(run_every=LIVE_EVERY_S if running else None)
 def live() -> None:
     job = _job()
-    if job is None:
+    snap = job.snapshot() if job is not None else None
+    if snap is None:
         st.info("Choose the settings and press **Start training**. The defaults (the original 2-block model) "
                 "reach 100% validation accuracy on 0-9 in a few hundred steps.")  # fmt: skip
-        return
-    snap = job.snapshot()
-    if state.adopt_finished_job(job):
-        st.rerun(scope="app")  # once: the sidebar picks up the new model
-    added = ss.get(ADDED, {}).get(job.id)
-    note = f" It is in the sidebar's model list as **{added}**." if added else ""
-    if snap.status == "diverged":
-        note = " The model is not added to the model list."
-    STATUS_BOX[snap.status](snap.message + note)
-    if snap.status == "failed":
-        return
-    st.progress(snap.progress, text=f"{job.name}: step {snap.steps_done:,} of {snap.total_steps:,} · "
-                                    f"{snap.elapsed_s:.1f} s · {snap.steps_per_s:.0f} steps/s")  # fmt: skip
-    ev = snap.latest_eval
+    else:
+        if state.adopt_finished_job(job):
+            st.rerun(scope="app")  # once: the sidebar picks up the new model
+        added = ss.get(ADDED, {}).get(job.id)
+        note = f" It is in the sidebar's model list as **{added}**." if added else ""
+        if snap.status == "diverged":
+            note = " The model is not added to the model list."
+        STATUS_BOX[snap.status](snap.message + note)
+        if snap.status == "failed":
+            return
+    steps = snap.steps_done if snap is not None else 0
+    if snap is None:
+        st.progress(0.0, text="Not started")
+    else:
+        st.progress(snap.progress, text=f"{job.name}: step {steps:,} of {snap.total_steps:,} · "
+                                        f"{snap.elapsed_s:.1f} s · {snap.steps_per_s:.0f} steps/s")  # fmt: skip
+    ev = snap.latest_eval if snap is not None else None
     c = st.columns(3)
-    c[0].metric("Training loss", f"{snap.loss[-1]:.4f}" if snap.steps_done else "–",
-                help="The last batch's cross-entropy.")  # fmt: skip
-    c[1].metric("Training accuracy", f"{snap.accuracy[-1]:.1%}" if snap.steps_done else "–",
+    c[0].metric("Training loss", f"{snap.loss[-1]:.4f}" if steps else "–", help="The last batch's cross-entropy.")
+    c[1].metric("Training accuracy", f"{snap.accuracy[-1]:.1%}" if steps else "–",
                 help="Exact answers on the last batch.")  # fmt: skip
     c[2].metric(
         "Validation accuracy",
         f"{ev.accuracy:.1%}" if ev else "–",
         help=f"Exact answers on the held-back validation expressions, at step {ev.step if ev else 0}.",
     )
-    if ev is None:
-        return
-    curves = pd.DataFrame(snap.curves())
     left, right = st.columns([3, 2])
     with left:
-        _chart("curves", job.id, lambda: charts.training_curves(curves, title="Loss and accuracy"), data=curves)
+        _chart("curves", lambda df: charts.training_curves(df, title="Loss and accuracy"), _curves_frame(snap))
     with right:
-        per_op = pd.DataFrame(snap.op_accuracy())
-        _chart("op_bars", job.id, lambda: charts.op_accuracy_bars(per_op, title=BARS_TITLE), data=per_op)
+        _chart("op_bars", lambda df: charts.op_accuracy_bars(df, title=BARS_TITLE), _op_frame(snap))
+    if ev is None:
+        st.caption("The curves fill in as the model trains: training loss and accuracy at every step, "
+                   "validation accuracy at every evaluation.")  # fmt: skip
+        return
     worst = min(ev.per_op, key=ev.per_op.get)
-    st.caption(f"Curves show ≤ {tj.MAX_POINTS} of the {snap.steps_done:,} recorded training steps (evenly spread); "
-               f"validation at every evaluation (the bars: step {ev.step}). Hardest operation: **{worst}** "
-               f"({ev.per_op[worst]:.1%}).")  # fmt: skip
-    history = pd.DataFrame(snap.op_accuracy_history())
-    _chart("op_history", job.id, lambda: charts.op_accuracy_over_time(history, title=HISTORY_TITLE), data=history)
+    st.caption(f"Curves show ≤ {tj.MAX_POINTS} of the {steps:,} recorded training steps (evenly spread); "
+               f"validation at every evaluation, with its values on hover (the bars: step {ev.step}). "
+               f"Hardest operation: **{worst}** ({ev.per_op[worst]:.1%}).")  # fmt: skip
 
 
-# Drawing the heads costs the most, so while training they refresh less often than the curves.
-@st.fragment(run_every=HEADS_EVERY_S if running else None)
-def heads() -> None:
+# The history of the run: it changes once per evaluation, and every chart redrawn in the live view costs
+# the browser (on this page's machine, the same cores as training) about 0.1 s, so while training it
+# refreshes every few seconds rather than with the curves.
+@st.fragment(run_every=DYNAMICS_EVERY_S if running else None)
+def dynamics() -> None:
     job = _job()
     snap = job.snapshot() if job is not None else None
     if snap is None or not snap.evals or snap.status == "failed":
         return
-    st.subheader("How the heads formed")
+    st.subheader("How the model learned")
+    history = pd.DataFrame(snap.op_accuracy_history())
+    _chart("op_history", lambda df: charts.op_accuracy_over_time(df, title=HISTORY_TITLE), history)
     n_layers = snap.evals[0].attention.shape[0]
     if ss.get("train_layer", 0) >= n_layers:
         ss.train_layer = 0
@@ -258,14 +297,14 @@ def heads() -> None:
                                   help="Scrub through training: the probe's attention at each evaluation.")  # fmt: skip
     else:
         at_step = steps[-1]
-        b.caption(f"Live: the latest snapshot (step {at_step}), refreshed every {HEADS_EVERY_S:.0f} s. "
+        b.caption(f"Live: the latest snapshot (step {at_step}), refreshed every {DYNAMICS_EVERY_S:.0f} s. "
                   "Scrub through all of them when training ends.")  # fmt: skip
     pattern = snap.evals[steps.index(at_step)].attention[layer]  # [head, q_pos, k_pos]
-    _chart(
-        "heads",
-        (job.id, at_step, layer),
-        lambda: charts.heads_small_multiples(pattern, list(snap.probe_tokens), layer=layer),
-    )
+    tokens = list(snap.probe_tokens)
+    # The frame's categories are the probe's tokens; its spec also depends on the layer (titles) and the
+    # number of heads (panels), hence the name.
+    _chart(f"heads L{layer} of {len(pattern)}", lambda _: charts.heads_small_multiples(pattern, tokens, layer=layer),
+           charts.heads_frame(pattern, tokens))  # fmt: skip
     query = snap.probe_tokens.index("=")
     head, key, weight = tj.strongest_attention(pattern, query)
     head0, key0, weight0 = tj.strongest_attention(snap.evals[0].attention[layer], query)
@@ -279,7 +318,7 @@ def heads() -> None:
 
 
 live()
-heads()
+dynamics()
 
 # ---------------------------------------------------------------- save and load
 st.subheader("Save or load a model")

@@ -56,13 +56,28 @@ def frame(at, title: str) -> list[pd.DataFrame]:
     raise AssertionError(f"no chart titled {title!r} in {chart_titles(at)}")
 
 
+def unit_sort(spec: dict, mark: str) -> list:
+    """The x sort of the layer of `spec` with mark `mark`."""
+    (unit,) = [
+        u
+        for u in spec.get("layer", [spec])
+        if (u["mark"]["type"] if isinstance(u["mark"], dict) else u["mark"]) == mark
+    ]
+    return unit["encoding"]["x"]["sort"]
+
+
 @pytest.fixture
 def trained():
     """The page after a small run has finished."""
     at = set_example(open_app(PAGE), "Min ( 4 8 1 )")  # the sidebar's example becomes the probe
+    empty = charts(at)
     configure(at).button(key="train_start").click().run()
     assert not at.exception, at.exception
-    return at, wait_until_done(at)
+    job = wait_until_done(at)
+    # The live view's charts are the ones drawn before the run, with the same specs (the browser keeps a
+    # chart whose spec is unchanged and swaps its data in); only the data is new.
+    assert [spec for spec, _ in charts(at)[:2]] == [spec for spec, _ in empty]
+    return at, job
 
 
 def test_page_before_training():
@@ -70,7 +85,14 @@ def test_page_before_training():
     assert at.title[0].value == "Train your own model"
     assert any("Limits on this shared machine" in c.value and "2,000,000 parameters" in c.value for c in at.caption)
     assert not at.button(key="train_start").disabled and at.button(key="train_stop").disabled
-    assert charts(at) == [] and not at.error
+    assert not at.error
+    # The live view is there before the run, empty: the curves, and a bar slot for each chosen operation.
+    (_, (curves,)), (bars_spec, (bars,)) = charts(at)
+    assert curves.empty and bars.empty
+    assert unit_sort(bars_spec, "bar") == ["First", "Second", "Last", "Max", "Min"]
+    at.multiselect(key="train_ops").set_value(["Max", "Min"]).run()
+    assert unit_sort(charts(at)[1][0], "bar") == ["Max", "Min"]
+    assert any("fill in as the model trains" in c.value for c in at.caption)
     assert at.number_input(key="train_d_model").value == 64 and at.selectbox(key="train_optimizer").value == "adamw"
 
 
@@ -84,8 +106,9 @@ def test_a_small_run_joins_the_model_list_and_opens_in_other_pages(trained):
     snap = job.snapshot()
     # The charts draw the job's own records.
     (curves,) = frame(at, "Loss and accuracy")
-    pd.testing.assert_frame_equal(curves.reset_index(drop=True), pd.DataFrame(snap.curves())[curves.columns],
-                                  check_dtype=False)  # fmt: skip
+    assert list(curves["metric"].dtype.categories) == ["loss", "accuracy"]  # sent as categories (see the page)
+    curves = curves.astype({"metric": str, "split": str}).reset_index(drop=True)
+    pd.testing.assert_frame_equal(curves, pd.DataFrame(snap.curves())[curves.columns], check_dtype=False)
     (bars,) = frame(at, "Validation accuracy per operation, latest evaluation")
     assert dict(zip(bars["operation"], bars["accuracy"], strict=True)) == snap.evals[-1].per_op
     (history,) = frame(at, "Validation accuracy per operation over training")
