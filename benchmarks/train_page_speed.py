@@ -1,15 +1,18 @@
 """Training speed with the Train page attached vs navigated away vs headless, and the live view's update rate.
 
-Run from the repo root:  python benchmarks/train_page_speed.py [rounds]
+Run from the repo root:  python benchmarks/train_page_speed.py [rounds, default 3]
 
 STEPS=800 trains a fixed number of steps instead of stopping at 100% validation accuracy.
 Here Chromium shares the server's two cores, which a real user's browser does not. PIN_BROWSER=1 puts
 the browser on CPU 1 and the server (and the headless run) on CPU 0, as a stand-in for a browser on the
 user's own machine; the server then has one core, where it normally has two.
 Each run uses the page's defaults. Seed 0 is deterministic, so every run does the same steps.
+Each round opens a new tab (a new session); round 1 is the server's first run, in which the live
+charts' specs are built, and later rounds stand for a new user of a running server.
 For each run it prints the training time and steps/s that the page reports, how often the progress
-text and the loss curve changed on screen, and the CPU seconds used meanwhile by the server, Chromium
-and this script. The changes are recorded in the page by a MutationObserver, so that measuring does not
+text and the loss curve's number of points changed on screen (the curve is counted while it has fewer
+than 500 points; longer runs are thinned to 500), and the CPU seconds used meanwhile by the server,
+Chromium and this script. The changes are recorded in the page by a MutationObserver, so that measuring does not
 poll the browser (Playwright checks for the end of the run every 0.25 s). It also prints the same run
 headless (benchmarks/train_defaults.py).
 """
@@ -17,6 +20,7 @@ headless (benchmarks/train_defaults.py).
 import contextlib
 import os
 import re
+import statistics
 import subprocess
 import sys
 import time
@@ -32,13 +36,18 @@ PROGRESS = "[data-testid='stProgress']"
 RATE = re.compile(r"step ([\d,]+) of [\d,]+ · ([\d.]+) s · (\d+) steps/s")
 PINNED = os.environ.get("PIN_BROWSER") == "1"
 DONE_TEXT = "Trained for" if os.environ.get("STEPS") else "Reached"
-# Records (time in s, value) each time the progress text or the loss curve's path changes on screen.
+# Records (time in s, value) each time the progress text or the number of points of the loss curve changes.
 RECORDER_JS = """() => {
+  let chart = null;  // the loss chart's element, looked up again only when it has been replaced
   const lossPath = () => {
-    const c = [...document.querySelectorAll("[data-testid='stVegaLiteChart']")]
-      .find(c => c.textContent.includes('Loss and accuracy'));
-    const p = c && c.querySelector("[aria-roledescription='line mark'] path, path[aria-roledescription='line mark']");
-    return p ? p.getAttribute('d') : '';
+    if (!chart || !chart.isConnected) {
+      chart = [...document.querySelectorAll("[data-testid='stVegaLiteChart']")]
+        .find(c => c.textContent.includes('Loss and accuracy'));
+    }
+    const line = "[aria-roledescription='line mark'] path, path[aria-roledescription='line mark']";
+    const p = chart && chart.querySelector(line);
+    // The number of points drawn: it grows with every new dataset (up to 500, then the curve is thinned).
+    return p ? String(p.getAttribute('d').split(/[ML]/).length - 1) : '';
   };
   const progress = () => document.querySelector("[data-testid='stProgress']")?.innerText ?? '';
   const rec = window.__trainRecord = {texts: [], paths: []};
@@ -111,7 +120,7 @@ def run_attached(page) -> dict:
     used = cpu_used(cpu)
     record = page.evaluate("() => window.__trainRecord")
     return rate(page) | {"progress_updates_per_s": per_second(record["texts"]),
-                         "curve_redraws_per_s": per_second(record["paths"]), "cpu_s": used}  # fmt: skip
+                         "curve_updates_per_s": per_second(record["paths"]), "cpu_s": used}  # fmt: skip
 
 
 def run_away(page, wait_s: float) -> dict:
@@ -152,31 +161,47 @@ def headless() -> str:
     return subprocess.run(args, capture_output=True, text=True, cwd=ROOT).stdout.strip()
 
 
+def configure(page) -> None:
+    """With STEPS set, train that many steps without the early stop."""
+    if os.environ.get("STEPS"):
+        page.get_by_text("More", exact=True).click()
+        page.locator(".st-key-train_stop_at label").click()
+        wait_idle(page)
+        box = page.locator(".st-key-train_steps input")
+        box.fill(os.environ["STEPS"])
+        box.press("Enter")
+        wait_idle(page)
+
+
 def main() -> None:
-    rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 2
+    rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 3
+    slowdowns = []
     with running_app() as url, sync_playwright() as p, chromium_context(p) as ctx:
-        page = ctx.new_page()
         if PINNED:
             for pid in processes("streamlit"):
                 pin(pid, 0)
             for pid in processes("chrom"):
                 pin(pid, 1)
             print("pinned: the server on CPU 0, Chromium on CPU 1", flush=True)
-        open_app(page, url, "train")
-        if os.environ.get("STEPS"):  # a fixed number of steps, no early stop
-            page.get_by_text("More", exact=True).click()
-            page.locator(".st-key-train_stop_at label").click()
-            wait_idle(page)
-            box = page.locator(".st-key-train_steps input")
-            box.fill(os.environ["STEPS"])
-            box.press("Enter")
-            wait_idle(page)
-        for _ in range(rounds):
+        for r in range(1, rounds + 1):
+            # Each round is a new tab, so a new session: a new user of a server that is already running
+            # (in round 1, the server has just started and builds the live charts' specs for the first time).
+            page = ctx.new_page()
+            open_app(page, url, "train")
+            configure(page)
+            print(f"round {r}" + (" (the server's first run)" if r == 1 else ""), flush=True)
             attached = run_attached(page)
-            print("attached (page open):   ", attached, flush=True)
-            print("away (another page):    ", run_away(page, wait_s=attached["train_s"] * 1.3), flush=True)
-            print("headless (no server):   ", headless(), flush=True)
-            print("load average:", open("/proc/loadavg").read().strip(), flush=True)
+            print("  attached (page open):   ", attached, flush=True)
+            away = run_away(page, wait_s=attached["train_s"] * 1.3)
+            print("  away (another page):    ", away, flush=True)
+            print("  headless (no server):   ", headless(), flush=True)
+            print("  load average:", open("/proc/loadavg").read().strip(), flush=True)
+            slowdown = 1 - attached["steps_per_s"] / away["steps_per_s"]
+            print(f"  attached is {slowdown:.0%} slower than away", flush=True)
+            slowdowns.append(slowdown)
+            page.close()
+    if len(slowdowns) > 1:
+        print(f"median slowdown, rounds 2-{rounds}: {statistics.median(slowdowns[1:]):.0%}")
 
 
 if __name__ == "__main__":
