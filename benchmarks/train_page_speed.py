@@ -35,7 +35,6 @@ from playwright.sync_api import sync_playwright  # noqa: E402
 PROGRESS = "[data-testid='stProgress']"
 RATE = re.compile(r"step ([\d,]+) of [\d,]+ · ([\d.]+) s · (\d+) steps/s")
 PINNED = os.environ.get("PIN_BROWSER") == "1"
-DONE_TEXT = "Trained for" if os.environ.get("STEPS") else "Reached"
 # Records (time in s, value) each time the progress text or the number of points of the loss curve changes.
 RECORDER_JS = """() => {
   let chart = null;  // the loss chart's element, looked up again only when it has been replaced
@@ -62,7 +61,7 @@ RECORDER_JS = """() => {
 STOP_ENABLED_JS = "() => { const b = document.querySelector('.st-key-train_stop button'); return b && !b.disabled; }"
 DONE_JS = (
     "() => [...document.querySelectorAll(\"[data-testid='stAlertContentSuccess']\")]"
-    f".some(e => e.innerText.includes('{DONE_TEXT}'))"
+    ".some(e => e.innerText.includes('Trained for') || e.innerText.includes('Reached'))"
 )
 
 
@@ -78,6 +77,8 @@ def start(page) -> None:
 
 def rate(page) -> dict:
     m = RATE.search(progress_text(page))
+    if os.environ.get("STEPS") and m[1].replace(",", "") != os.environ["STEPS"]:
+        raise RuntimeError(f"the run ended after {m[1]} steps, not STEPS={os.environ['STEPS']}")
     return {"steps": m[1], "train_s": float(m[2]), "steps_per_s": int(m[3])}
 
 
@@ -165,12 +166,15 @@ def configure(page) -> None:
     """With STEPS set, train that many steps without the early stop."""
     if os.environ.get("STEPS"):
         page.get_by_text("More", exact=True).click()
-        page.locator(".st-key-train_stop_at label").click()
-        wait_idle(page)
+        stop_at = page.locator(".st-key-train_stop_at input")
+        while stop_at.is_checked():  # (a click before the widget is ready is lost)
+            page.locator(".st-key-train_stop_at label").click()
+            wait_idle(page)
         box = page.locator(".st-key-train_steps input")
         box.fill(os.environ["STEPS"])
         box.press("Enter")
         wait_idle(page)
+        assert box.input_value() == os.environ["STEPS"], box.input_value()
 
 
 def main() -> None:

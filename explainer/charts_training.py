@@ -9,6 +9,7 @@ from explainer.charts_common import ordered_unique, value_tooltip, with_title
 
 UNIT_DOMAIN = [0.0, 1.0]
 PANEL_HEIGHT = 220
+FIT_WIDTH = alt.AutoSizeParams(type="fit-x", contains="padding")
 SPLIT_EVERY_STEP = "train"  # the split of `metric_curve` data recorded at every step (drawn without points)
 
 
@@ -102,7 +103,9 @@ def training_curves(
         metric_curve(df, m, log_y=log_loss and m == "loss", width=None, height=panel_height)
         for m in ("loss", "accuracy")
     ]
-    chart = alt.vconcat(*panels).resolve_scale(x="shared")
+    # fit-x: each panel is a layer (line and points), and for a vconcat of layers Streamlit would otherwise
+    # choose "pad", which sets every panel to the container's width plus its axes and legend (overflowing it).
+    chart = alt.vconcat(*panels).resolve_scale(x="shared").properties(autosize=FIT_WIDTH)
     return chart.properties(title=title) if title else chart
 
 

@@ -507,6 +507,8 @@ def test_training_curves(log_loss):
     df_in = _training_frame()
     spec = spec_of(charts.training_curves(df_in, log_loss=log_loss))
     loss, acc = spec["vconcat"]
+    # Streamlit would give a vconcat of layers "pad" (each panel as wide as the container, plus its axes)
+    assert spec["autosize"] == {"type": "fit-x", "contains": "padding"}
     for panel, metric in ((loss, "loss"), (acc, "accuracy")):
         line, points = panel["layer"]
         assert mark(line) == "line" and mark(points) == "point"
