@@ -4,6 +4,7 @@ from collections.abc import Callable
 from types import MappingProxyType
 
 import altair as alt
+import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -206,18 +207,18 @@ st.caption("One run at a time per session; settings changed during a run apply t
 
 def _curves_frame(snap: tj.JobSnapshot | None) -> pd.DataFrame:
     """The run's curves (none before its first step), their metrics and splits as categories: see `live`."""
-    empty = {"step": [], "value": [], "metric": [], "split": []}
-    data = snap.curves() if snap is not None and snap.steps_done else empty
-    return pd.DataFrame(data).astype({"step": "int64", "value": "float64",
-                                      "metric": pd.CategoricalDtype(tj.CURVE_METRICS),
-                                      "split": pd.CategoricalDtype(tj.CURVE_SPLITS)})  # fmt: skip
+    c = snap.curves() if snap is not None and snap.steps_done else {"step": [], "value": [], "metric": [], "split": []}
+    return pd.DataFrame({"step": np.asarray(c["step"], dtype=np.int64), "value": np.asarray(c["value"], dtype=float),
+                         "metric": pd.Categorical(c["metric"], categories=tj.CURVE_METRICS),
+                         "split": pd.Categorical(c["split"], categories=tj.CURVE_SPLITS)})  # fmt: skip
 
 
 def _op_frame(snap: tj.JobSnapshot | None) -> pd.DataFrame:
     """The latest evaluation's accuracy per operation (none before it), the operations as categories."""
     data = snap.op_accuracy() if snap is not None else {"operation": [], "accuracy": []}
     operations = snap.operations if snap is not None else ss.train_ops  # the next run's
-    return pd.DataFrame(data).astype({"operation": pd.CategoricalDtype(operations), "accuracy": "float64"})
+    return pd.DataFrame({"operation": pd.Categorical(data["operation"], categories=operations),
+                         "accuracy": np.asarray(data["accuracy"], dtype=float)})  # fmt: skip
 
 
 # The same elements in the same places before, during and after a run: the browser then keeps its charts and
