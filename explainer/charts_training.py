@@ -62,13 +62,15 @@ def metric_curve(
         scale = alt.Scale(type="log")
     else:
         scale = alt.Scale(zero=False)
+    splits = ordered_unique(df["split"])
     base = (
         alt.Chart(df)
         .transform_filter(alt.datum.metric == metric)
         .encode(
             x=alt.X("step:Q", title="training step"),
             y=alt.Y("value:Q", scale=scale, title=metric + (" (log scale)" if log_y else "")),
-            color=alt.Color("split:N", sort=ordered_unique(df["split"]), title="split"),
+            # the domain too: the legend names every split before any has data (a live chart starts empty)
+            color=alt.Color("split:N", sort=splits, scale=alt.Scale(domain=splits), title="split"),
         )
     )
     # Points (with tooltips) only where values are sparse: the training split has a value at every
@@ -126,6 +128,8 @@ def _category_bars(
         x=alt.X(
             f"{category}:N",
             sort=categories,
+            # every category has its slot, with or without a value yet (a live chart starts empty)
+            scale=alt.Scale(domain=categories),
             title=category_title,
             axis=alt.Axis(labelAngle=0),
         ),

@@ -517,6 +517,7 @@ def test_training_curves(log_loss):
         assert points["transform"] == line["transform"] + [{"filter": "(datum.split !== 'train')"}]
         assert "tooltip" not in line["encoding"]
         assert line["encoding"]["color"]["field"] == points["encoding"]["color"]["field"] == "split"
+        assert line["encoding"]["color"]["scale"]["domain"] == ["train", "validation"]
     assert acc["layer"][0]["encoding"]["y"]["scale"]["domain"] == [0.0, 1.0]
     assert (loss["layer"][0]["encoding"]["y"]["scale"].get("type") == "log") is log_loss
     assert tooltip_fields(loss["layer"][1]["encoding"])["value"]["format"] == ".4f"
@@ -543,7 +544,7 @@ def test_categorical_columns_fix_the_spec_before_any_data():
     some = pd.DataFrame({"operation": pd.Series(["Sum", "Min"], dtype=ops), "accuracy": [0.5, 1.0]})
     for df in (empty, some):
         bars = unit_with_mark(spec_of(charts.op_accuracy_bars(df)), "bar")
-        assert bars["encoding"]["x"]["sort"] == ["Min", "Max", "Sum"]
+        assert bars["encoding"]["x"]["sort"] == bars["encoding"]["x"]["scale"]["domain"] == ["Min", "Max", "Sum"]
 
 
 # --- 16-18. per-operation accuracy, before/after ------------------------------------------------------------
