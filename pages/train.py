@@ -19,7 +19,7 @@ SETTINGS = "train_settings"  # the settings' values, kept while the user is on o
 ALTAIR_DEFAULT_CONFIG = {"view": {"continuousWidth": 300, "continuousHeight": 300}}  # the default theme's (dropped)
 BARS_TITLE = "Validation accuracy per operation, latest evaluation"
 HISTORY_TITLE = "Validation accuracy per operation over training"
-LIVE_EVERY_S = 0.4  # while training, the progress, curves and bars refresh this often (2.3 times a second here)
+LIVE_EVERY_S = 0.4  # while training, the progress, curves and bars refresh this often (about 2.4 times a second here)
 DYNAMICS_EVERY_S = 3.0  # and the accuracy history and the attention snapshots this often
 
 DEFAULTS = MappingProxyType({
@@ -83,7 +83,8 @@ def _chart(name: str, build: Callable[[pd.DataFrame], alt.TopLevelMixin], data: 
     swaps the data into the chart it has rather than building a new one.
     """
     categories = _categories(data)
-    sample = data.drop_duplicates(subset=[c for c, _ in categories])
+    columns = [c for c, _ in categories]
+    sample = data.drop_duplicates(subset=columns) if columns else data.head(1)
     spec = _spec(name, categories, lambda: build(sample))
     (dataset,) = spec["datasets"]
     st.vega_lite_chart({**spec, "datasets": {dataset: data}}, width="stretch")  # Streamlit copies the spec
