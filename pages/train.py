@@ -84,8 +84,8 @@ def _chart(name: str, build: Callable[[pd.DataFrame], alt.TopLevelMixin], data: 
     """
     categories = _categories(data)
     columns = [c for c, _ in categories]
-    sample = data.drop_duplicates(subset=columns) if columns else data.head(1)
-    spec = _spec(name, categories, lambda: build(sample))
+    # the sample is only made when the spec is built, not on every refresh
+    spec = _spec(name, categories, lambda: build(data.drop_duplicates(subset=columns) if columns else data.head(1)))
     (dataset,) = spec["datasets"]
     st.vega_lite_chart({**spec, "datasets": {dataset: data}}, width="stretch")  # Streamlit copies the spec
 
