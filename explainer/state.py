@@ -10,6 +10,7 @@ that session's `st.session_state` only.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -115,6 +116,37 @@ def _random_text(model: TaskModel, rng: np.random.Generator) -> str:
     return f"{op} ( {' '.join(str(int(v)) for v in values)} )"
 
 
+# ---------------------------------------------------------------- widgets whose options change
+def keep_valid(key: str, options: Sequence, default=None) -> None:
+    """Call before drawing a widget whose options depend on the model, the example or a run.
+
+    Its stored value may no longer be an option: a layer the new model lacks, an answer step the new
+    example does not have, a snapshot of another run. Worse, when a selectbox's labels change, the
+    browser later sends back a label that matches no option, and Streamlit stores that label as a raw
+    string. Either way the value quietly falls back to `default` (the first option if None), so the page
+    never reads a stale or mistyped value.
+    """
+    ss = st.session_state
+    if key in ss and not _is_option(ss[key], options):
+        ss[key] = options[0] if default is None else default
+
+
+def keep_valid_many(key: str, options: Sequence, default: Sequence = ()) -> None:
+    """`keep_valid` for a multiselect: drop stored values that are no longer options (all gone: `default`)."""
+    ss = st.session_state
+    if key not in ss:
+        return
+    stored = ss[key]
+    kept = [v for v in stored if _is_option(v, options)] if isinstance(stored, list | tuple) else []
+    if not isinstance(stored, list) or kept != stored:
+        ss[key] = kept or [v for v in default if _is_option(v, options)]
+
+
+def _is_option(value, options: Sequence) -> bool:
+    # by type and value: "1" is not 1, and True is not 1
+    return any(type(value) is type(option) and value == option for option in options)
+
+
 # ---------------------------------------------------------------- widget callbacks
 def _set_example(text: str) -> None:
     """Make `text` (already valid) the example, and mirror it into every example widget."""
@@ -189,9 +221,8 @@ def sidebar() -> Current:
                              key=f"example_v{j}", on_change=_on_widgets)  # fmt: skip
         st.button("Random example", key="random_example", on_click=_on_random, icon=":material/casino:")
         cfg = model.transformer.cfg
-        for name, n in (("layer", cfg.n_layers), ("head", cfg.n_heads)):
-            if ss.get(name, 0) >= n:
-                ss[name] = 0
+        keep_valid("layer", range(cfg.n_layers))
+        keep_valid("head", range(cfg.n_heads))
         layer = st.selectbox("Layer", range(cfg.n_layers), key="layer", help="Used by the attention pages.")
         head = st.selectbox("Head", range(cfg.n_heads), key="head")
     current = Current(ss.model_name, key, model, ss.example, cached_run(key, ss.example, model), layer, head)

@@ -43,6 +43,26 @@ def _resolve_op(word: str, task: TaskConfig | None) -> str:
     raise ParseError(f"Unknown operation {_show(word)}.{hint} Known: {', '.join(allowed)}")
 
 
+def _check_no_empty_value(body: str) -> None:
+    """Commas separate values, so a comma with nothing but spaces before or after it leaves a value out.
+
+    `Max ( 1 , , 2 3 )` must not be read as `Max ( 1 2 3 )`: say where the empty value is.
+    """
+    pieces = body.split(",")
+    if len(pieces) < 2:
+        return
+    for i, piece in enumerate(pieces):
+        if piece.strip():
+            continue
+        if i == 0:
+            raise ParseError("Empty value: a ',' right after '(' has no value before it. Remove that comma.")
+        if i == len(pieces) - 1:
+            raise ParseError("Empty value: a ',' right before ')' has no value after it. Remove that comma.")
+        before = pieces[i - 1].split()
+        where = f"after {_show(before[-1])}" if before else "here"
+        raise ParseError(f"Empty value {where}: two commas with nothing between them. Remove one, or put a value.")
+
+
 def parse_expression(text: str, task: TaskConfig | None = None) -> Expression:
     """`Op ( a b c )` in any letter case, commas and/or spaces between values, optional `=`.
 
@@ -87,6 +107,7 @@ def parse_expression(text: str, task: TaskConfig | None = None) -> Expression:
         raise ParseError(
             f"Nothing between the parentheses: put {n_args} values, like {op} ( {example} )"
         )
+    _check_no_empty_value(body)
     for item in items:
         if not _NUMBER.fullmatch(item):
             raise ParseError(f"{_show(item)} is not a whole number; values are like 0, 7 or 42.")

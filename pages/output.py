@@ -26,14 +26,11 @@ st.latex(r"z = x_{\text{final}}\,W_U + b_U, \qquad p_i = \frac{e^{z_i}}{\sum_j e
 
 # ---------------------------------------------------------------- which answer position
 if model.causal:
-    if st.session_state.get("out_step", 0) >= n_steps:
-        st.session_state["out_step"] = 0  # the new example has fewer answer steps
-
-    def _step_label(s: int) -> str:
-        return f"step {s + 1}: position {run.answer_pos + s} (`{run.labels[run.answer_pos + s]}`) → wrote " \
-               f"`{answer.answer_tokens[s]}`"  # fmt: skip
-
-    step = st.selectbox("Answer step", range(n_steps), format_func=_step_label, key="out_step",
+    # The labels name the step only, never this example's tokens: a label that changed with the example
+    # would come back from the browser as a stale string (see state.keep_valid).
+    steps = list(range(n_steps))
+    state.keep_valid("out_step", steps)
+    step = st.selectbox("Answer step", steps, format_func=lambda s: f"answer token {s + 1}", key="out_step",
                         help="A causal model writes one answer token per position.")  # fmt: skip
 else:
     step = 0
@@ -43,7 +40,9 @@ true_tok = vocab.decode([true_id])[0] if true_id is not None else None
 logits = run.cache["hook_logits"][0, pos]  # [vocab]
 tokens = vocab.to_list()
 st.caption(
-    f"Reading position {pos} (`{run.labels[pos]}`) of `{' '.join(run.labels)}`; the true next token is "
+    f"Reading position {pos} (`{run.labels[pos]}`) of `{' '.join(run.labels)}`"
+    + (f", where the model wrote `{answer.answer_tokens[step]}`" if model.causal else "")
+    + "; the true next token is "
     + (f"`{true_tok}`." if true_tok is not None else "— (the model wrote more tokens than the true answer has).")
 )
 

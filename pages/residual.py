@@ -90,8 +90,9 @@ st.altair_chart(
 # ---------------------------------------------------------------- LayerNorm
 st.subheader(f"LayerNorm in block {layer}")
 norms = dict(aa.layer_norms(cfg))
-which = st.segmented_control("LayerNorm", ["ln1", "ln2", "ln_final"] if pre else ["ln1", "ln2"], default="ln1",
-                             key="resid_ln") or "ln1"  # fmt: skip
+ln_names = ["ln1", "ln2", "ln_final"] if pre else ["ln1", "ln2"]
+state.keep_valid("resid_ln", ln_names)  # a post-norm model has no ln_final
+which = st.segmented_control("LayerNorm", ln_names, default="ln1", key="resid_ln") or "ln1"
 prefix = which if which == "ln_final" else f"blocks.{layer}.{which}"
 ln_in = aa.ln_input(cache, cfg, prefix)  # [pos, d_model]
 ln_out = cache[f"{prefix}.hook_normalized"][0]  # [pos, d_model]

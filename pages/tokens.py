@@ -96,6 +96,7 @@ st.altair_chart(
 )  # fmt: skip
 if cfg.positional == "sinusoidal":
     default = [d for d in (0, 1, 10, 11, 30) if d < D]
+    state.keep_valid_many("tokens_dims", list(range(D)), default)  # another model may be narrower
     dims = st.multiselect("Dimensions to plot", list(range(D)), default=default, key="tokens_dims",
                           help="Low dimensions oscillate fast, high ones slowly.")  # fmt: skip
     if dims:

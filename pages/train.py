@@ -287,14 +287,14 @@ def dynamics() -> None:
     history = pd.DataFrame(snap.op_accuracy_history())
     _chart("op_history", lambda df: charts.op_accuracy_over_time(df, title=HISTORY_TITLE), history)
     n_layers = snap.evals[0].attention.shape[0]
-    if ss.get("train_layer", 0) >= n_layers:
-        ss.train_layer = 0
+    state.keep_valid("train_layer", range(n_layers))  # the run before may have had more blocks
     steps = [e.step for e in snap.evals]
     a, b = st.columns([1, 3])
     layer = a.selectbox("Layer", range(n_layers), key="train_layer")
     if snap.done:
-        if ss.get("train_snapshot") not in steps:
+        if "train_snapshot" not in ss:
             ss.train_snapshot = steps[-1]
+        state.keep_valid("train_snapshot", steps, default=steps[-1])  # a step of another run: the last one
         at_step = b.select_slider("Snapshot (training step)", steps, key="train_snapshot",
                                   help="Scrub through training: the probe's attention at each evaluation.")  # fmt: skip
     else:

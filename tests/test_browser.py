@@ -249,6 +249,73 @@ def test_the_causal_model_in_every_page(new_tab, app_url):
         bh.screenshot(page, f"causal-{_slug(title)}")
 
 
+# ---------------------------------------------------------------- many edits in a row, on every page
+EDITS = {  # model -> the two examples typed one after the other (answers of different lengths for 0-99)
+    MODEL: ("Last ( 3 1 4 )", "Min ( 4 8 1 )"),
+    CAUSAL_MODEL: ("Min ( 5 63 8 )", "Max ( 12 3 99 )"),
+}
+
+
+def press_random(page) -> None:
+    bh.watch_for_run(page)
+    page.locator(".st-key-random_example button").click()
+    bh.wait_run_finished(page)
+
+
+def edit(page, text: str) -> None:
+    """Type `text` as the example and wait for the rerun it causes to end."""
+    bh.watch_for_run(page)
+    bh.type_example(page, text)
+    bh.wait_run_finished(page)
+
+
+def main_marks(page) -> list[str]:
+    """Every chart mark's label (its tooltip text) in the page's main area, sorted.
+
+    Sorted: Vega keeps the marks it already drew when a chart's data changes and adds new ones after them,
+    so the document order after edits differs from a fresh drawing of the same data.
+    """
+    return sorted(bh.mark_labels(page.locator("[data-testid='stMain']")))
+
+
+@pytest.mark.parametrize("model_name", list(EDITS))
+def test_random_three_times_then_two_edits_on_every_page(new_tab, app_url, model_name):
+    """On each page: Random x3, then two typed examples. No exception, and the charts show the last example:
+    the same marks as a fresh session that typed only that example."""
+    first, last = EDITS[model_name]
+    page, fresh = new_tab(), new_tab()
+    for tab in (page, fresh):
+        bh.open_app(tab, app_url)
+        if model_name != MODEL:
+            bh.choose(tab, "Model", model_name)
+    edit(fresh, last)
+    for title, has_charts in PAGES.items():
+        bh.go_to(page, title)
+        for i in range(3):
+            press_random(page)
+            assert_clean(page, f"{title} on {model_name} after Random #{i + 1}")
+        for text in (first, last):
+            edit(page, text)
+            assert_clean(page, f"{title} on {model_name} after typing {text!r}")
+        if not has_charts:
+            continue
+        bh.go_to(fresh, title)
+        want = main_marks(fresh)
+        try:
+            page.wait_for_function(f"want => ({_MARKS_JS})() === want", arg="\n".join(want), timeout=15_000)
+        except PlaywrightTimeout:
+            bh.screenshot(page, f"edits-{_slug(model_name)}-{_slug(title)}")
+            got = main_marks(page)
+            diff = [(a, b) for a, b in zip(got, want, strict=False) if a != b][:3]
+            pytest.fail(f"{title} on {model_name}: the charts do not show {last!r} ({len(got)} marks, "
+                        f"{len(want)} expected; first differences: {diff})")
+        assert want, f"{title} on {model_name}: no chart marks"
+
+
+_MARKS_JS = f"""() => [...document.querySelectorAll("[data-testid='stMain'] {bh.MARKS}")]
+    .map(e => e.getAttribute("aria-label") || "").sort().join("\\n")"""
+
+
 # ---------------------------------------------------------------- training a model, then inspecting it
 CURVE = "Loss and accuracy"  # the Train page's live curves (title)
 TRAIN_BUDGET_S = 40  # from pressing Start to the end of the run; then the test presses Stop

@@ -30,6 +30,14 @@ def test_predict_answers_each_line_and_survives_a_bad_one():
     assert out.returncode == 1
 
 
+@pytest.mark.parametrize("model", ["digits-0-9", "digits-0-99"])
+def test_predict_refuses_an_empty_value_instead_of_dropping_it(model):
+    out = run_cli("predict", "--model", model, "Max ( 1 , , 2 3 )", "Max ( 1 , 2 3 , )", "Max ( 1 , 2 , 3 )")
+    got = out.stdout.splitlines()
+    assert got[0] == "error: Empty value after '1': two commas with nothing between them. Remove one, or put a value."
+    assert got[1].startswith("error: Empty value") and got[2] == "3" and out.returncode == 1
+
+
 def test_predict_exits_zero_when_every_input_is_answered():
     out = run_cli("predict", "--model", "digits-0-9", "Second ( 4 6 2 )", "Min ( 9 9 8 )")
     assert out.stdout.splitlines() == ["6", "8"] and out.returncode == 0

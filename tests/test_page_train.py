@@ -251,3 +251,15 @@ def test_a_run_that_ends_while_the_user_is_elsewhere_joins_the_list_there():
     assert not at.exception, at.exception
     assert job.name in model_options(at)
     assert at.session_state["train_added"] == {job.id: job.name}
+
+
+def test_snapshot_layer_the_browser_still_shows_from_a_deeper_run(trained):
+    """A layer label of an earlier, deeper run (the browser still shows it) falls back to layer 0."""
+    at, job = trained  # one block
+    node = at.selectbox(key="train_layer")
+    node.options.append("2")  # what the browser's list held for a three-block run
+    node.set_value("2")
+    at.run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="train_layer").value == 0
+    assert {"L0 H0", "L0 H1"} <= set(chart_titles(at))

@@ -123,6 +123,14 @@ def test_parses_good_inputs(text, task, op, values):
             TaskConfig(min_value=2, max_value=4),
             "1 is outside this model's range 2-4",
         ),
+        ("Max ( 1 , , 2 3 )", None, "Empty value after '1': two commas"),
+        ("Max ( 1 , , 2 )", None, "Empty value after '1'"),
+        ("max(4,8,,1)", None, "Empty value after '8'"),
+        ("Max ( 1 ,\t, 2 3 )", TaskConfig(max_value=99), "Empty value after '1'"),
+        ("Max ( , 1 2 3 )", None, "Empty value: a ',' right after '('"),
+        ("Max(,1,2,3)", None, "right after '('"),
+        ("Max ( 1 2 3 , )", None, "Empty value: a ',' right before ')'"),
+        ("Max(1,2,3,) =", None, "right before ')'"),
         ("Max ( )", None, "Nothing between the parentheses"),
         ("Max ( , , )", None, "Nothing between the parentheses"),
     ],
@@ -182,3 +190,20 @@ def test_near_misses_parse_or_raise_parse_error(text, task):
 def test_canonical_text_round_trips(op, values):
     expr = Expression(op, tuple(values))
     assert parse_expression(expr.text) == expr
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.integers(0, 9), min_size=3, max_size=3),
+    st.integers(0, 3),  # where the stray comma goes: 0 = after '(', 3 = before ')', else after value i
+    st.sampled_from([",", " , ", ",\t", " ,  "]),
+)
+def test_an_empty_value_between_commas_is_an_error_never_dropped(values, where, sep):
+    """Values separated by commas, with one comma doubled (or leading, or trailing): never parsed."""
+    parts = [str(v) for v in values]
+    body = sep.join(parts[:where] + [""] + parts[where:]) if 0 < where < 3 else (
+        sep + sep.join(parts) if where == 0 else sep.join(parts) + sep)
+    text = f"Max ( {body} )"
+    assert parse_expression(f"Max ( {sep.join(parts)} )") == Expression("Max", tuple(values))
+    with pytest.raises(ParseError, match="Empty value"):
+        parse_expression(text)
