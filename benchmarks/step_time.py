@@ -1,6 +1,12 @@
 """How long one training step and one cached forward pass take, as medians of many.
 
     python benchmarks/step_time.py [--steps 300] [--forwards 2000] [--blas-threads N] [--raw]
+    python benchmarks/step_time.py --against /tmp/old [--rounds 6]   # this checkout vs another, interleaved
+
+With `--against DIR` (another checkout of the project, e.g. `git archive <commit> | tar -x -C DIR`),
+the script runs itself in rounds, alternating this checkout's model_core and DIR's, and prints each
+round's medians and the median ratio: both run on the same machine at the same time, so the ratio
+holds even where the absolute figures drift.
 
 1. A training step as `Trainer.run` takes it: sample a batch of 64, encode it,
    `loss_and_grads`, `clip_grad_norm`, an AdamW step; the default `ModelConfig()` on the
@@ -28,7 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(os.environ.get("STEP_TIME_ROOT", Path(__file__).resolve().parents[1]))  # whose model_core to time
+sys.path.insert(0, str(ROOT))
 
 from model_core import TaskConfig, TaskModel, TrainConfig, make_splits  # noqa: E402
 from model_core.optim import clip_grad_norm, lr_at, make_optimizer  # noqa: E402
@@ -97,7 +104,12 @@ def main(argv=None) -> None:
     ap.add_argument("--forwards", type=int, default=2000, help="cached forward passes timed")
     ap.add_argument("--blas-threads", type=int, default=None, help="set OpenBLAS's thread count first")
     ap.add_argument("--raw", action="store_true", help="skip keep_freed_memory() and warm_up_blas()")
+    ap.add_argument("--no-keep-freed-memory", action="store_true", help="skip keep_freed_memory() only")
+    ap.add_argument("--against", type=Path, help="another checkout: time both, interleaved, and compare")
+    ap.add_argument("--rounds", type=int, default=6, help="with --against: rounds of (this, other)")
     args = ap.parse_args(argv)
+    if args.against is not None:
+        return compare(args)
 
     print(f"numpy {np.__version__}, Python {platform.python_version()}, {platform.machine()}")
     print(f"BLAS threads: {blas_threads(args.blas_threads)}")
@@ -106,9 +118,9 @@ def main(argv=None) -> None:
     elif args.raw:
         print("keep_freed_memory / warm_up_blas: skipped (--raw)")
     else:  # what Trainer does before it trains
-        kept = _alloc.keep_freed_memory()
+        kept = False if args.no_keep_freed_memory else _alloc.keep_freed_memory()
         _alloc.warm_up_blas()
-        print(f"keep_freed_memory: {'on' if kept else 'not available (not glibc Linux)'}; warm_up_blas: done")
+        print(f"keep_freed_memory: {'on' if kept else 'off'}; warm_up_blas: done")
 
     model = TaskModel.new(TaskConfig())
     cfg = TrainConfig()  # batch 64, AdamW
@@ -139,6 +151,31 @@ def main(argv=None) -> None:
     one = model.encode(model.expressions([model.parse("Max ( 5 3 9 )")])).tokens[0]  # [9]
     fwd = timed(lambda: net.run_with_cache(one[None]), args.forwards, 50)
     print(summary(f"run_with_cache, 1 x {one.shape[0]} tokens", fwd))
+
+
+def compare(args) -> None:
+    """Run this script in subprocesses, alternating the two checkouts; print the medians and their ratio."""
+    import re
+    import subprocess
+
+    here, other = Path(__file__).resolve().parents[1], args.against.resolve()
+    cmd = [sys.executable, __file__, "--steps", str(args.steps), "--forwards", str(args.forwards)]
+    cmd += ["--raw"] if args.raw else []
+    cmd += ["--no-keep-freed-memory"] if args.no_keep_freed_memory else []
+    cmd += ["--blas-threads", str(args.blas_threads)] if args.blas_threads is not None else []
+    figures: dict[str, dict[str, list[float]]] = {"this": {}, "other": {}}
+    for r in range(args.rounds):
+        for who, root in (("this", here), ("other", other)) if r % 2 == 0 else (("other", other), ("this", here)):
+            out = subprocess.run(cmd, env=os.environ | {"STEP_TIME_ROOT": str(root)}, capture_output=True,
+                                 text=True, check=True).stdout  # fmt: skip
+            for label, median in re.findall(r"^(.+?)\s+median\s+([0-9.]+) ms", out, re.M):
+                figures[who].setdefault(label.strip(), []).append(float(median))
+        print(f"round {r + 1}: " + "; ".join(f"{label}: {figures['this'][label][-1]:.3f} vs "
+                                             f"{figures['other'][label][-1]:.3f} ms" for label in figures["this"]))
+    print(f"\nthis checkout: {here}\nother: {other}  ({args.rounds} rounds, medians of the rounds' medians)")
+    for label, values in figures["this"].items():
+        a, b = float(np.median(values)), float(np.median(figures["other"][label]))
+        print(f"{label:<36} this {a:7.3f} ms   other {b:7.3f} ms   this/other {a / b:5.2f}")
 
 
 if __name__ == "__main__":

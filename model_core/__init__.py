@@ -10,13 +10,14 @@ Build a model::
     net = Transformer(ModelConfig())                 # the original: 2 blocks, 4 heads, d_model 64
     model = TaskModel.new(TaskConfig(max_value=99), causal=True, norm="pre")
 
-Look inside (hook names as in TransformerLens)::
+Look inside (hook names and meanings as in TransformerLens; every hook is listed in docs/hooks.md)::
 
     logits, cache = net.run_with_cache(tokens)       # tokens [batch, pos] int
     cache["blocks.0.attn.hook_pattern"]              # [batch, head, q_pos, k_pos]
     logits, cache = net.run_with_cache(tokens, targets=targets, grads=True)
     cache["blocks.1.hook_resid_post_grad"], cache.loss, cache.param_grads
     net.run_with_hooks(tokens, [("blocks.1.attn.hook_z", fn)])  # fn(act, hook) -> None or a replacement
+    cache["blocks.0.attn.hook_result"]               # [batch, pos, head, d_model]: each head's write
 
 Answer an expression (a causal model writes its answer token by token)::
 

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import layers as L
-from .model import Cache, Transformer
+from .hooks import Cache
+from .model import Transformer
 from .task_model import Answer, TaskModel
 
 
@@ -80,8 +81,13 @@ def residual_stages(net: Transformer, cache: Cache) -> list[tuple[str, np.ndarra
     """The residual stream at each stage, in order: [(stage name, [T, d_model])]."""
     stages = [("embed + pos", cache["blocks.0.hook_resid_pre"][0])]
     for i in range(net.cfg.n_layers):
-        stages.append((f"block {i} mid", cache[f"blocks.{i}.hook_resid_mid"][0]))
-        stages.append((f"block {i} out", cache[f"blocks.{i}.hook_resid_post"][0]))
+        b = f"blocks.{i}."
+        if net.cfg.norm == "pre":  # the stream is the sums
+            mid, out = b + "hook_resid_mid", b + "hook_resid_post"
+        else:  # post-norm: the stream that flows on is each LayerNorm's output (resid_mid|post are the sums)
+            mid, out = b + "ln1.hook_out", b + "ln2.hook_out"
+        stages.append((f"block {i} mid", cache[mid][0]))
+        stages.append((f"block {i} out", cache[out][0]))
     return stages
 
 

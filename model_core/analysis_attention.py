@@ -13,7 +13,6 @@ import numpy as np
 
 from . import layers as L
 from .config import ModelConfig
-from .model import Cache
 
 # ---------------------------------------------------------------- attention
 
@@ -31,16 +30,6 @@ def strongest_key(pattern_row: np.ndarray) -> tuple[int, float]:
     """The key one query attends to most, and its weight, from a pattern row [k_pos]."""
     k = int(np.argmax(pattern_row))
     return k, float(pattern_row[k])
-
-
-def head_write(cache: Cache, params: dict[str, np.ndarray], layer: int, head: int) -> np.ndarray:
-    """What one head writes into the residual stream: z_h @ W_O[h], [pos, d_model].
-
-    The attention output is the sum of these over heads plus b_O (the tests check it
-    against `hook_attn_out`), so this is the model's own decomposition of its output.
-    """
-    z = cache[f"blocks.{layer}.attn.hook_z"][0, :, head]  # [pos, d_head]
-    return z @ params[f"blocks.{layer}.attn.W_O"][head]  # [pos, d_model]
 
 
 def answer_positions(n_tokens: int, answer_pos: int, causal: bool) -> list[int]:
@@ -93,22 +82,6 @@ def layer_norms(cfg: ModelConfig) -> list[tuple[str, str]]:
     if cfg.norm == "pre":
         out.append(("ln_final", "the stream after the last block, before the unembedding"))
     return out
-
-
-def ln_input(cache: Cache, cfg: ModelConfig, prefix: str) -> np.ndarray:
-    """The vector a LayerNorm normalised, [pos, d_model], from the cached activations.
-
-    Post-norm ("Add & Norm"): ln1 normalises resid_pre + attn_out, ln2 resid_mid + mlp_out.
-    Pre-norm: ln1 normalises resid_pre, ln2 resid_mid, ln_final the last resid_post.
-    """
-    if prefix == "ln_final":
-        return cache[f"blocks.{cfg.n_layers - 1}.hook_resid_post"][0]
-    block, which = prefix.rsplit(".", 1)  # "blocks.i", "ln1" | "ln2"
-    if cfg.norm == "pre":
-        return cache[f"{block}.hook_resid_pre" if which == "ln1" else f"{block}.hook_resid_mid"][0]
-    if which == "ln1":
-        return cache[f"{block}.hook_resid_pre"][0] + cache[f"{block}.hook_attn_out"][0]
-    return cache[f"{block}.hook_resid_mid"][0] + cache[f"{block}.hook_mlp_out"][0]
 
 
 def row_mean_std(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

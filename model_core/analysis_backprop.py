@@ -13,7 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from .analysis import ExampleRun, sgd_step_on_copy
-from .model import Cache, Transformer, param_shapes
+from .hooks import Cache
+from .model import Transformer
+from .params import param_shapes
 from .task_model import Answer, TaskModel
 
 _HEAD_ACTIVATIONS = ("attn.hook_q", "attn.hook_k", "attn.hook_v", "attn.hook_z")  # [batch, pos, head, d_head]
@@ -74,6 +76,8 @@ def view_2d(name: str, array: np.ndarray, head: int, positions: Sequence[str], v
         pos = list(positions)
         if name.endswith(_HEAD_ACTIVATIONS):  # [pos, head, d_head]
             return View2D(x[:, head, :], pos, None, "position", "head dimension", f"head {head}")
+        if name.endswith("attn.hook_result"):  # [pos, head, d_model]
+            return View2D(x[:, head, :], pos, None, "position", "model dimension", f"head {head}")
         if name.endswith(_HEAD_PATTERNS):  # [head, q_pos, k_pos]
             return View2D(x[head], pos, pos, "query position", "key position", f"head {head}")
         if name == "hook_logits":

@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import layers as L
-from .model import Cache, Transformer
+from .hooks import Cache
+from .model import Transformer
 from .vocab import DIGITS, SPECIALS, Vocabulary
 
 

@@ -45,6 +45,7 @@ owns its meaning, so the caller validates it (`model_core.store` does). Likewise
 
 From PyTorch
 ------------
+    import json
     from safetensors import safe_open
     from safetensors.torch import load_file
     weights = load_file("model.safetensors")             # {name: torch.Tensor}
@@ -67,8 +68,9 @@ import numpy as np
 import safetensors.numpy
 
 from .config import ConfigError, ModelConfig
-from .model import Transformer, param_shapes
+from .model import Transformer
 from .optim import STATE_PREFIX, check_state_dict
+from .params import param_shapes
 
 FORMAT = "transformer-explainer-checkpoint"
 FORMAT_VERSION = 1

@@ -7,7 +7,11 @@ import json
 import sys
 import time
 from dataclasses import replace
+from pathlib import Path
 
+from threadpoolctl import threadpool_limits
+
+from . import machine
 from .checkpoint import CheckpointError
 from .config import ConfigError
 from .parser import ParseError
@@ -15,7 +19,7 @@ from .presets import PRESETS
 from .store import load_model, to_bytes
 from .task_model import TaskModel
 from .tasks import MAX_ENUMERABLE, TaskError, enumerate_all, make_splits
-from .trainer import EvalMetrics, Trainer
+from .trainer import EvalMetrics, Trainer, TrainResult
 
 # Command-line flags that override the preset: flag -> (config, field, type)
 OVERRIDES = {
@@ -25,6 +29,7 @@ OVERRIDES = {
     "layers": ("model", int), "heads": ("model", int), "d_model": ("model", int), "d_ff": ("model", int),
     "model_seed": ("model", int),
 }  # fmt: skip
+DEFAULT_OUT_DIR = Path("runs")  # git-ignored
 MODEL_FIELD = {"layers": "n_layers", "heads": "n_heads", "model_seed": "seed"}
 
 
@@ -33,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", required=True)
     tr = sub.add_parser("train", help="train a model from a preset and save it as a checkpoint")
     tr.add_argument("--preset", required=True, choices=sorted(PRESETS))
-    tr.add_argument("--out", required=True, help="checkpoint path to write (.safetensors)")
+    tr.add_argument("--out", help="checkpoint path to write (default: runs/PRESET.safetensors; the shipped "
+                                  "files in pretrained/ are only overwritten when named here)")  # fmt: skip
     tr.add_argument("--json", action="store_true", help="end with one JSON line of results")
     for flag, (_, kind) in OVERRIDES.items():
         tr.add_argument("--" + flag.replace("_", "-"), type=kind, dest=flag)
@@ -71,7 +77,26 @@ def train(args) -> int:
         if value is not None:
             (model_opts if where == "model" else train_opts)[MODEL_FIELD.get(flag, flag)] = value
     cfg = replace(preset.train, **train_opts)
+    out = Path(args.out) if args.out else DEFAULT_OUT_DIR / f"{args.preset}.safetensors"
+    out.parent.mkdir(parents=True, exist_ok=True)
     model = TaskModel.new(preset.task, name=args.preset, **model_opts)
+    # One BLAS thread: the run is then the same products in the same order every time (see model_core.machine).
+    with threadpool_limits(limits=machine.TRAINING_BLAS_THREADS, user_api="blas"):
+        result = _run_training(model, cfg)
+    to_bytes(model, out)
+    print(result.message)
+    _print_accuracy("held-out", result.test)
+    print(f"wall time {result.wall_s:.1f} s; saved to {out}")
+    if args.json:
+        print(json.dumps({
+            "preset": args.preset, "status": result.status, "steps": result.steps, "wall_s": round(result.wall_s, 3),
+            "heldout_accuracy": result.test["accuracy"], "heldout_per_op": result.test["per_op"], "out": str(out),
+        }))  # fmt: skip
+    return 0 if result.status != "diverged" else 1
+
+
+def _run_training(model: TaskModel, cfg) -> TrainResult:
+    """Train with a progress line on a terminal (one line per evaluation otherwise)."""
     trainer = Trainer(model, cfg)
     tty = sys.stderr.isatty()
     last_print = 0.0
@@ -88,17 +113,7 @@ def train(args) -> int:
             )
     if tty:
         print(file=sys.stderr)
-    result = trainer.result
-    to_bytes(model, args.out)
-    print(result.message)
-    _print_accuracy("held-out", result.test)
-    print(f"wall time {result.wall_s:.1f} s; saved to {args.out}")
-    if args.json:
-        print(json.dumps({
-            "preset": args.preset, "status": result.status, "steps": result.steps, "wall_s": round(result.wall_s, 3),
-            "heldout_accuracy": result.test["accuracy"], "heldout_per_op": result.test["per_op"], "out": args.out,
-        }))  # fmt: skip
-    return 0 if result.status != "diverged" else 1
+    return trainer.result
 
 
 def _print_accuracy(label: str, ev: dict) -> None:

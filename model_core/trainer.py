@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import _alloc
+from . import _alloc, machine
 from .config import TrainConfig
 from .optim import clip_grad_norm, lr_at, make_optimizer
 from .task_model import TaskModel
@@ -122,5 +122,6 @@ class Trainer:
         model.metrics = {
             "status": status, "steps": step, "wall_s": round(wall, 3),
             "heldout_accuracy": test["accuracy"], "heldout_per_op": test["per_op"], "heldout_n": test["n"],
+            "trained_on": machine.fingerprint(),
         }  # fmt: skip
         self.result = TrainResult(status, message, step, wall, test)

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from .config import ConfigError, ModelConfig, TrainConfig
-from .model import param_shapes
+from .params import param_shapes
 from .parser import ParseError
 from .task_model import TaskModel
 from .tasks import Expression, TaskConfig, TaskError, check_compatible

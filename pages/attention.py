@@ -108,7 +108,7 @@ st.altair_chart(
 
 # ---------------------------------------------------------------- step 4: output
 st.subheader("4 · The head's output and what it writes into the stream")
-write = aa.head_write(cache, params, layer, head)  # [pos, d_model]
+write = cache[attn + "hook_result"][0, :, head]  # [pos, d_model]: z_h @ W_O[h]
 st.markdown(
     f"$z_h$ = pattern × V: each position's mix of values, [{T} × {dh}]. Multiplied by $W_O^h$ "
     f"[{dh} × {cfg.d_model}] it becomes what this head adds to the residual stream, [{T} × {cfg.d_model}]. "
@@ -122,7 +122,7 @@ c1.altair_chart(
 )  # fmt: skip
 c2.altair_chart(
     charts.matrix_heatmap(write, labels, x_title="d_model dimension", value_title="z·W_O",
-                          title=f"Written into the stream: z·W_O, L{layer} H{head}"),
+                          title=f"Written into the stream: z·W_O (hook_result), L{layer} H{head}"),
     width="stretch",
 )  # fmt: skip
 

@@ -94,8 +94,8 @@ ln_names = ["ln1", "ln2", "ln_final"] if pre else ["ln1", "ln2"]
 state.keep_valid("resid_ln", ln_names)  # a post-norm model has no ln_final
 which = st.segmented_control("LayerNorm", ln_names, default="ln1", key="resid_ln") or "ln1"
 prefix = which if which == "ln_final" else f"blocks.{layer}.{which}"
-ln_in = aa.ln_input(cache, cfg, prefix)  # [pos, d_model]
-ln_out = cache[f"{prefix}.hook_normalized"][0]  # [pos, d_model]
+ln_in = cache[f"{prefix}.hook_in"][0]  # [pos, d_model]
+ln_out = cache[f"{prefix}.hook_out"][0]  # [pos, d_model]: after the gain w and bias b
 scale = cache[f"{prefix}.hook_scale"][0, :, 0]  # [pos]
 mean_in, std_in = aa.row_mean_std(ln_in)
 mean_out, std_out = aa.row_mean_std(ln_out)
@@ -113,7 +113,7 @@ c1.altair_chart(
 )  # fmt: skip
 c2.altair_chart(
     charts.matrix_heatmap(ln_out, labels, x_title="d_model dimension", value_title="LN output",
-                          title=f"After {prefix} (hook_normalized)"),
+                          title=f"After {prefix} (hook_out)"),
     width="stretch",
 )  # fmt: skip
 st.dataframe(

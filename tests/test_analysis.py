@@ -87,8 +87,11 @@ def test_residual_stages_are_the_cached_arrays_in_order(which, request):
     stages = residual_stages(net.transformer, run.cache)
     n = net.transformer.cfg.n_layers
     expected = ["blocks.0.hook_resid_pre"]
-    for i in range(n):
-        expected += [f"blocks.{i}.hook_resid_mid", f"blocks.{i}.hook_resid_post"]
+    for i in range(n):  # post-norm: the stream after each LayerNorm; pre-norm: the sums
+        if net.transformer.cfg.norm == "post":
+            expected += [f"blocks.{i}.ln1.hook_out", f"blocks.{i}.ln2.hook_out"]
+        else:
+            expected += [f"blocks.{i}.hook_resid_mid", f"blocks.{i}.hook_resid_post"]
     assert [s for s, _ in stages] == ["embed + pos"] + [f"block {i} {w}" for i in range(n) for w in ("mid", "out")]
     for (_, arr), name in zip(stages, expected, strict=True):
         np.testing.assert_array_equal(arr, run.cache[name][0])
@@ -123,7 +126,7 @@ def test_logit_lens_last_stage_is_the_models_output(which, request):
 
 def test_post_norm_last_residual_is_the_input_to_the_unembedding(shipped, shipped_run):
     p, cache = shipped.transformer.params, shipped_run.cache
-    last = cache[f"blocks.{shipped.transformer.cfg.n_layers - 1}.hook_resid_post"][0]
+    last = cache[f"blocks.{shipped.transformer.cfg.n_layers - 1}.ln2.hook_out"][0]
     np.testing.assert_allclose(last @ p["unembed.W_U"] + p["unembed.b_U"], cache["hook_logits"][0], atol=1e-4)
 
 

@@ -15,8 +15,9 @@ import safetensors.numpy
 
 from model_core.checkpoint import META_KEY, CheckpointError, load_checkpoint, save_checkpoint
 from model_core.config import ModelConfig, TrainConfig
-from model_core.model import Transformer, param_shapes
+from model_core.model import Transformer
 from model_core.optim import make_optimizer
+from model_core.params import param_shapes
 
 SMALL = ModelConfig(vocab_size=9, d_model=16, n_heads=2, n_layers=1, d_ff=24, max_len=12, causal=True,
                     norm="pre", positional="learned", seed=3)  # fmt: skip

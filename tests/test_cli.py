@@ -2,6 +2,7 @@
 
 import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,9 +15,9 @@ from model_core.cli import main
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_cli(*args, stdin=""):
+def run_cli(*args, stdin="", cwd=ROOT):
     return subprocess.run([sys.executable, "-m", "model_core", *args], input=stdin, capture_output=True,
-                          text=True, cwd=ROOT, timeout=300)  # fmt: skip
+                          text=True, cwd=cwd, timeout=300, env=os.environ | {"PYTHONPATH": str(ROOT)})  # fmt: skip
 
 
 def test_predict_answers_each_line_and_survives_a_bad_one():
@@ -91,3 +92,12 @@ def test_a_corrupt_checkpoint_is_refused(tmp_path):
     bad.write_bytes(b"\x00" * 100)
     out = run_cli("predict", "--model", str(bad), "Max ( 1 2 3 )")
     assert out.returncode == 2 and out.stderr.startswith("error: ") and "Traceback" not in out.stderr
+
+
+def test_train_without_out_writes_under_runs_never_over_a_shipped_model(tmp_path):
+    shipped = (ROOT / "pretrained" / "digits-0-9.safetensors").read_bytes()
+    out = run_cli("train", "--preset", "tiny", "--steps", "5", "--json", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.splitlines()[-1])["out"] == "runs/tiny.safetensors"
+    assert (tmp_path / "runs" / "tiny.safetensors").stat().st_size > 0
+    assert (ROOT / "pretrained" / "digits-0-9.safetensors").read_bytes() == shipped

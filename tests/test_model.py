@@ -5,7 +5,8 @@ import pytest
 
 from model_core.config import ConfigError, ModelConfig
 from model_core.layers import LN_EPS
-from model_core.model import Transformer, param_shapes
+from model_core.model import Transformer
+from model_core.params import param_shapes
 
 B, T = 2, 9
 
@@ -17,6 +18,8 @@ def expected_shape(name: str, cfg: ModelConfig, B: int, T: int) -> tuple:
         return (B, T, H, dh)
     if name.endswith(("hook_attn_scores", "hook_pattern")):
         return (B, H, T, T)
+    if name.endswith("hook_result"):
+        return (B, T, H, D)
     if name.startswith("blocks") and ".mlp.hook_" in name:
         return (B, T, F)
     if name.endswith("hook_scale"):
@@ -26,9 +29,10 @@ def expected_shape(name: str, cfg: ModelConfig, B: int, T: int) -> tuple:
     return (B, T, D)
 
 
-@pytest.fixture(params=[False, True], ids=["bidirectional", "causal"])
+@pytest.fixture(params=[(False, "post"), (True, "post"), (True, "pre")], ids=["bidirectional", "causal", "pre-norm"])
 def model(request):
-    return Transformer(ModelConfig(causal=request.param, seed=1), dtype=np.float64)
+    causal, norm = request.param
+    return Transformer(ModelConfig(causal=causal, norm=norm, seed=1), dtype=np.float64)
 
 
 def tokens(rng, pad_from=None):
@@ -133,21 +137,57 @@ def test_ablating_a_head_matches_recomputing_by_hand(model):
     assert np.abs(cache["hook_logits"] - clean["hook_logits"]).max() > 1e-6
 
 
-def test_replacing_the_last_residual_sets_the_logits_by_hand():
-    model = Transformer(ModelConfig(seed=6), dtype=np.float64)  # post-norm: no final LN
+def test_replacing_the_last_stream_sets_the_logits_by_hand():
+    """Post-norm: the block's output is ln2.hook_out (no final LN); hook_resid_post is the sum before ln2."""
+    model = Transformer(ModelConfig(seed=6), dtype=np.float64)
+    p = model.params
     t = tokens(np.random.default_rng(6))
     new = np.random.default_rng(7).normal(size=(B, T, 64))
+    logits = model.run_with_hooks(t, [("blocks.1.ln2.hook_out", lambda x, hook: new)])
+    np.testing.assert_allclose(logits, new @ p["unembed.W_U"] + p["unembed.b_U"], rtol=1e-12)
     logits = model.run_with_hooks(t, [("blocks.1.hook_resid_post", lambda x, hook: new)])
-    np.testing.assert_allclose(logits, new @ model.params["unembed.W_U"] + model.params["unembed.b_U"])
+    normed = (new - new.mean(-1, keepdims=True)) / np.sqrt(new.var(-1, keepdims=True) + LN_EPS)
+    by_hand = (normed * p["blocks.1.ln2.w"] + p["blocks.1.ln2.b"]) @ p["unembed.W_U"] + p["unembed.b_U"]
+    np.testing.assert_allclose(logits, by_hand, rtol=1e-10)
+
+
+def ln_inputs(cfg: ModelConfig, cache) -> dict[str, np.ndarray]:
+    """What each LayerNorm reads, from the residual-stream hooks (docs/hooks.md)."""
+    out = {}
+    for i in range(cfg.n_layers):
+        b = f"blocks.{i}."
+        if cfg.norm == "pre":  # x + f(LN(x)): LN1 reads the block's input, LN2 the stream after attention
+            out[b + "ln1"], out[b + "ln2"] = cache[b + "hook_resid_pre"], cache[b + "hook_resid_mid"]
+        else:  # LN(x + f(x)): each LN reads a sum, and its output is the stream after it
+            out[b + "ln1"], out[b + "ln2"] = cache[b + "hook_resid_mid"], cache[b + "hook_resid_post"]
+    if cfg.norm == "pre":
+        out["ln_final"] = cache[f"blocks.{cfg.n_layers - 1}.hook_resid_post"]
+    return out
 
 
 def test_layer_norm_hooks_are_the_real_numbers(model):
-    _, cache = model.run_with_cache(tokens(np.random.default_rng(8)))
-    x = cache["blocks.0.hook_resid_pre"] + cache["blocks.0.hook_attn_out"]  # post-norm ln1 input
-    if model.cfg.norm == "post":
+    """hook_in, hook_scale, hook_normalized (before the gain, as in TransformerLens) and hook_out, by hand."""
+    cfg, p = model.cfg, model.params
+    _, cache = model.run_with_cache(tokens(np.random.default_rng(8), pad_from=5))
+    for prefix, x in ln_inputs(cfg, cache).items():
+        np.testing.assert_array_equal(cache[prefix + ".hook_in"], x, err_msg=prefix)
         scale = np.sqrt(x.var(-1, keepdims=True) + LN_EPS)
-        np.testing.assert_allclose(cache["blocks.0.ln1.hook_scale"], scale)
-        np.testing.assert_allclose(cache["blocks.0.ln1.hook_normalized"], cache["blocks.0.hook_resid_mid"])
+        normalized = (x - x.mean(-1, keepdims=True)) / scale
+        np.testing.assert_allclose(cache[prefix + ".hook_scale"], scale, rtol=1e-12, err_msg=prefix)
+        np.testing.assert_allclose(cache[prefix + ".hook_normalized"], normalized, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(cache[prefix + ".hook_out"], normalized * p[prefix + ".w"] + p[prefix + ".b"],
+                                   rtol=1e-10, atol=1e-12, err_msg=prefix)  # fmt: skip
+    for i in range(cfg.n_layers):
+        b = f"blocks.{i}."
+        mid, post = cache[b + "hook_resid_mid"], cache[b + "hook_resid_post"]
+        if cfg.norm == "post":  # the sums, and the normalised stream that flows on
+            np.testing.assert_array_equal(mid, cache[b + "hook_resid_pre"] + cache[b + "hook_attn_out"])
+            np.testing.assert_array_equal(post, cache[b + "ln1.hook_out"] + cache[b + "hook_mlp_out"])
+            if i + 1 < cfg.n_layers:
+                np.testing.assert_array_equal(cache[f"blocks.{i + 1}.hook_resid_pre"], cache[b + "ln2.hook_out"])
+        else:
+            np.testing.assert_array_equal(mid, cache[b + "hook_resid_pre"] + cache[b + "hook_attn_out"])
+            np.testing.assert_array_equal(post, mid + cache[b + "hook_mlp_out"])
 
 
 def test_hooks_never_outlive_their_call(model):

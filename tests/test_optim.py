@@ -8,8 +8,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from model_core.config import ModelConfig, TrainConfig
-from model_core.model import Transformer, init_params
+from model_core.model import Transformer
 from model_core.optim import SGD, Adam, AdamW, clip_grad_norm, lr_at, make_optimizer
+from model_core.params import init_params
 
 NAMES_SHAPES = {"layer.W_in": (2, 3), "layer.b_in": (3,), "ln.w": (3,), "layer.W_out": (3, 2)}
 LRS = [0.1, 0.05, 0.02]

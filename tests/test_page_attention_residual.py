@@ -14,20 +14,49 @@ import numpy as np
 import pytest
 from app_helpers import chart_titles, charts, open_app, set_example
 
-from model_core import ModelConfig, TaskConfig, TaskModel, Transformer, load_model
+from model_core import ModelConfig, TaskConfig, TaskModel, Transformer, enumerate_all, load_model
 from model_core import analysis_attention as aa
 from model_core.analysis import ablate_heads, residual_stages, run_example, sublayer_writes
 from model_core.layers import LN_EPS
 
 ATTENTION, RESIDUAL = "../pages/attention.py", "../pages/residual.py"
 DEFAULT = "Max ( 7 2 9 )"
-# Found by trying every single head on the shipped model: without L0 H3, "First ( 3 5 6 )" is answered 6.
-CRUCIAL_EXAMPLE, CRUCIAL_HEAD, ANSWER, ABLATED_ANSWER = "First ( 3 5 6 )", (0, 3), "3", "6"
-
-
 @pytest.fixture(scope="module")
 def shipped():
     return load_model("digits-0-9")
+
+
+@pytest.fixture(scope="module")
+def crucial(shipped):
+    """(example, (layer, head), answer, answer without that head): the single head whose removal flips a First
+    answer and leaves the right answer the least probability, found by switching every head off on every First
+    expression (batched), so it holds for whatever the shipped model learned."""
+    net = shipped.transformer
+    every = enumerate_all(shipped.task)
+    exprs = every.subset(np.flatnonzero(every.ops == shipped.task.operations.index("First")))
+    batch = shipped.encode(exprs)
+    at = batch.answer_pos  # [n]: `=`, where the bidirectional model answers
+    right = batch.targets[np.arange(len(exprs)), at]  # [n] the true answer's token
+    best = None
+    for layer in range(net.cfg.n_layers):
+        for head in range(net.cfg.n_heads):
+            def off(z, hook, head=head):
+                z = z.copy()
+                z[:, :, head] = 0.0
+                return z
+
+            logits = net.run_with_hooks(batch.tokens, [(f"blocks.{layer}.attn.hook_z", off)])
+            rows = logits[np.arange(len(exprs)), at].astype(np.float64)  # [n, vocab]
+            probs = np.exp(rows - rows.max(-1, keepdims=True))
+            probs /= probs.sum(-1, keepdims=True)
+            flipped = rows.argmax(-1) != right
+            for i in np.flatnonzero(flipped):
+                p = probs[i, right[i]]
+                if best is None or p < best[0]:
+                    best = (p, exprs.expression(i).text, (layer, head), shipped.vocab.decode([int(right[i])])[0],
+                            shipped.vocab.decode([int(rows[i].argmax())])[0])
+    assert best is not None, "no single head flips any First answer of the shipped model"
+    return best[1:]
 
 
 @pytest.fixture(scope="module")
@@ -49,13 +78,13 @@ def test_head_writes_plus_bias_are_the_attention_output(kind, shipped, causal_mo
     model = shipped if kind == "shipped" else causal_model
     net, cache = model.transformer, run_of(model, "Min ( 4 8 1 )").cache
     for layer in range(net.cfg.n_layers):
-        total = sum(aa.head_write(cache, net.params, layer, h) for h in range(net.cfg.n_heads))
-        total = total + net.params[f"blocks.{layer}.attn.b_O"]
+        result = cache[f"blocks.{layer}.attn.hook_result"][0]  # [pos, head, d_model]
+        total = result.astype(np.float64).sum(1) + net.params[f"blocks.{layer}.attn.b_O"]
         np.testing.assert_allclose(total, cache[f"blocks.{layer}.hook_attn_out"][0], atol=1e-5, rtol=0)
         # and one head's write is its own z times its own slice of W_O, nothing else
         z = cache[f"blocks.{layer}.attn.hook_z"][0, :, 1].astype(np.float64)
         ref = np.einsum("td,dm->tm", z, net.params[f"blocks.{layer}.attn.W_O"][1].astype(np.float64))
-        np.testing.assert_allclose(aa.head_write(cache, net.params, layer, 1), ref, atol=1e-5)
+        np.testing.assert_allclose(result[:, 1], ref, atol=1e-5)
 
 
 def test_masked_keys_are_the_causal_and_padding_cells():
@@ -99,18 +128,34 @@ def test_layer_norms_list_every_norm_in_order():
     assert [p for p, _ in pre] == ["blocks.0.ln1", "blocks.0.ln2", "ln_final"]
 
 
+def ln_input_by_hand(cache, cfg, prefix: str) -> np.ndarray:
+    """What a LayerNorm reads, rebuilt from the stream and the sublayer outputs: [pos, d_model]."""
+    c = {k: v[0].astype(np.float64) for k, v in cache.items()}
+    if prefix == "ln_final":
+        return c[f"blocks.{cfg.n_layers - 1}.hook_resid_post"]
+    block, which = prefix.rsplit(".", 1)
+    if cfg.norm == "pre":
+        return c[f"{block}.hook_resid_pre"] if which == "ln1" else c[f"{block}.hook_resid_pre"] + c[
+            f"{block}.hook_attn_out"]  # fmt: skip
+    if which == "ln1":  # Add & Norm: the stream plus the attention output
+        return c[f"{block}.hook_resid_pre"] + c[f"{block}.hook_attn_out"]
+    return c[f"{block}.ln1.hook_out"] + c[f"{block}.hook_mlp_out"]
+
+
 @pytest.mark.parametrize("kind", ["shipped", "causal"])
-def test_ln_input_normalised_by_hand_is_hook_normalized(kind, shipped, causal_model):
+def test_layer_norms_by_hand_are_the_hooks(kind, shipped, causal_model):
     model = shipped if kind == "shipped" else causal_model
     net, cache = model.transformer, run_of(model, "Second ( 4 8 1 )").cache
     prefixes = [p for p, _ in aa.layer_norms(net.cfg)]
     assert len(prefixes) == 2 * net.cfg.n_layers + (net.cfg.norm == "pre")
     for prefix in prefixes:
-        x = aa.ln_input(cache, net.cfg, prefix).astype(np.float64)  # [pos, d]
+        x = ln_input_by_hand(cache, net.cfg, prefix)  # [pos, d]
+        np.testing.assert_allclose(cache[f"{prefix}.hook_in"][0], x, atol=1e-5, rtol=0)
         mu = x.mean(axis=-1, keepdims=True)
         sd = np.sqrt(((x - mu) ** 2).mean(axis=-1, keepdims=True) + LN_EPS)
+        np.testing.assert_allclose((x - mu) / sd, cache[f"{prefix}.hook_normalized"][0], atol=1e-4, rtol=0)
         out = (x - mu) / sd * net.params[f"{prefix}.w"] + net.params[f"{prefix}.b"]
-        np.testing.assert_allclose(out, cache[f"{prefix}.hook_normalized"][0], atol=1e-4, rtol=0)
+        np.testing.assert_allclose(out, cache[f"{prefix}.hook_out"][0], atol=1e-4, rtol=0)
         np.testing.assert_allclose(sd, cache[f"{prefix}.hook_scale"][0], rtol=1e-5)
 
 
@@ -205,8 +250,8 @@ def check_attention_page(at, model, text, layer, head):
         c[a + "hook_pattern"][0].reshape(-1, T),
     )
     np.testing.assert_array_equal(matrix(at, f"z, {name}", (T, dh)), c[a + "hook_z"][0, :, head])
-    write = matrix(at, f"Written into the stream: z·W_O, {name}", (T, net.cfg.d_model))
-    np.testing.assert_array_equal(write, aa.head_write(c, net.params, layer, head))
+    write = matrix(at, f"Written into the stream: z·W_O (hook_result), {name}", (T, net.cfg.d_model))
+    np.testing.assert_array_equal(write, c[a + "hook_result"][0, :, head])
     return run
 
 
@@ -271,7 +316,8 @@ def test_attention_page_follows_edits_and_keeps_charts_on_invalid_input(shipped)
             assert a.equals(b)
 
 
-def test_switching_off_a_crucial_head_changes_the_answer_and_back(shipped):
+def test_switching_off_a_crucial_head_changes_the_answer_and_back(shipped, crucial):
+    CRUCIAL_EXAMPLE, CRUCIAL_HEAD, ANSWER, ABLATED_ANSWER = crucial
     at = open_app(ATTENTION)
     set_example(at, CRUCIAL_EXAMPLE)
     table = predictions_table(at)
@@ -289,7 +335,7 @@ def test_switching_off_a_crucial_head_changes_the_answer_and_back(shipped):
     logits, _ = ablate_heads(shipped, run.tokens, [CRUCIAL_HEAD])
     ref = aa.predictions_at(logits[0], [run.answer_pos])[0]
     assert table["probability (heads off)"].iloc[0] == pytest.approx(ref.prob, rel=1e-9)
-    assert "the model now predicts `6`" in at.warning[0].value
+    assert f"the model now predicts `{ABLATED_ANSWER}`" in at.warning[0].value
     _, df = chart(at, f'Probability of "{ANSWER}" at position {run.answer_pos} (=)')
     assert df["value"].iloc[0] == pytest.approx(original["probability"].iloc[0], rel=1e-9)
     assert (
@@ -349,9 +395,9 @@ def check_residual_page(at, model, text, layer, prefix):
         got = df[(df["block"] == b) & (df["sublayer"] == s)].set_index("position_label").loc[labels, "norm"]
         np.testing.assert_array_equal(got.to_numpy(), norm)
     D, F = net.cfg.d_model, net.cfg.d_ff
-    np.testing.assert_array_equal(matrix(at, f"Before {prefix}", (T, D)), aa.ln_input(c, net.cfg, prefix))
-    np.testing.assert_array_equal(matrix(at, f"After {prefix} (hook_normalized)", (T, D)),
-                                  c[f"{prefix}.hook_normalized"][0])  # fmt: skip
+    np.testing.assert_array_equal(matrix(at, f"Before {prefix}", (T, D)), c[f"{prefix}.hook_in"][0])
+    np.testing.assert_allclose(matrix(at, f"Before {prefix}", (T, D)), ln_input_by_hand(c, net.cfg, prefix), atol=1e-5)
+    np.testing.assert_array_equal(matrix(at, f"After {prefix} (hook_out)", (T, D)), c[f"{prefix}.hook_out"][0])
     stats = at.dataframe[0].value
     np.testing.assert_array_equal(stats["hook_scale"], c[f"{prefix}.hook_scale"][0, :, 0])
     np.testing.assert_allclose(stats["std before"], c[f"{prefix}.hook_scale"][0, :, 0], rtol=1e-4)
@@ -370,7 +416,7 @@ def test_residual_page_shows_the_cached_arrays(shipped):
     assert chart_titles(at) == [
         "Residual-stream norm per position and stage",
         "How much each sublayer writes into the stream (norm of its output)",
-        "Before blocks.0.ln1", "After blocks.0.ln1 (hook_normalized)",
+        "Before blocks.0.ln1", "After blocks.0.ln1 (hook_out)",
         "FFN hidden activations, block 0", "All 2304 activations of block 0 (9 positions)",
     ]  # fmt: skip
     run = check_residual_page(at, shipped, DEFAULT, 0, "blocks.0.ln1")

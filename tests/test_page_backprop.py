@@ -13,7 +13,7 @@ import pytest
 from model_core import TaskConfig, TaskModel, load_model
 from model_core import analysis_backprop as bp
 from model_core.analysis import run_example
-from model_core.model import param_shapes
+from model_core.params import param_shapes
 from tests.app_helpers import charts, open_app, set_example
 
 PAGE = "../pages/backprop.py"

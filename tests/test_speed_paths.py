@@ -1,10 +1,8 @@
-"""The training step's shortcuts give the same numbers as the plain, fully hooked pass.
+"""The training step gives the same numbers as the full, hooked pass, and the small helpers it uses.
 
-`loss_and_grads` (and `forward(rows=...)`) take shortcuts that `run_with_cache` does not:
-the last block computes queries only at the rows with a target, a post-norm block 0 reads
-its Q/K/V from table lookups (`_Lookup`), and gradients of keys and values are summed back
-per example. Each is held here, in float64, against the general path, which
-test_gradients holds against finite differences.
+`loss_and_grads` (and `forward(rows=...)`) stop computing the rows without a target after the
+last block's attention pattern; `run_with_cache` computes every row. The two are held here, in
+float64, against each other (test_gradients holds the hooked pass against finite differences).
 """
 
 import threading
@@ -15,12 +13,12 @@ import pytest
 from model_core import _alloc
 from model_core import layers as L
 from model_core.config import ModelConfig
-from model_core.model import Transformer, _sum_rows_into
+from model_core.model import Transformer
 
 KINDS = [
     dict(),  # the original: bidirectional, post-norm, ReLU, sinusoidal
-    dict(positional="learned"),  # post-norm with learned positions: the lookup's position share
-    dict(n_layers=1),  # block 0 is also the last, rows-only block: no lookup
+    dict(positional="learned"),  # post-norm with learned positions
+    dict(n_layers=1),  # block 0 is also the last, rows-only block
     dict(n_layers=3, causal=True, activation="gelu"),  # several rows per example
     dict(causal=True, norm="pre", positional="learned"),
     dict(norm="pre", n_layers=1),
@@ -56,18 +54,6 @@ def test_loss_and_grads_match_the_hooked_pass(kind):
         np.testing.assert_allclose(grads[name], g, rtol=1e-9, atol=1e-12, err_msg=name)
 
 
-@pytest.mark.parametrize("kind", KINDS, ids=ids)
-def test_forward_at_rows_matches_the_full_forward(kind):
-    cfg = ModelConfig(d_model=16, n_heads=2, d_ff=24, max_len=12, seed=4, **kind)
-    model = Transformer(cfg, dtype=np.float64)
-    tokens, _ = batch(np.random.default_rng(1))
-    full = model.forward(tokens)
-    rows = (np.array([5, 0, 2, 2, 0]), np.array([1, 4, 7, 0, 4]))  # unsorted, repeated example, repeated row
-    np.testing.assert_allclose(model.forward(tokens, rows=rows), full[rows], rtol=1e-12, atol=1e-12)
-    hooked = model.run_with_hooks(tokens, [("hook_embed", lambda x, hook: None)])  # no shortcuts
-    np.testing.assert_allclose(full, hooked, rtol=1e-12, atol=1e-12)
-
-
 def test_float32_grads_stay_float32_and_close_to_float64():
     cfg = ModelConfig(seed=1)
     tokens, targets = batch(np.random.default_rng(2))
@@ -82,16 +68,6 @@ def test_float32_grads_stay_float32_and_close_to_float64():
             continue  # exactly zero in exact arithmetic (see test_gradients): float32 leaves ~1e-9
         scale = np.abs(g64[name]).max()
         assert np.abs(g32[name] - g64[name]).max() / scale < 1e-3, name
-
-
-def test_sum_rows_into_adds_every_repeat():
-    rng = np.random.default_rng(3)
-    idx = np.array([4, 1, 4, 0, 4, 1])
-    values = rng.normal(size=(6, 3, 2))
-    expected = np.zeros((5, 3, 2))
-    np.add.at(expected, idx, values)
-    np.testing.assert_allclose(_sum_rows_into((5, 3, 2), idx, values), expected, rtol=1e-14)
-    assert not _sum_rows_into((5, 3, 2), idx[:0], values[:0]).any()
 
 
 def test_row_and_column_reductions_match_numpy():
