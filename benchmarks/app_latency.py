@@ -38,7 +38,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests import browser_helpers as bh  # noqa: E402
+from tests.browser import browser_helpers as bh  # noqa: E402
 
 PAGES = {  # AppTest path (relative to the entry script) -> name
     None: "Overview",
@@ -79,7 +79,7 @@ def conditions() -> str:
 
 # ---------------------------------------------------------------- (a) AppTest
 def apptest(reps: int, supply) -> None:
-    from tests.app_helpers import open_app, set_example
+    from tests.app.app_helpers import open_app, set_example
 
     # AppTest's "missing ScriptRunContext" warnings (harmless) would drown the table
     # (a filter: AppTest resets the loggers' levels)

@@ -38,10 +38,10 @@ ROOT = Path(os.environ.get("STEP_TIME_ROOT", Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from model_core import TaskConfig, TaskModel, TrainConfig, make_splits  # noqa: E402
-from model_core.optim import clip_grad_norm, lr_at, make_optimizer  # noqa: E402
+from model_core.training.optim import clip_grad_norm, lr_at, make_optimizer  # noqa: E402
 
 try:
-    from model_core import _alloc  # noqa: E402
+    from model_core.training import _alloc  # noqa: E402
 except ImportError:  # a checkout from before it existed: time it as it is
     _alloc = None
 

@@ -6,7 +6,7 @@
     loss = net.loss(tokens, targets)          # mean cross-entropy where targets != -1
     written = net.generate(prompt, steps, eos_id=1)  # greedy answer tokens of a causal model
 
-Used by tests/test_torch_reference.py (which holds it against model_core) and by
+Used by tests/model/test_torch_reference.py (which holds it against model_core) and by
 benchmarks/vs_torch.py. The app never imports PyTorch.
 """
 

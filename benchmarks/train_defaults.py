@@ -3,7 +3,7 @@
     python benchmarks/train_defaults.py          # stop at 100% validation accuracy, as the page does
     python benchmarks/train_defaults.py 800      # a fixed 800 steps (steps/s without early stop)
 
-The settings mirror the Train page's DEFAULTS (pages/train.py).
+The settings are the Train page's defaults: `model_core.presets.train_page_defaults()`.
 """
 
 import sys
@@ -11,21 +11,16 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from model_core.training_job import TrainingJob  # noqa: E402
+from model_core import ModelConfig  # noqa: E402
+from model_core.presets import train_page_defaults  # noqa: E402
+from model_core.training.job import TrainingJob  # noqa: E402
 
-task = {"max_value": 9, "operations": ["First", "Second", "Last", "Max", "Min"], "n_args": 3}
-model = {"n_layers": 2, "n_heads": 4, "d_model": 64, "d_ff": 256, "causal": False, "norm": "post", "seed": 0}
-train = {
-    "optimizer": "adamw",
-    "lr": 0.003,
-    "batch_size": 64,
-    "steps": int(sys.argv[1]) if len(sys.argv) > 1 else 1000,
-    "seed": 0,
-    "warmup_steps": 50,
-    "grad_clip": 1.0,
-    "eval_every": 50,
-    "stop_at_accuracy": None if len(sys.argv) > 1 else 1.0,
-}
+preset = train_page_defaults()  # what the Train page starts from
+task = preset.task.to_dict()
+config = ModelConfig(**preset.model)
+model = {k: getattr(config, k) for k in ("n_layers", "n_heads", "d_model", "d_ff", "causal", "norm", "seed")}
+train = preset.train.to_dict() | (
+    {"steps": int(sys.argv[1]), "stop_at_accuracy": None} if len(sys.argv) > 1 else {})
 t0 = time.perf_counter()
 job = TrainingJob(task, train, model, probe="Max ( 7 2 9 )")
 job.start()

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from model_core import TaskModel, Trainer  # noqa: E402
 from model_core.presets import PRESETS  # noqa: E402
-from model_core.trainer import StepMetrics  # noqa: E402
+from model_core.training.trainer import StepMetrics  # noqa: E402
 
 
 def time_to_target(preset_name: str, target: float, seed: int, check_every: int, max_steps: int | None):

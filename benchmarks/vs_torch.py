@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import torch_reference as ref  # noqa: E402
 from model_core import TaskConfig, TaskModel, TrainConfig, _alloc, make_splits  # noqa: E402
-from model_core.optim import clip_grad_norm, decays, lr_at, make_optimizer  # noqa: E402
+from model_core.training.optim import clip_grad_norm, decays, lr_at, make_optimizer  # noqa: E402
 
 
 def percentiles(seconds: list[float]) -> tuple[float, float, float]:

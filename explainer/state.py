@@ -21,8 +21,8 @@ from model_core import ParseError, TaskModel, load_model, shipped_names
 from model_core.analysis import ExampleRun, ablate_heads, run_example
 
 # One BLAS thread for the whole server: several sessions (and their training threads) share
-# two cores, and OpenBLAS's spinning worker threads made a step 10-50x slower under that load,
-# while one thread costs about 20% on an idle machine. Process-wide, set once at import.
+# two cores, and OpenBLAS's spinning worker threads made a step many times slower under that
+# load, while one thread costs little on an idle machine. Process-wide, set once at import.
 threadpool_limits(limits=1, user_api="blas")
 
 DEFAULT_EXAMPLES = {9: "Max ( 7 2 9 )", 99: "Max ( 47 82 19 )"}

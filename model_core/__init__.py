@@ -35,12 +35,12 @@ Tasks and training::
 from .checkpoint import CheckpointError
 from .config import ConfigError, ModelConfig, TrainConfig
 from .model import Transformer
-from .parser import ParseError, parse_expression
 from .store import load_model, shipped_names
+from .task import OPERATIONS, Expression, ExpressionSet, TaskConfig, TaskError, enumerate_all, make_splits
+from .task.parser import ParseError, parse_expression
+from .task.vocab import DEFAULT_VOCAB, Vocabulary
 from .task_model import Answer, TaskModel
-from .tasks import OPERATIONS, Expression, ExpressionSet, TaskConfig, TaskError, enumerate_all, make_splits
-from .trainer import EvalMetrics, StepMetrics, Trainer, TrainResult
-from .vocab import DEFAULT_VOCAB, Vocabulary
+from .training.trainer import EvalMetrics, StepMetrics, Trainer, TrainResult
 
 __all__ = [
     "Answer", "CheckpointError", "ConfigError", "DEFAULT_VOCAB", "EvalMetrics", "Expression", "ExpressionSet",

@@ -69,8 +69,8 @@ import safetensors.numpy
 
 from .config import ConfigError, ModelConfig
 from .model import Transformer
-from .optim import STATE_PREFIX, check_state_dict
 from .params import param_shapes
+from .training.optim import STATE_PREFIX, check_state_dict
 
 FORMAT = "transformer-explainer-checkpoint"
 FORMAT_VERSION = 1

@@ -14,12 +14,12 @@ from threadpoolctl import threadpool_limits
 from . import machine
 from .checkpoint import CheckpointError
 from .config import ConfigError
-from .parser import ParseError
 from .presets import PRESETS
 from .store import load_model, to_bytes
+from .task import MAX_ENUMERABLE, TaskError, enumerate_all, make_splits
+from .task.parser import ParseError
 from .task_model import TaskModel
-from .tasks import MAX_ENUMERABLE, TaskError, enumerate_all, make_splits
-from .trainer import EvalMetrics, Trainer, TrainResult
+from .training.trainer import EvalMetrics, Trainer, TrainResult
 
 # Command-line flags that override the preset: flag -> (config, field, type)
 OVERRIDES = {

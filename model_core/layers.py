@@ -6,11 +6,11 @@ recompute what is cheap). Shapes use one vocabulary:
 `[batch, pos, d_model]`, `[batch, head, q_pos, k_pos]`, `[batch, pos, head, d_head]`.
 Everything is vectorised over batch and heads.
 
-Speed notes that apply throughout (measured on the project's 2-core VM, float32):
-- a NumPy call costs microseconds whatever its size, so fewer, larger calls win;
-- a sum or mean over a short last axis (64 features, 9 keys) is 3-5x slower than
-  the same sum as a matrix-vector product with a vector of ones (one BLAS call);
-- `np.maximum(x, 0)` and `np.where` on float32 are 2-10x slower than `x * (x > 0)`.
+Speed notes that apply throughout (benchmarks/step_time.py shows their effect):
+- a NumPy call has a fixed cost whatever its size, so fewer, larger calls win;
+- a sum or mean over a short last axis (64 features, 9 keys) is slower than the same
+  sum as a matrix-vector product with a vector of ones (one BLAS call);
+- `np.maximum(x, 0)` and `np.where` on float32 are slower than `x * (x > 0)`.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def row_max(x: np.ndarray) -> np.ndarray:
 
     numpy takes the max of a short last axis one row at a time; the max over the
     *first* axis of a contiguous [d, rows] copy runs as whole-vector operations,
-    and copy plus max is 3-5x faster for the 9 keys of an attention row.
+    so copy plus max is faster for the few keys of an attention row.
     """
     d = x.shape[-1]
     return x.reshape(-1, d).T.copy().max(axis=0).reshape(*x.shape[:-1], 1)
@@ -118,7 +118,7 @@ def activation_forward(name: str, x: np.ndarray) -> np.ndarray:
 
 
 def _gelu_inner(x: np.ndarray) -> np.ndarray:
-    """c (x + 0.044715 x^3); x * x * x, because float32 `x**3` goes through pow(), 40x slower here."""
+    """c (x + 0.044715 x^3); x * x * x, because float32 `x**3` goes through the much slower pow()."""
     return _GELU_C * (x + 0.044715 * (x * x * x))
 
 
@@ -140,6 +140,12 @@ def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     np.exp(e, out=e)
     e /= row_sum(e)
     return e
+
+
+def log_softmax(x: np.ndarray) -> np.ndarray:
+    """log softmax over the last axis: x - max - log(sum(exp(x - max))), the loss's own arithmetic."""
+    shifted = x - x.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
 def softmax_backward(dp: np.ndarray, p: np.ndarray) -> np.ndarray:

@@ -57,6 +57,11 @@ class Transformer:
     def hook_names(self) -> list[str]:
         return hook_names(self.cfg)
 
+    def positional_table(self) -> np.ndarray:
+        """What the model adds to the token embeddings at position p: row p of [max_len, d_model]
+        (the learned `pos_embed.W_pos`, or the fixed sinusoid table in the model's dtype)."""
+        return self.params["pos_embed.W_pos"] if self.cfg.positional == "learned" else self._sinusoid
+
     def astype(self, dtype) -> Transformer:
         """A copy of this model whose parameters (and arithmetic) are in `dtype`."""
         return Transformer(self.cfg, {k: v.astype(dtype) for k, v in self.params.items()})
@@ -146,8 +151,7 @@ class Transformer:
         cfg, p = self.cfg, self.params
         B, T = tokens.shape
         embed = run("hook_embed", p["embed.W_E"][tokens])  # [batch, pos, d_model]
-        table = p["pos_embed.W_pos"] if cfg.positional == "learned" else self._sinusoid
-        pos = run("hook_pos_embed", np.broadcast_to(table[:T], (B, T, cfg.d_model)))
+        pos = run("hook_pos_embed", np.broadcast_to(self.positional_table()[:T], (B, T, cfg.d_model)))
         x = embed + pos
         # Added to the scores: 0 where a query may attend to a key, -inf where it may not
         # (padding; the future when causal). The same numbers as np.where(mask, scores, -inf),

@@ -6,10 +6,10 @@ The shipped models in `pretrained/` are each made by one command:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .config import TrainConfig
-from .tasks import TaskConfig
+from .task import TaskConfig
 
 
 @dataclass(frozen=True)
@@ -49,3 +49,10 @@ PRESETS: dict[str, Preset] = {
         ),
     ]
 }
+
+
+def train_page_defaults() -> Preset:
+    """What the Train page starts from: the digits-0-9 recipe, run up to 1,000 steps, evaluated every 50
+    steps (so the curves show the transition) and stopped at 100% validation accuracy."""
+    base = PRESETS["digits-0-9"]
+    return replace(base, name="train-page", train=replace(base.train, steps=1000, eval_every=50, stop_at_accuracy=1.0))

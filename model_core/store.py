@@ -6,9 +6,9 @@ from pathlib import Path
 
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import ConfigError, TrainConfig
+from .task import TaskConfig, TaskError
+from .task.vocab import Vocabulary
 from .task_model import TaskModel
-from .tasks import TaskConfig, TaskError
-from .vocab import Vocabulary
 
 PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
 SUFFIX = ".safetensors"

@@ -13,9 +13,9 @@ import numpy as np
 from .config import ConfigError, ModelConfig, TrainConfig
 from .layers import softmax
 from .model import Transformer
-from .parser import parse_expression
-from .tasks import Expression, ExpressionSet, TaskConfig, check_compatible, encode
-from .vocab import DEFAULT_VOCAB, Vocabulary
+from .task import Expression, ExpressionSet, TaskConfig, check_compatible, encode, exact_match_at_rows
+from .task.parser import parse_expression
+from .task.vocab import DEFAULT_VOCAB, Vocabulary
 
 
 @dataclass(frozen=True)
@@ -176,6 +176,4 @@ class TaskModel:
     def exact_match(self, batch) -> np.ndarray:
         """[n] bool for an encoded batch (one forward pass, only at the answer positions)."""
         rows = np.nonzero(batch.targets >= 0)
-        pred = self.transformer.forward(batch.tokens, rows=rows).argmax(axis=-1)
-        wrong = np.bincount(rows[0], weights=pred != batch.targets[rows], minlength=len(batch.tokens))
-        return wrong == 0
+        return exact_match_at_rows(self.transformer.forward(batch.tokens, rows=rows), batch.targets)

@@ -4,7 +4,8 @@ import pandas as pd
 import streamlit as st
 
 from explainer import charts, state
-from model_core import analysis_attention as aa
+from model_core.analysis import attention as aa
+from model_core.analysis import output as ao
 
 cur = state.current()
 model, run, layer, head = cur.model, cur.run, cur.layer, cur.head
@@ -140,12 +141,12 @@ for lay in range(cfg.n_layers):
     for h in range(cfg.n_heads):
         if not cols[h + 1].toggle(f"L{lay} H{h}", value=True, key=f"attn_on_{lay}_{h}"):
             off.append((lay, h))
-positions = aa.answer_positions(T, answer_at, cfg.causal)
-before = aa.predictions_at(cache["hook_logits"][0], positions)
+positions = ao.answer_positions(T, answer_at, cfg.causal)
+before = ao.predictions_at(cache["hook_logits"][0], positions)
 after = None
 if off:
     logits, _ = state.cached_ablation(cur.model_key, cur.text, tuple(off), cur.model, run.tokens)
-    after = aa.predictions_at(logits[0], positions)
+    after = ao.predictions_at(logits[0], positions)
 vocab = model.vocab
 rows = []
 for i, b in enumerate(before):

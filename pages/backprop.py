@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from explainer import charts, state
-from model_core import analysis_backprop as bp
+from model_core.analysis import gradients as bp
 
 cur = state.current()
 model, run = cur.model, cur.run
@@ -41,7 +41,7 @@ st.latex(
 )
 st.caption(
     "Each number below is d loss / d that activation (or parameter) exactly as the model's backward pass "
-    "computed it; the test suite checks every one against finite differences (`tests/test_gradients.py`)."
+    "computed it; the test suite checks every one against finite differences (`tests/model/test_gradients.py`)."
 )
 
 c1, c2, c3 = st.columns(3)
@@ -80,7 +80,7 @@ def short(name: str) -> str:
 
 def norm_bars(norms: list[tuple[str, float]], title: str):
     df = pd.DataFrame({"name": [short(n) for n, _ in norms], "norm": [v for _, v in norms], "kind": "gradient"})
-    return charts.layer_norm_bars(df, title=title, log_scale=log_scale)
+    return charts.norms_by_layer_bars(df, title=title, log_scale=log_scale)
 
 
 left, right = st.columns(2)

@@ -5,8 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from explainer import charts, state
-from model_core import analysis_tokens as tok
-from model_core.analysis import logit_lens
+from model_core.analysis import output as ao
 
 cur = state.current()
 model, run = cur.model, cur.run
@@ -63,8 +62,8 @@ st.markdown(
     "**T = 1 is what the model uses**; other values are only a way to see the logits' gaps: T < 1 sharpens the "
     "distribution towards the top logit, T > 1 flattens it towards uniform. The ranking never changes."
 )
-probs_t = tok.softmax_with_temperature(logits, temperature)
-probs = tok.softmax_with_temperature(logits, 1.0)
+probs_t = ao.softmax_with_temperature(logits, temperature)
+probs = ao.softmax_with_temperature(logits, 1.0)
 st.altair_chart(
     charts.probability_bars(probs_t, tokens, highlight=true_tok,
                             title=f"Probabilities at position {pos}, softmax(logits / {temperature:g})"),
@@ -82,7 +81,7 @@ st.info(
 
 # ---------------------------------------------------------------- loss
 st.subheader("Loss")
-losses = tok.token_losses(run.grad_cache["hook_logits"][0], run.train_targets)  # [T'] NaN off the answer
+losses = ao.token_losses(run.grad_cache["hook_logits"][0], run.train_targets)  # [T'] NaN off the answer
 answer_rows = run.train_targets >= 0
 c1, c2, c3 = st.columns(3)
 c1.metric(f"p(true token) at position {pos}", f"{probs[true_id]:.4%}" if true_id is not None else "—",
@@ -100,7 +99,7 @@ st.markdown(
        else f"A bidirectional model predicts one token, at `=`, so its loss is that one number: "
        f"{run.grad_cache.loss:.4g}.")
 )  # fmt: skip
-if true_id is not None and not tok.same_context(run.tokens, run.train_tokens, pos, model.causal):
+if true_id is not None and not ao.same_context(run.tokens, run.train_tokens, pos, model.causal):
     st.warning(
         f"The bars come from the run that read `{' '.join(run.labels)}`; the loss from the training sequence "
         f"`{' '.join(vocab.decode(run.train_tokens))}`. Position {pos} read different tokens in the two, "
@@ -115,20 +114,20 @@ st.markdown(
     "stage exactly as the output does (final LayerNorm for a pre-norm model, then $W_U$ and softmax). "
     "The last stage is the model's real output."
 )
-lens = logit_lens(net, run.cache, pos)
+lens = ao.logit_lens(net, run.cache, pos)
 stages = [name for name, _ in lens]
 lens_probs = np.stack([p for _, p in lens])  # [stage, vocab]
-cands = tok.lens_candidates(lens_probs, k=5, include=true_id)
+cands = ao.lens_candidates(lens_probs, k=5, include=true_id)
 frame = pd.DataFrame(
     [{"stage": s, "token": tokens[c], "probability": float(lens_probs[i, c])} for i, s in enumerate(stages)
      for c in cands]
 )  # fmt: skip
 st.altair_chart(
-    charts.logit_lens(frame, title=f"Logit lens at position {pos}: probability of each candidate, stage by stage"),
+    charts.logit_lens_lines(frame, title=f"Logit lens at position {pos}: each candidate's probability, stage by stage"),
     width="stretch",
 )
 if true_id is not None:
-    first = tok.first_top_stage(lens_probs, true_id)
+    first = ao.first_top_stage(lens_probs, true_id)
     st.info(
         f"What to notice: the true `{true_tok}` first becomes the top token at stage **{stages[first]}** "
         f"({lens_probs[first, true_id]:.2%}), and ends at {lens_probs[-1, true_id]:.4%}."

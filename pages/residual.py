@@ -4,8 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from explainer import charts, state
-from model_core import analysis_attention as aa
-from model_core.analysis import residual_stages, sublayer_writes
+from model_core.analysis import residual as res
 
 TOP_K = 10
 ACTIVATION = {"relu": "ReLU", "gelu": "GELU"}
@@ -44,11 +43,11 @@ st.latex(
     rf"\mathrm{{FFN}}(x) = {act}(x W_{{in}} + b_{{in}})\, W_{{out}} + b_{{out}}"
 )
 
-stages = aa.stage_norms(residual_stages(net, cache))
-writes = sublayer_writes(net, cache)
+stages = res.stage_norms(res.residual_stages(net, cache))
+writes = res.sublayer_writes(net, cache)
 post = cache[f"blocks.{layer}.mlp.hook_post"][0]  # [pos, d_ff]
-active = aa.active_fraction(post)
-top_idx, top_val = aa.top_neurons(post[answer_at], TOP_K)
+active = res.active_fraction(post)
+top_idx, top_val = res.top_neurons(post[answer_at], TOP_K)
 first_norm, last_norm = stages[0][1][answer_at], stages[-1][1][answer_at]
 biggest = max(writes, key=lambda w: w[2][answer_at])
 st.info(
@@ -89,7 +88,7 @@ st.altair_chart(
 
 # ---------------------------------------------------------------- LayerNorm
 st.subheader(f"LayerNorm in block {layer}")
-norms = dict(aa.layer_norms(cfg))
+norms = dict(res.layer_norms(cfg))
 ln_names = ["ln1", "ln2", "ln_final"] if pre else ["ln1", "ln2"]
 state.keep_valid("resid_ln", ln_names)  # a post-norm model has no ln_final
 which = st.segmented_control("LayerNorm", ln_names, default="ln1", key="resid_ln") or "ln1"
@@ -97,8 +96,8 @@ prefix = which if which == "ln_final" else f"blocks.{layer}.{which}"
 ln_in = cache[f"{prefix}.hook_in"][0]  # [pos, d_model]
 ln_out = cache[f"{prefix}.hook_out"][0]  # [pos, d_model]: after the gain w and bias b
 scale = cache[f"{prefix}.hook_scale"][0, :, 0]  # [pos]
-mean_in, std_in = aa.row_mean_std(ln_in)
-mean_out, std_out = aa.row_mean_std(ln_out)
+mean_in, std_in = res.row_mean_std(ln_in)
+mean_out, std_out = res.row_mean_std(ln_out)
 st.markdown(
     f"`{prefix}` normalises {norms[prefix]}. At `{run.labels[answer_at]}` its input has mean {mean_in[answer_at]:.4f} "
     f"and standard deviation {std_in[answer_at]:.4f} (the model's `hook_scale`, √(σ²+ε) = {scale[answer_at]:.4f}); "

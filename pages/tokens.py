@@ -4,21 +4,20 @@ import pandas as pd
 import streamlit as st
 
 from explainer import charts, state
-from model_core import analysis_tokens as tok
-from model_core.analysis import pca_2d
+from model_core.analysis import embeddings as emb
 
 
 # Charts that depend on the model (not on the example) are built once per model.
 @st.cache_resource(show_spinner=False, max_entries=64)
 def _sinusoid_chart(model_key: str, dims: tuple[int, ...], n_used: int, _net):
-    table = tok.positional_table(_net)
+    table = _net.positional_table()
     return charts.sinusoid_lines(table, dims, title=f"Sinusoids of the model's positional table, positions "
                                  f"0-{len(table) - 1} (this example uses 0-{n_used - 1})")  # fmt: skip
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
 def _learned_table_chart(model_key: str, _net):
-    table = tok.positional_table(_net)
+    table = _net.positional_table()
     return charts.matrix_heatmap(table, [f"pos {p}" for p in range(len(table))], value_title="W_pos",
                                  title=f"The learned table pos_embed.W_pos: all {len(table)} positions")  # fmt: skip
 
@@ -27,13 +26,13 @@ def _learned_table_chart(model_key: str, _net):
 def _embedding_pca(model_key: str, highlight: tuple[str, ...], _model):
     """The scatter of W_E's rows on their top two principal components, and the digit-order read-out."""
     vocab = _model.vocab
-    points, var = pca_2d(_model.transformer.params["embed.W_E"])
+    points, var = emb.pca_2d(_model.transformer.params["embed.W_E"])
     chart = charts.embedding_scatter(
-        points, vocab.to_list(), groups=tok.token_groups(vocab), highlight=highlight,
+        points, vocab.to_list(), groups=emb.token_groups(vocab), highlight=highlight,
         x_title=f"PC 1 ({var[0]:.0%} of variance)", y_title=f"PC 2 ({var[1]:.0%} of variance)",
         title="Token embeddings W_E projected on their top two principal components",
     )  # fmt: skip
-    return chart, tok.digit_order(points, vocab)
+    return chart, emb.digit_order(points, vocab)
 
 
 cur = state.current()
@@ -112,7 +111,7 @@ st.altair_chart(
                           title="Residual stream before block 0 (blocks.0.hook_resid_pre)"),
     width="stretch",
 )  # fmt: skip
-summary = tok.embedding_summary(cache)
+summary = emb.embedding_summary(cache)
 st.info(
     f"What to notice: this is exactly the sum of the two heatmaps above (largest difference "
     f"{summary['sum_error']:.1g}). Token rows have a mean length of {summary['embed_norm']:.2f}, position "

@@ -1,34 +1,38 @@
 """Train: train a new model in the background, watch its curves and heads form, then open it in every page."""
 
-from collections.abc import Callable
 from types import MappingProxyType
 
-import altair as alt
 import numpy as np
 import pandas as pd
 import streamlit as st
 
-from explainer import charts, state
-from model_core import CheckpointError, store
-from model_core import training_job as tj
+from explainer import charts, live_charts, state
+from model_core import CheckpointError, ModelConfig, store
+from model_core.analysis.attention import strongest_attention
+from model_core.presets import train_page_defaults
+from model_core.training import job as tj
 
 JOB = state.TRAIN_JOB  # this session's TrainingJob (at most one)
 ADDED = state.TRAIN_ADDED  # {job id: the name it has in the sidebar}
 UPLOAD_RESULT = "train_upload_result"  # ("success" | "error", message) of the last upload
 SETTINGS = "train_settings"  # the settings' values, kept while the user is on other pages
-ALTAIR_DEFAULT_CONFIG = {"view": {"continuousWidth": 300, "continuousHeight": 300}}  # the default theme's (dropped)
 BARS_TITLE = "Validation accuracy per operation, latest evaluation"
 HISTORY_TITLE = "Validation accuracy per operation over training"
-LIVE_EVERY_S = 0.4  # while training, the progress, curves and bars refresh this often (about 2.4 times a second here)
+LIVE_EVERY_S = 0.4  # while training, the progress, curves and bars refresh this often
 DYNAMICS_EVERY_S = 3.0  # and the accuracy history and the attention snapshots this often
 
+_PRESET = train_page_defaults()  # the one source of the recipe (model_core/presets.py)
+_MODEL, _TRAIN = ModelConfig(**_PRESET.model), _PRESET.train
 DEFAULTS = MappingProxyType({
-    # The original model (2 blocks × 4 heads, d_model 64): 100% validation accuracy on 0-9 in 200-300 steps.
-    "train_max_value": 9, "train_ops": ("First", "Second", "Last", "Max", "Min"), "train_n_args": 3,
-    "train_layers": 2, "train_heads": 4, "train_d_model": 64, "train_d_ff": 256,
-    "train_causal": "bidirectional", "train_norm": "post",
-    "train_optimizer": "adamw", "train_lr": 0.003, "train_batch": 64, "train_steps": 1000, "train_seed": 0,
-    "train_warmup": 50, "train_clip": 1.0, "train_eval_every": 50, "train_stop_at": True,
+    "train_max_value": _PRESET.task.max_value, "train_ops": tuple(_PRESET.task.operations),
+    "train_n_args": _PRESET.task.n_args,
+    "train_layers": _MODEL.n_layers, "train_heads": _MODEL.n_heads, "train_d_model": _MODEL.d_model,
+    "train_d_ff": _MODEL.d_ff, "train_causal": "causal" if _MODEL.causal else "bidirectional",
+    "train_norm": _MODEL.norm,
+    "train_optimizer": _TRAIN.optimizer, "train_lr": _TRAIN.lr, "train_batch": _TRAIN.batch_size,
+    "train_steps": _TRAIN.steps, "train_seed": _TRAIN.seed, "train_warmup": _TRAIN.warmup_steps,
+    "train_clip": _TRAIN.grad_clip, "train_eval_every": _TRAIN.eval_every,
+    "train_stop_at": _TRAIN.stop_at_accuracy is not None,
 })  # fmt: skip
 OPTIMIZERS = {"adamw": "AdamW", "adam": "Adam", "sgd": "SGD (momentum 0.9)"}
 ATTENTION = {"bidirectional": "bidirectional (encoder)", "causal": "causal (GPT-style decoder)"}
@@ -52,42 +56,6 @@ def _job() -> tj.TrainingJob | None:
 def _running() -> bool:
     job = _job()
     return job is not None and not job.done
-
-
-def _categories(data: pd.DataFrame) -> tuple:
-    """What a live chart's spec depends on: its non-numeric columns' values (a categorical's categories)."""
-    return tuple((c, tuple(charts.ordered_unique(data[c])))
-                 for c in data.columns if not pd.api.types.is_numeric_dtype(data[c]))  # fmt: skip
-
-
-@st.cache_resource(show_spinner=False, max_entries=64)
-def _spec(name: str, categories: tuple, _build: Callable[[], alt.TopLevelMixin]) -> dict:
-    """A live chart's Vega-Lite spec, built once per server process for each `name` and set of categories.
-
-    Building and validating a spec with Altair takes 50-200 ms of the interpreter lock (the curves' is the
-    dearest) that the training thread would wait out. It is not validated here: the tests validate every
-    builder's output. Shared by all sessions and never modified (`_chart` copies it).
-    """
-    spec = _build().to_dict(validate=False)
-    if spec.get("config") == ALTAIR_DEFAULT_CONFIG:  # what st.altair_chart leaves out too
-        del spec["config"]
-    return spec
-
-
-def _chart(name: str, build: Callable[[pd.DataFrame], alt.TopLevelMixin], data: pd.DataFrame) -> None:
-    """Draw the chart `build(frame)` makes of `data`, reusing its spec and swapping in the new data.
-
-    `build`'s spec must depend on its frame only through the frame's categories (non-numeric values): it
-    gets one row per combination of them, and the spec's one dataset is replaced by `data` on every draw.
-    The curves grow every tick but their spec does not change, and for an unchanged spec the browser
-    swaps the data into the chart it has rather than building a new one.
-    """
-    categories = _categories(data)
-    columns = [c for c, _ in categories]
-    # the sample is only made when the spec is built, not on every refresh
-    spec = _spec(name, categories, lambda: build(data.drop_duplicates(subset=columns) if columns else data.head(1)))
-    (dataset,) = spec["datasets"]
-    st.vega_lite_chart({**spec, "datasets": {dataset: data}}, width="stretch")  # Streamlit copies the spec
 
 
 # ---------------------------------------------------------------- callbacks
@@ -261,9 +229,10 @@ def live() -> None:
     )
     left, right = st.columns([3, 2])
     with left:
-        _chart("curves", lambda df: charts.training_curves(df, title="Loss and accuracy"), _curves_frame(snap))
+        live_charts.draw("curves", lambda df: charts.training_curves(df, title="Loss and accuracy"),
+                         _curves_frame(snap))
     with right:
-        _chart("op_bars", lambda df: charts.op_accuracy_bars(df, title=BARS_TITLE), _op_frame(snap))
+        live_charts.draw("op_bars", lambda df: charts.op_accuracy_bars(df, title=BARS_TITLE), _op_frame(snap))
     if ev is None:
         st.caption("The curves fill in as the model trains: training loss and accuracy at every step, "
                    "validation accuracy at every evaluation.")  # fmt: skip
@@ -285,7 +254,7 @@ def dynamics() -> None:
         return
     st.subheader("How the model learned")
     history = pd.DataFrame(snap.op_accuracy_history())
-    _chart("op_history", lambda df: charts.op_accuracy_over_time(df, title=HISTORY_TITLE), history)
+    live_charts.draw("op_history", lambda df: charts.op_accuracy_over_time(df, title=HISTORY_TITLE), history)
     n_layers = snap.evals[0].attention.shape[0]
     state.keep_valid("train_layer", range(n_layers))  # the run before may have had more blocks
     steps = [e.step for e in snap.evals]
@@ -305,11 +274,12 @@ def dynamics() -> None:
     tokens = list(snap.probe_tokens)
     # The frame's categories are the probe's tokens; its spec also depends on the layer (titles) and the
     # number of heads (panels), hence the name.
-    _chart(f"heads L{layer} of {len(pattern)}", lambda _: charts.heads_small_multiples(pattern, tokens, layer=layer),
-           charts.heads_frame(pattern, tokens))  # fmt: skip
+    live_charts.draw(f"heads L{layer} of {len(pattern)}",
+                     lambda _: charts.heads_small_multiples(pattern, tokens, layer=layer),
+                     charts.heads_frame(pattern, tokens))
     query = snap.probe_tokens.index("=")
-    head, key, weight = tj.strongest_attention(pattern, query)
-    head0, key0, weight0 = tj.strongest_attention(snap.evals[0].attention[layer], query)
+    head, key, weight = strongest_attention(pattern, query)
+    head0, key0, weight0 = strongest_attention(snap.evals[0].attention[layer], query)
     st.info(
         f"What to notice: on the probe **{snap.probe_text}** at step {at_step}, the strongest attention from `=` "
         f"in layer {layer} is head {head}'s **{weight:.2f}** on `{snap.probe_tokens[key]}` (position {key}); "

@@ -4,10 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python -m pip install --quiet --root-user-action=ignore -r requirements-dev.txt
-# PyTorch, only for tests/test_torch_reference.py (the app never imports it): the CPU build of this exact
+# PyTorch, only for tests/model/test_torch_reference.py (the app never imports it): the CPU build of this exact
 # version is on the machine's disk. If it cannot be installed the run goes on and that test skips, saying why.
 python -m pip install --quiet --root-user-action=ignore torch==2.13.0+cpu ||
-  echo "tests/run.sh: could not install torch==2.13.0+cpu; tests/test_torch_reference.py will be skipped" >&2
+  echo "tests/run.sh: could not install torch==2.13.0+cpu; tests/model/test_torch_reference.py will be skipped" >&2
 if ! command -v chromium >/dev/null 2>&1; then
   # The browser tests drive Debian's Chromium (Playwright's own browser download is not used).
   if [ "$(id -u)" = 0 ]; then

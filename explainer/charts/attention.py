@@ -1,0 +1,286 @@
+"""Attention charts: pattern and score heatmaps, one query's bars, per-head small multiples.
+
+Queries are on y and keys on x, both labelled ``"{i}: {token}"`` and sorted by position.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import altair as alt
+import numpy as np
+import pandas as pd
+
+from explainer.charts.common import (
+    HIGHLIGHT_COLOUR,
+    VALUE_FORMAT,
+    Kind,
+    position_labels,
+    probability_scale,
+    value_tooltip,
+    with_title,
+)
+from explainer.charts.heatmap import grey_when_masked, grid_chart, grid_frame
+
+# Scores at or below this are treated as masked fill values (-1e9, -1e10, finfo.min):
+# real scaled Q.K scores of a small model are nowhere near it.
+MASKED_SCORE_THRESHOLD = -1e4
+SMALL_MULTIPLE_SIZE = 150
+
+
+def _attention_frame(
+    matrix: np.ndarray,
+    tokens: Sequence[str],
+    value_field: str,
+    masked: np.ndarray | None,
+) -> pd.DataFrame:
+    """One row per (query, key) cell, with positions, labels and raw tokens."""
+    labels = position_labels(tokens)
+    df = grid_frame(
+        matrix,
+        labels,
+        labels,
+        row_field="query_pos",
+        col_field="key_pos",
+        row_label_field="query_label",
+        col_label_field="key_label",
+        value_field=value_field,
+        masked=masked,
+    )
+    toks = np.asarray([str(t) for t in tokens], dtype=object)
+    df["query_token"] = toks[df["query_pos"].to_numpy()]
+    df["key_token"] = toks[df["key_pos"].to_numpy()]
+    return df
+
+
+def _query_tooltips(value: alt.Tooltip, masked: bool) -> list:
+    tips = [
+        alt.Tooltip("query_pos:Q", title="query position"),
+        alt.Tooltip("query_token:N", title="query token"),
+        alt.Tooltip("key_pos:Q", title="key position"),
+        alt.Tooltip("key_token:N", title="key token"),
+        value,
+    ]
+    if masked:
+        tips.append(alt.Tooltip("masked:N", title="masked"))
+    return tips
+
+
+def _position_heatmap(
+    df: pd.DataFrame,
+    tokens: Sequence[str],
+    *,
+    value_field: str,
+    value_title: str,
+    kind: Kind,
+    scale_values,
+    tooltip: list,
+    title: str | None,
+    selected_query: int | None,
+    selection_name: str | None,
+):
+    """Query x key heatmap with an optional click-to-select-query param and row highlight."""
+    labels = position_labels(tokens)
+    chart = grid_chart(
+        df,
+        row_label_field="query_label",
+        row_sort=labels,
+        col_field="key_pos",
+        col_label_field="key_label",
+        col_sort=labels,
+        value_field=value_field,
+        value_title=value_title,
+        kind=kind,
+        scale_values=scale_values,
+        x_title="key position (attended to)",
+        y_title="query position (attending)",
+        title=title,
+        tooltip=tooltip,
+    )
+    stroke = None
+    if selected_query is not None:
+        # The page owns the selected query (it survives reruns and data changes), so
+        # the outline follows it rather than the transient click state.
+        stroke = alt.when(f"datum.query_pos == {int(selected_query)}")
+    if selection_name is not None:
+        # A click anywhere on a row selects that query; the page reads
+        # event["selection"][selection_name] == [{"query_pos": i}].
+        selection = alt.selection_point(name=selection_name, fields=["query_pos"], on="click")
+        chart = chart.add_params(selection)
+        if stroke is None:
+            stroke = alt.when(selection, empty=False)
+    if stroke is not None:
+        chart = chart.encode(
+            stroke=stroke.then(alt.value("black")).otherwise(alt.value(None)),
+            strokeWidth=alt.value(1.5),
+        )
+    return chart
+
+
+def attention_heatmap(
+    pattern: np.ndarray,
+    tokens: Sequence[str],
+    *,
+    title: str | None = None,
+    selected_query: int | None = None,
+    masked: np.ndarray | None = None,
+    selection_name: str | None = "query",
+) -> alt.Chart:
+    """Attention weights ``pattern`` [q, k] on a fixed [0, 1] scale; masked cells grey.
+
+    Clicking a cell selects its query row (param ``selection_name``, field ``query_pos``).
+    """
+    pattern = np.asarray(pattern, dtype=float)  # [q_pos, k_pos]
+    df = _attention_frame(pattern, tokens, "weight", masked)
+    return _position_heatmap(
+        df,
+        tokens,
+        value_field="weight",
+        value_title="attention weight",
+        kind="probability",
+        scale_values=pattern,
+        tooltip=_query_tooltips(value_tooltip("weight", "weight"), masked is not None),
+        title=title,
+        selected_query=selected_query,
+        selection_name=selection_name,
+    )
+
+
+def attention_scores_heatmap(
+    scores: np.ndarray,
+    tokens: Sequence[str],
+    *,
+    masked: np.ndarray | None = None,
+    title: str | None = None,
+    selected_query: int | None = None,
+    selection_name: str | None = None,
+    mask_threshold: float = MASKED_SCORE_THRESHOLD,
+) -> alt.Chart:
+    """Scaled Q.K scores [q, k] on a diverging scale centred on 0.
+
+    Masked cells (given by ``masked``, or non-finite, or <= ``mask_threshold``) carry a
+    null score and the text "masked", so a -1e9 fill value neither shows as a number
+    nor stretches the colour domain.
+    """
+    scores = np.asarray(scores, dtype=float)  # [q_pos, k_pos]
+    hidden = ~np.isfinite(scores) | (scores <= mask_threshold)
+    if masked is not None:
+        hidden |= np.asarray(masked, dtype=bool)
+    shown = np.where(hidden, np.nan, scores)
+    df = _attention_frame(shown, tokens, "score", hidden)
+    df["score_text"] = [
+        "masked" if h else format(s, VALUE_FORMAT) for s, h in zip(df["score"], df["masked"], strict=True)
+    ]
+    return _position_heatmap(
+        df,
+        tokens,
+        value_field="score",
+        value_title="scaled score",
+        kind="signed",
+        scale_values=shown,
+        tooltip=_query_tooltips(alt.Tooltip("score_text:N", title="score"), masked=False),
+        title=title,
+        selected_query=selected_query,
+        selection_name=selection_name,
+    )
+
+
+def attention_bars(
+    weights: np.ndarray,
+    tokens: Sequence[str],
+    *,
+    query_label: str,
+    title: str | None = None,
+) -> alt.LayerChart:
+    """One query's attention distribution over keys [k]: horizontal bars on [0, 1]."""
+    weights = np.asarray(weights, dtype=float)  # [k_pos]
+    labels = position_labels(tokens)
+    df = pd.DataFrame(
+        {
+            "key_pos": np.arange(len(weights)),
+            "key_label": labels,
+            "key_token": [str(t) for t in tokens],
+            "weight": weights,
+        }
+    )
+    base = alt.Chart(df).encode(
+        y=alt.Y("key_label:N", sort=labels, title="key position (attended to)"),
+        x=alt.X("weight:Q", scale=alt.Scale(domain=[0.0, 1.0]), title="attention weight"),
+        tooltip=[
+            alt.Tooltip("key_pos:Q", title="key position"),
+            alt.Tooltip("key_token:N", title="key token"),
+            value_tooltip("weight", "weight"),
+        ],
+    )
+    bars = base.mark_bar().encode(color=alt.Color("weight:Q", scale=probability_scale(), title="weight", legend=None))
+    text = base.mark_text(align="left", dx=3).encode(text=alt.Text("weight:Q", format=".3f"))
+    title = title or f"Attention from query {query_label}"
+    return with_title(alt.layer(bars, text), title, width="container")
+
+
+def heads_frame(patterns: np.ndarray, tokens: Sequence[str], *, masked: np.ndarray | None = None) -> pd.DataFrame:
+    """The data of `heads_small_multiples`: one row per (head, query, key) cell of ``patterns`` [head, q, k].
+
+    Its spec depends only on the tokens, the layer and the number of heads, so a live view can keep the
+    spec and send a new frame when the weights change.
+    """
+    patterns = np.asarray(patterns, dtype=float)  # [head, q_pos, k_pos]
+    frames = []
+    for h in range(patterns.shape[0]):  # a handful of heads; builds data only, no maths
+        df = _attention_frame(patterns[h], tokens, "weight", masked)
+        df.insert(0, "head", h)
+        frames.append(df)
+    return pd.concat(frames, ignore_index=True)
+
+
+def heads_small_multiples(
+    patterns: np.ndarray,
+    tokens: Sequence[str],
+    *,
+    layer: int,
+    highlight_head: int | None = None,
+    masked: np.ndarray | None = None,
+    columns: int = 4,
+    size: int = SMALL_MULTIPLE_SIZE,
+) -> alt.ConcatChart:
+    """One compact heatmap per head of ``patterns`` [head, q, k], titled "L{layer} H{h}".
+
+    All panels share the fixed [0, 1] colour scale, so heads compare directly.
+    """
+    data = heads_frame(patterns, tokens, masked=masked)
+    n_heads = len(patterns)
+    labels = position_labels(tokens)
+    colour = alt.Color("weight:Q", scale=probability_scale(), title="attention weight")
+    base = (
+        alt.Chart(data)
+        .mark_rect()
+        .encode(
+            # Compact axes: no titles, small labels; the panel title names the head.
+            x=alt.X(
+                "key_label:N",
+                sort=labels,
+                axis=alt.Axis(labelFontSize=8, labelAngle=-90, title=None),
+            ),
+            y=alt.Y("query_label:N", sort=labels, axis=alt.Axis(labelFontSize=8, title=None)),
+            color=grey_when_masked(colour) if masked is not None else colour,
+            tooltip=[alt.Tooltip("head:Q", title="head")]
+            + _query_tooltips(value_tooltip("weight", "weight"), masked is not None),
+        )
+    )
+    panels = []
+    for h in range(n_heads):
+        hi = h == highlight_head
+        panel = base.transform_filter(alt.datum.head == h).properties(
+            width=size,
+            height=size,
+            title=alt.TitleParams(
+                f"L{layer} H{h}",
+                color=HIGHLIGHT_COLOUR if hi else None,
+                fontWeight="bold" if hi else "normal",
+            ),
+        )
+        if hi:
+            # Outline the whole panel, not its cells: the head is what is highlighted.
+            panel = panel.properties(view=alt.ViewBackground(stroke=HIGHLIGHT_COLOUR, strokeWidth=3))
+        panels.append(panel)
+    return alt.concat(*panels, columns=columns).resolve_scale(color="shared")

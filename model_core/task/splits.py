@@ -1,0 +1,199 @@
+"""Train, validation and test splits by distinct expression, and balanced sampling from them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+
+import numpy as np
+
+from .operations import MAX_ENUMERABLE, ExpressionSet, TaskConfig, TaskError
+
+SPLIT_IDS = (TRAIN, VAL, TEST) = (0, 1, 2)  # an expression's split, as stored in arrays
+
+
+# ----------------------------------------------------------------------------- splits
+
+
+# splitmix64's constants as uint64 scalars, made once: building them per call costs more than
+# the arithmetic on a training batch.
+_GOLDEN, _MIX1, _MIX2 = (
+    np.uint64(c) for c in (0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB)
+)
+_S11, _S27, _S30, _S31 = (np.uint64(s) for s in (11, 27, 30, 31))
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    """A well-mixed bijection on uint64 arrays (splitmix64's finaliser); products wrap mod 2**64."""
+    x = x + _GOLDEN
+    x = (x ^ (x >> _S30)) * _MIX1
+    x = (x ^ (x >> _S27)) * _MIX2
+    return x ^ (x >> _S31)
+
+
+def _seed_key(seed: int) -> np.uint64:
+    # ids are XORed with a hashed seed (not added to the seed) so that neighbouring seeds
+    # give unrelated splits rather than the same split shifted by one id.
+    return _splitmix64(np.array([seed], dtype=np.uint64))[0]
+
+
+def _hash_split(
+    ids: np.ndarray, key: np.uint64, val_fraction: float, test_fraction: float
+) -> np.ndarray:
+    """[n] uint8 split of each id: hash (id, seed key) to u in [0, 1); [0, test) is test,
+    [test, test + val) is val, the rest is train."""
+    h = _splitmix64(np.asarray(ids, dtype=np.int64).astype(np.uint64) ^ key)
+    u = (h >> _S11) * 2.0**-53  # top 53 bits -> float64 in [0, 1)
+    return TEST - (u >= test_fraction).astype(np.uint8) - (u >= test_fraction + val_fraction)
+
+
+def _balanced_ops(n: int, n_ops: int, rng: np.random.Generator) -> np.ndarray:
+    """[n] op indices, each op n // n_ops times (n % n_ops ops, from a random start, once more),
+    in random order."""
+    return rng.permutation((np.arange(n) + rng.integers(n_ops)) % n_ops)
+
+
+@dataclass(frozen=True, eq=False)
+class Splits:
+    """Train/val/test by distinct expression. `train` is None when the space is hashed."""
+
+    task: TaskConfig
+    seed: int
+    val_fraction: float
+    test_fraction: float
+    train: ExpressionSet | None = field(repr=False)
+    val: ExpressionSet = field(repr=False)
+    test: ExpressionSet = field(repr=False)
+    _key: np.uint64 | None = field(default=None, repr=False)  # hashed spaces: the seed's key
+    # small spaces: the split of every id, and where each op's rows sit in `train`
+    _split_of_id: np.ndarray | None = field(default=None, repr=False)  # [space_size] uint8
+    _train_start: np.ndarray | None = field(default=None, repr=False)  # [n_ops]
+    _train_count: np.ndarray | None = field(default=None, repr=False)  # [n_ops]
+
+    @property
+    def hashed(self) -> bool:
+        return self._split_of_id is None
+
+    def split_of_ids(self, ids: np.ndarray) -> np.ndarray:
+        """[n] uint8: 0 train, 1 val, 2 test."""
+        if self.hashed:
+            return _hash_split(ids, self._key, self.val_fraction, self.test_fraction)
+        return self._split_of_id[np.asarray(ids, dtype=np.int64)]
+
+    def sample_train(self, n: int, rng: np.random.Generator) -> ExpressionSet:
+        """n training expressions (with replacement), balanced across operations, shuffled."""
+        task = self.task
+        ops = _balanced_ops(n, len(task.operations), rng)  # [n]
+        if not self.hashed:
+            if (self._train_count[ops] == 0).any():
+                raise TaskError(
+                    "An operation has no training expressions; lower val/test fractions."
+                )
+            # op k's train rows are the block [start_k, start_k + count_k) of self.train
+            offset = (rng.random(n) * self._train_count[ops]).astype(np.int64)  # [n]
+            return self.train.subset(self._train_start[ops] + offset)
+        # Hashed: draw candidates uniformly within each slot's op and keep the first one in
+        # train. 8 per slot at once: with 70% train, all 8 miss 1 time in 15,000, so one round
+        # almost always fills the batch (rounds, not draws, are what cost time).
+        per_op = task.n_values**task.n_args
+        ids = np.empty(n, dtype=np.int64)
+        pending = np.arange(n)
+        for _ in range(1000):
+            cand = ops[pending, None] * per_op + rng.integers(0, per_op, size=(len(pending), 8))
+            ok = self.split_of_ids(cand.ravel()).reshape(cand.shape) == TRAIN  # [pending, 8]
+            hit = ok.any(axis=1)
+            ids[pending[hit]] = cand[hit, ok[hit].argmax(axis=1)]
+            pending = pending[~hit]
+            if not len(pending):
+                return ExpressionSet.from_ids(task, ids)
+        raise TaskError("Could not draw training expressions; lower val/test fractions.")
+
+
+def _sample_split_ids(
+    task: TaskConfig,
+    which: int,
+    k: int,
+    fraction: float,
+    rng: np.random.Generator,
+    split_fn: Callable[[np.ndarray], np.ndarray],
+) -> np.ndarray:
+    """[k] distinct ids in split `which` (holding `fraction` of the space), balanced across ops:
+    k // n_ops each, one more for the first few."""
+    per_op = task.n_values**task.n_args
+    n_ops = len(task.operations)
+    out = [np.empty(0, dtype=np.int64)]
+    if fraction == 0:  # an empty split
+        return out[0]
+    for op in range(n_ops):
+        want = k // n_ops + (op < k % n_ops)
+        if want > fraction * per_op / 2:  # rejection sampling of distinct ids would crawl
+            raise TaskError(
+                f"Asked for {want:,} {('train', 'val', 'test')[which]} expressions per "
+                f"operation but the split holds only ~{fraction * per_op:,.0f}; "
+                "lower n_eval or raise the fraction."
+            )
+        got = np.empty(0, dtype=np.int64)
+        while len(got) < want:
+            cand = op * per_op + rng.integers(0, per_op, size=int(2 * want / fraction) + 16)
+            cand = np.concatenate([got, cand[split_fn(cand) == which]])
+            _, first = np.unique(cand, return_index=True)
+            got = cand[np.sort(first)]  # distinct, in draw order so the cut below is random
+        out.append(got[:want])
+    return np.concatenate(out)
+
+
+def make_splits(
+    task: TaskConfig,
+    seed: int = 0,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.2,
+    n_eval: int = 5_000,
+) -> Splits:
+    """Split the task's expressions; `n_eval` caps val and test in hashed (large) spaces."""
+    for name, f in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        if not 0 <= f < 1:
+            raise TaskError(f"{name} must be in [0, 1), got {f!r}.")
+    if val_fraction + test_fraction >= 1:
+        raise TaskError("val_fraction + test_fraction must leave something to train on (< 1).")
+    rng = np.random.default_rng(seed)
+
+    if task.space_size > MAX_ENUMERABLE:
+        key = _seed_key(seed)
+        split_fn = partial(
+            _hash_split, key=key, val_fraction=val_fraction, test_fraction=test_fraction
+        )
+        val = _sample_split_ids(task, VAL, n_eval, val_fraction, rng, split_fn)
+        test = _sample_split_ids(task, TEST, n_eval, test_fraction, rng, split_fn)
+        return Splits(
+            task, seed, val_fraction, test_fraction,
+            train=None,
+            val=ExpressionSet.from_ids(task, val),
+            test=ExpressionSet.from_ids(task, test),
+            _key=key,
+        )  # fmt: skip
+
+    # Small: enumerate (ids 0..space_size-1, grouped by op), then shuffle and cut each op's block.
+    per_op = task.n_values**task.n_args
+    split_of_id = np.empty(task.space_size, dtype=np.uint8)
+    parts: dict[int, list[np.ndarray]] = {TRAIN: [], VAL: [], TEST: []}
+    for op in range(len(task.operations)):
+        ids = op * per_op + rng.permutation(per_op)
+        n_test, n_val = round(test_fraction * per_op), round(val_fraction * per_op)
+        cuts = {TEST: ids[:n_test], VAL: ids[n_test : n_test + n_val], TRAIN: ids[n_test + n_val :]}
+        for which, part in cuts.items():
+            split_of_id[part] = which
+            parts[which].append(part)
+    counts = np.array([len(p) for p in parts[TRAIN]])
+    sets = {w: ExpressionSet.from_ids(task, np.concatenate(p)) for w, p in parts.items()}
+    return Splits(
+        task, seed, val_fraction, test_fraction,
+        train=sets[TRAIN],
+        val=sets[VAL],
+        test=sets[TEST],
+        _split_of_id=split_of_id,
+        _train_start=np.cumsum(counts) - counts,
+        _train_count=counts,
+    )  # fmt: skip
+
+

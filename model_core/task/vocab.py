@@ -1,0 +1,89 @@
+"""The token vocabulary: specials, operation names, digits. A checkpoint stores `to_list()`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from .operations import OPERATIONS
+
+PAD, EOS, EQUALS = "<pad>", "<eos>", "="
+SPECIALS = (PAD, EOS, "(", ")", ",", EQUALS)
+DIGITS = tuple(str(d) for d in range(10))
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """An ordered tuple of distinct tokens; a token's id is its index."""
+
+    tokens: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        tokens = self.tokens
+        if isinstance(tokens, str) or not isinstance(tokens, (tuple, list)):
+            raise ValueError(f"A vocabulary is a list of token strings, got {tokens!r}.")
+        bad = [t for t in tokens if not isinstance(t, str) or not t]
+        if bad:
+            raise ValueError(f"Every token must be a non-empty string; bad: {bad[:5]!r}.")
+        dupes = sorted({t for t in tokens if tokens.count(t) > 1})
+        if dupes:
+            raise ValueError(f"Tokens must be unique; repeated: {dupes}.")
+        missing = [t for t in SPECIALS + DIGITS if t not in tokens]
+        if missing:
+            raise ValueError(f"The vocabulary is missing required tokens: {missing}.")
+        object.__setattr__(self, "tokens", tuple(tokens))
+        # token -> id, built once; not a dataclass field, so not part of eq/repr
+        object.__setattr__(self, "_index", {t: i for i, t in enumerate(tokens)})
+
+    @classmethod
+    def for_operations(cls, op_names: Iterable[str]) -> Vocabulary:
+        """Specials, then the given ops in registry order, then digits 0-9."""
+        names = set(op_names)
+        unknown = sorted(names - set(OPERATIONS))
+        if unknown:
+            raise ValueError(f"Unknown operations {unknown}. Known: {', '.join(OPERATIONS)}.")
+        return cls(SPECIALS + tuple(n for n in OPERATIONS if n in names) + DIGITS)
+
+    @classmethod
+    def from_list(cls, tokens: list[str]) -> Vocabulary:
+        """Rebuild from `to_list()` (e.g. a checkpoint's JSON); validates the list."""
+        return cls(tokens)
+
+    def to_list(self) -> list[str]:
+        return list(self.tokens)
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def id(self, token: str) -> int:
+        try:
+            return self._index[token]
+        except (KeyError, TypeError):
+            raise ValueError(f"{token!r} is not in the vocabulary.") from None
+
+    def encode(self, tokens: Iterable[str]) -> list[int]:
+        return [self.id(t) for t in tokens]
+
+    def decode(self, ids: Iterable[int]) -> list[str]:
+        out = []
+        for i in ids:
+            i = int(i)
+            if not 0 <= i < len(self.tokens):
+                raise ValueError(f"Token id {i} is outside the vocabulary (0-{len(self) - 1}).")
+            out.append(self.tokens[i])
+        return out
+
+    @property
+    def pad_id(self) -> int:
+        return self._index[PAD]
+
+    @property
+    def eos_id(self) -> int:
+        return self._index[EOS]
+
+    @property
+    def equals_id(self) -> int:
+        return self._index[EQUALS]
+
+
+DEFAULT_VOCAB = Vocabulary.for_operations(OPERATIONS)

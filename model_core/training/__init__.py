@@ -1,0 +1,6 @@
+"""Training: optimisers and the schedule, the trainer loop, and background jobs for the app.
+
+    optim    SGD with momentum, Adam, AdamW; warm-up + cosine schedule; global-norm clipping
+    trainer  the loop (`Trainer.run` yields StepMetrics and EvalMetrics), a callback-free generator
+    job      TrainingJob: a run in a thread for the Train page, its limits and snapshots
+"""

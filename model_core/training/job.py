@@ -1,0 +1,387 @@
+"""A training run in a background thread that a UI polls.
+
+`TrainingJob` checks its configuration against the limits below before it starts, runs a
+`Trainer` in a daemon worker thread (the thread never touches the UI), and keeps every
+step's metrics under a lock. A UI reads `job.snapshot()`: one consistent copy of the
+status, the per-step arrays and the evaluations so far, taken in one go, so its arrays
+always agree in length and step. Stop with `job.stop()`; the trainer checks between steps.
+
+    job = TrainingJob(TaskConfig(), TrainConfig(steps=500), {"n_layers": 1, "d_model": 32})
+    job.start()
+    while not job.done:
+        snap = job.snapshot()          # snap.progress, snap.loss, snap.evals, ...
+    job.model                          # the trained TaskModel (a new model, weights read-only)
+
+Bad hyperparameters never raise out of here: a `ConfigError`, `TaskError` or a broken
+limit makes the job "failed" at once with the error's message; a loss that turns NaN
+ends it as "diverged" with the trainer's message.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..config import ConfigError, ModelConfig, TrainConfig
+from ..params import param_shapes
+from ..task import Expression, TaskConfig, TaskError, check_compatible
+from ..task.parser import ParseError
+from ..task.vocab import DEFAULT_VOCAB
+from ..task_model import TaskModel
+from .trainer import EvalMetrics, StepMetrics, Trainer
+
+# ----------------------------------------------------------------------------- limits
+# What one session may train here: a 2-core machine shared by every user.
+MAX_D_MODEL = 256
+MAX_LAYERS = 4
+MAX_HEADS = 8
+MAX_D_FF = 1024
+MAX_PARAMS = 2_000_000
+MAX_STEPS = 20_000
+MAX_BATCH = 512
+MAX_TRAIN_VALUE = 99  # the Train page's tasks: values in 0-99 at most
+MAX_ARGS = 5
+MAX_POINTS = 500  # most points a live curve sends to the browser (see `thin_indices`)
+
+# The categories of `Snapshot.curves`: training loss and accuracy at every step, validation accuracy.
+CURVE_METRICS = (LOSS, ACCURACY) = ("loss", "accuracy")
+CURVE_SPLITS = (CURVE_TRAIN, CURVE_VALIDATION) = ("train", "validation")
+
+STATUSES = ("pending", "running", "finished", "reached_target", "stopped", "diverged", "failed")
+ENDED = frozenset(STATUSES[2:])
+
+
+class LimitError(ConfigError):
+    """A configuration beyond what this app trains; the message names the limit."""
+
+
+def limits_text() -> str:
+    """The limits in one line, for the UI."""
+    return (
+        f"at most {MAX_LAYERS} blocks, {MAX_HEADS} heads, d_model {MAX_D_MODEL}, FFN width {MAX_D_FF}, "
+        f"{MAX_PARAMS:,} parameters; values 0-{MAX_TRAIN_VALUE}, up to {MAX_ARGS} values; "
+        f"{MAX_STEPS:,} steps; batch {MAX_BATCH}"
+    )
+
+
+def count_params(cfg: ModelConfig) -> int:
+    """Parameters a model of this config has, without building it."""
+    return sum(int(np.prod(shape)) for shape in param_shapes(cfg).values())
+
+
+def model_config(model_options: dict[str, Any]) -> ModelConfig:
+    """The ModelConfig `TaskModel.new` builds from these options (ConfigError if invalid)."""
+    return ModelConfig(vocab_size=len(DEFAULT_VOCAB), pad_id=DEFAULT_VOCAB.pad_id, **model_options)
+
+
+def check_limits(task: TaskConfig, model: ModelConfig, train: TrainConfig) -> None:
+    """Raise LimitError (a ConfigError) naming the first limit this configuration breaks."""
+    checks = [
+        ("Width (d_model)", model.d_model, MAX_D_MODEL),
+        ("Blocks (layers)", model.n_layers, MAX_LAYERS),
+        ("Heads", model.n_heads, MAX_HEADS),
+        ("FFN width (d_ff)", model.d_ff, MAX_D_FF),
+        ("Training steps", train.steps, MAX_STEPS),
+        ("Batch size", train.batch_size, MAX_BATCH),
+        ("The largest value", task.max_value, MAX_TRAIN_VALUE),
+        ("The number of values", task.n_args, MAX_ARGS),
+    ]
+    for what, value, most in checks:
+        if value > most:
+            raise LimitError(f"{what} is {value:,}; this app trains at most {most:,}.")
+    n = count_params(model)
+    if n > MAX_PARAMS:
+        raise LimitError(
+            f"This model would have {n:,} parameters; this app trains at most {MAX_PARAMS:,}. "
+            "Use fewer blocks, a smaller d_model or a narrower FFN."
+        )
+
+
+def default_name(task: TaskConfig, model: ModelConfig, seed: int) -> str:
+    """E.g. "trained: 0-9, 2×4 d64 (seed 0)"; the task's other choices only when not the defaults."""
+    parts = [f"{task.min_value}-{task.max_value}"]
+    if task.n_args != 3:
+        parts.append(f"{task.n_args} values")
+    if task.operations != TaskConfig().operations:
+        parts.append("/".join(task.operations))
+    parts.append(f"{model.n_layers}×{model.n_heads} d{model.d_model}")
+    return f"trained: {', '.join(parts)} (seed {seed})"
+
+
+# ----------------------------------------------------------------------------- display helpers
+
+
+def thin_indices(n: int, max_points: int = MAX_POINTS) -> np.ndarray:
+    """At most `max_points` evenly spread indices into `n` points, always the first and the last.
+
+    For drawing only: the job keeps every step; a chart shows the recorded values at these steps.
+    """
+    if n <= max_points:
+        return np.arange(n)
+    return np.unique(np.linspace(0, n - 1, max_points).round().astype(np.int64))
+
+
+@dataclass(frozen=True)
+class JobSnapshot:
+    """One consistent copy of a job's state: every array has one entry per step done."""
+
+    status: str
+    message: str
+    total_steps: int
+    step: np.ndarray  # [n] 1..n
+    loss: np.ndarray  # [n] each training batch's loss before its update
+    accuracy: np.ndarray  # [n] each batch's exact-match accuracy before its update
+    lr: np.ndarray  # [n]
+    grad_norm: np.ndarray  # [n] before clipping
+    evals: tuple[EvalMetrics, ...]  # validation accuracy, per operation, probe attention [layer, head, q, k]
+    elapsed_s: float
+    probe_text: str = ""
+    probe_tokens: tuple[str, ...] = ()
+    operations: tuple[str, ...] = field(default=())
+
+    @property
+    def steps_done(self) -> int:
+        return len(self.step)
+
+    @property
+    def done(self) -> bool:
+        return self.status in ENDED
+
+    @property
+    def running(self) -> bool:
+        return not self.done
+
+    @property
+    def progress(self) -> float:
+        """0-1: steps done over steps asked for (1 once the run finished or reached its target)."""
+        if self.status in ("finished", "reached_target"):
+            return 1.0
+        return min(1.0, self.steps_done / self.total_steps) if self.total_steps else 0.0
+
+    @property
+    def steps_per_s(self) -> float:
+        """Training throughput so far, evaluations included."""
+        return self.steps_done / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    @property
+    def latest_eval(self) -> EvalMetrics | None:
+        return self.evals[-1] if self.evals else None
+
+    def curves(self, max_points: int = MAX_POINTS) -> dict[str, np.ndarray]:
+        """Long-form columns (step, value, metric, split) for `charts.training_curves`.
+
+        Training loss and accuracy at <= max_points recorded steps (thinned, never averaged),
+        then validation accuracy at every evaluation.
+        """
+        idx = thin_indices(self.steps_done, max_points)
+        ev_step = np.array([e.step for e in self.evals], dtype=np.int64)
+        ev_acc = np.array([e.accuracy for e in self.evals], dtype=np.float64)
+        k, m = len(idx), len(ev_step)
+        return {
+            "step": np.concatenate([self.step[idx], self.step[idx], ev_step]),
+            "value": np.concatenate([self.loss[idx], self.accuracy[idx], ev_acc]),
+            "metric": np.array([LOSS] * k + [ACCURACY] * (k + m), dtype=object),
+            "split": np.array([CURVE_TRAIN] * (2 * k) + [CURVE_VALIDATION] * m, dtype=object),
+        }
+
+    def op_accuracy(self, which: int = -1) -> dict[str, list]:
+        """Columns (operation, accuracy) of evaluation `which` (the latest by default)."""
+        if not self.evals:
+            return {"operation": [], "accuracy": []}
+        per_op = self.evals[which].per_op
+        return {"operation": list(per_op), "accuracy": [float(v) for v in per_op.values()]}
+
+    def op_accuracy_history(self) -> dict[str, list]:
+        """Columns (step, operation, accuracy): every evaluation's validation accuracy per operation."""
+        rows = [(e.step, op, acc) for e in self.evals for op, acc in e.per_op.items()]
+        return {
+            "step": [r[0] for r in rows],
+            "operation": [r[1] for r in rows],
+            "accuracy": [float(r[2]) for r in rows],
+        }
+
+
+# ----------------------------------------------------------------------------- the job
+
+
+class TrainingJob:
+    """One training run of a new model in a daemon thread; see the module docstring.
+
+    `task`, `train` may be configs or dicts of their fields; `model` is a dict of ModelConfig
+    fields. `probe` is the expression whose attention is snapshotted (text or Expression); if
+    the new task cannot read it, the first validation expression is used.
+    """
+
+    def __init__(self, task: TaskConfig | dict, train: TrainConfig | dict, model: dict | None = None, *,
+                 name: str | None = None, probe: str | Expression | None = None):  # fmt: skip
+        self.id = uuid.uuid4().hex
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._ended = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._status, self._message = "pending", ""
+        self._n = 0
+        self._evals: list[EvalMetrics] = []
+        self._started_at: float | None = None
+        self._ended_at: float | None = None
+        self._probe_text, self._probe_tokens = "", ()
+        self._model: TaskModel | None = None
+        self.task: TaskConfig | None = None
+        self.train: TrainConfig | None = None
+        self.model_config: ModelConfig | None = None
+        self.name = name or ""
+        try:
+            self.task = task if isinstance(task, TaskConfig) else TaskConfig.from_dict(dict(task))
+            self.train = train if isinstance(train, TrainConfig) else TrainConfig.from_dict(dict(train))
+            self.model_config = model_config(dict(model or {}))
+            check_limits(self.task, self.model_config, self.train)
+            check_compatible(self.task, self.model_config.causal)
+            self.name = name or default_name(self.task, self.model_config, self.train.seed)
+            self._model = TaskModel.new(self.task, self.name, **dict(model or {}))
+            self._probe = self._pick_probe(probe)
+        except (ConfigError, TaskError) as err:  # bad hyperparameters: a message, never a traceback
+            self._end("failed", str(err))
+            return
+        steps = self.train.steps
+        self._arrays = {k: np.zeros(steps, dtype=np.float64) for k in ("loss", "accuracy", "lr", "grad_norm")}
+
+    def _pick_probe(self, probe: str | Expression | None) -> Expression | None:
+        if isinstance(probe, str):
+            try:
+                return self._model.parse(probe)
+            except ParseError:
+                return None
+        if isinstance(probe, Expression) and probe.op in self.task.operations:
+            try:
+                return self._model.parse(probe.text)
+            except ParseError:
+                return None
+        return None
+
+    # ------------------------------------------------------------ control
+    def start(self) -> bool:
+        """Start the worker thread; False (and nothing happens) if the job failed or already started."""
+        with self._lock:
+            if self._status != "pending":
+                return False
+            self._status, self._message = "running", "Preparing the data…"
+            self._started_at = time.perf_counter()
+        self._thread = threading.Thread(target=self._work, name=f"training-job-{self.id[:8]}", daemon=True)
+        self._thread.start()
+        return True
+
+    def stop(self) -> None:
+        """Ask the trainer to stop before its next step (it then evaluates once and ends "stopped")."""
+        self._stop.set()
+        with self._lock:
+            if self._status == "pending":  # never started: nothing to wait for
+                self._status, self._message = "stopped", "Stopped before training started."
+                self._ended_at = self._started_at = time.perf_counter()
+                self._ended.set()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the job to end (at most `timeout` seconds); True if it has ended."""
+        return self._ended.wait(timeout)
+
+    # ------------------------------------------------------------ reading
+    @property
+    def status(self) -> str:
+        with self._lock:
+            return self._status
+
+    @property
+    def message(self) -> str:
+        with self._lock:
+            return self._message
+
+    @property
+    def done(self) -> bool:
+        return self._ended.is_set()
+
+    @property
+    def progress(self) -> float:
+        return self.snapshot().progress
+
+    @property
+    def model(self) -> TaskModel | None:
+        """The trained model once the job has ended (None if it failed before building one)."""
+        return self._model if self.done and self.status != "failed" else None
+
+    def snapshot(self) -> JobSnapshot:
+        """A consistent copy of everything so far, taken under the lock."""
+        with self._lock:
+            n = self._n
+            arrays = {k: v[:n].copy() for k, v in getattr(self, "_arrays", {}).items()}
+            end = self._ended_at if self._ended_at is not None else time.perf_counter()
+            elapsed = end - self._started_at if self._started_at is not None else 0.0
+            return JobSnapshot(
+                status=self._status,
+                message=self._message,
+                total_steps=self.train.steps if self.train else 0,
+                step=np.arange(1, n + 1, dtype=np.int64),
+                loss=arrays.get("loss", np.zeros(0)),
+                accuracy=arrays.get("accuracy", np.zeros(0)),
+                lr=arrays.get("lr", np.zeros(0)),
+                grad_norm=arrays.get("grad_norm", np.zeros(0)),
+                evals=tuple(self._evals),
+                elapsed_s=elapsed,
+                probe_text=self._probe_text,
+                probe_tokens=self._probe_tokens,
+                operations=self.task.operations if self.task else (),
+            )
+
+    # ------------------------------------------------------------ the worker (no UI calls here)
+    def _work(self) -> None:
+        try:
+            # Overflow on the way to a NaN is reported as "diverged" by the trainer, not as warnings.
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                trainer = Trainer(self._model, self.train, probe=self._probe)
+                tokens = tuple(self._model.vocab.decode(trainer.probe_tokens[0]))
+                with self._lock:
+                    self._probe_text, self._probe_tokens = trainer.probe.text, tokens
+                    self._message = "Training…"
+                for event in trainer.run(self._stop):
+                    self._record(event)
+            result = trainer.result
+            status, message = result.status, result.message
+            if result.test:
+                message += f" Held-out accuracy {result.test['accuracy']:.1%} on {result.test['n']:,} expressions."
+        except (ConfigError, TaskError) as err:
+            status, message = "failed", str(err)
+        except Exception as err:  # noqa: BLE001 - the UI shows the message; the thread must not die silently
+            status, message = "failed", f"Training failed: {type(err).__name__}: {err}"
+        for array in self._model.transformer.params.values():
+            array.setflags(write=False)  # the trained model is handed out; nothing may change it now
+        self._end(status, message)
+
+    def _record(self, event: StepMetrics | EvalMetrics) -> None:
+        with self._lock:
+            if isinstance(event, StepMetrics):
+                i = event.step - 1
+                for key in self._arrays:
+                    self._arrays[key][i] = getattr(event, key)
+                self._n = event.step
+                self._message = f"Training: step {event.step:,} of {self.train.steps:,}."
+            else:
+                event.attention.setflags(write=False)
+                self._evals.append(event)
+
+    def _end(self, status: str, message: str) -> None:
+        with self._lock:
+            self._status, self._message = status, message
+            now = time.perf_counter()
+            self._ended_at = now
+            if self._started_at is None:
+                self._started_at = now
+        self._ended.set()
+
+
+def stop_job(job: TrainingJob | None) -> None:
+    """Stop a job if it is one (for `on_release` hooks); safe on finished jobs and None."""
+    if isinstance(job, TrainingJob):
+        job.stop()

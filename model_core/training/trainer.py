@@ -1,0 +1,127 @@
+"""The training loop the CLI and the app share.
+
+`Trainer.run()` is a generator: after every step it yields a `StepMetrics`, and
+every `eval_every` steps (and at the first and last step) an `EvalMetrics` with
+validation accuracy per operation and a snapshot of the probe expression's
+attention patterns, so a UI can replay how the heads formed. It stops between
+steps when a `threading.Event` is set, and stops with a message (keeping the last
+finite weights) if the loss or the gradient becomes NaN or infinite.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .. import machine
+from ..config import TrainConfig
+from ..task import Expression, Splits, exact_match_at_rows, make_splits
+from ..task_model import TaskModel
+from . import _alloc
+from .optim import clip_grad_norm, lr_at, make_optimizer
+
+
+@dataclass(frozen=True)
+class StepMetrics:
+    step: int  # steps done so far (1 after the first update)
+    loss: float  # the batch's mean cross-entropy before this update
+    accuracy: float  # the batch's exact-match accuracy before this update
+    lr: float
+    grad_norm: float  # before clipping
+    elapsed_s: float
+
+
+@dataclass(frozen=True)
+class EvalMetrics:
+    step: int
+    accuracy: float  # exact match on the validation split
+    per_op: dict[str, float]
+    attention: np.ndarray  # [layer, head, q_pos, k_pos] the probe's patterns at this step
+    elapsed_s: float
+
+
+@dataclass
+class TrainResult:
+    status: str  # "finished", "reached_target", "stopped" or "diverged"
+    message: str
+    steps: int
+    wall_s: float
+    test: dict = field(default_factory=dict)  # held-out accuracy: {"accuracy", "per_op", "n"}
+
+
+class Trainer:
+    def __init__(self, model: TaskModel, cfg: TrainConfig, *, probe: str | Expression | None = None,
+                 splits: Splits | None = None):  # fmt: skip
+        # A step allocates hundreds of short-lived arrays and many small matrix products:
+        # keep freed memory for reuse and fault in OpenBLAS's buffer once (see _alloc).
+        _alloc.keep_freed_memory()
+        _alloc.warm_up_blas()
+        self.model = model
+        self.cfg = cfg
+        self.splits = splits if splits is not None else make_splits(model.task, seed=cfg.seed)
+        self.optimizer = make_optimizer(cfg, model.transformer.params)
+        self.rng = np.random.default_rng(cfg.seed)
+        if probe is None:
+            probe = self.splits.val.expression(0)
+        self.probe = model.parse(probe) if isinstance(probe, str) else probe
+        self.probe_tokens = model.encode(model.expressions([self.probe])).tokens  # [1, T]
+        self.result: TrainResult | None = None
+
+    def probe_attention(self) -> np.ndarray:
+        """[layer, head, q_pos, k_pos] attention patterns of the probe expression, now."""
+        _, cache = self.model.transformer.run_with_cache(
+            self.probe_tokens, names_filter=lambda name: name.endswith("hook_pattern")
+        )
+        return np.stack([cache[f"blocks.{i}.attn.hook_pattern"][0] for i in range(self.model.transformer.cfg.n_layers)])
+
+    def _evaluate(self, step: int, start: float) -> EvalMetrics:
+        ev = self.model.evaluate(self.splits.val)
+        return EvalMetrics(step, ev["accuracy"], ev["per_op"], self.probe_attention(), time.perf_counter() - start)
+
+    def run(self, stop: threading.Event | None = None) -> Iterator[StepMetrics | EvalMetrics]:
+        cfg, model = self.cfg, self.model
+        params = model.transformer.params
+        start = time.perf_counter()
+        status, message, step = "finished", f"Trained for {cfg.steps} steps.", 0
+        yield self._evaluate(0, start)
+        while step < cfg.steps:
+            if stop is not None and stop.is_set():
+                status, message = "stopped", f"Stopped after {step} steps."
+                break
+            batch = model.encode(self.splits.sample_train(cfg.batch_size, self.rng))
+            loss, grads, logits = model.transformer.loss_and_grads(batch.tokens, batch.targets)
+            norm = clip_grad_norm(grads, cfg.grad_clip)
+            if not (np.isfinite(loss) and np.isfinite(norm)):
+                what = "loss" if not np.isfinite(loss) else "gradient"
+                status = "diverged"
+                message = (
+                    f"The {what} became {'NaN' if np.isnan(loss if what == 'loss' else norm) else 'infinite'} "
+                    f"at step {step + 1} (learning rate {lr_at(step, cfg):.3g}); training stopped and the "
+                    f"model keeps its weights from step {step}. Try a smaller learning rate."
+                )
+                break
+            lr = lr_at(step, cfg)
+            self.optimizer.step(params, grads, lr)
+            step += 1
+            right = exact_match_at_rows(logits, batch.targets)  # logits: [target rows, vocab]
+            yield StepMetrics(step, loss, float(right.mean()), lr, float(norm), time.perf_counter() - start)
+            if step % cfg.eval_every == 0 or step == cfg.steps:
+                ev = self._evaluate(step, start)
+                yield ev
+                if cfg.stop_at_accuracy is not None and ev.accuracy >= cfg.stop_at_accuracy:
+                    status = "reached_target"
+                    message = f"Reached {ev.accuracy:.1%} validation accuracy after {step} steps."
+                    break
+        wall = time.perf_counter() - start
+        test = model.evaluate(self.splits.test)
+        model.train_config = cfg
+        model.metrics = {
+            "status": status, "steps": step, "wall_s": round(wall, 3),
+            "heldout_accuracy": test["accuracy"], "heldout_per_op": test["per_op"], "heldout_n": test["n"],
+            "trained_on": machine.fingerprint(),
+        }  # fmt: skip
+        self.result = TrainResult(status, message, step, wall, test)

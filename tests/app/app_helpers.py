@@ -1,0 +1,60 @@
+"""Helpers for the AppTest tests of the explainer's pages."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+from streamlit.testing.v1 import AppTest
+
+APP = str(Path(__file__).resolve().parents[2] / "explainer" / "app.py")
+
+
+def open_app(page: str | None = None) -> AppTest:
+    """The app after its first run, optionally switched to `page`.
+
+    `page` is a path relative to the entry script, e.g. "../pages/attention.py".
+    """
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    if page is not None:
+        at.switch_page(page).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def set_example(at: AppTest, text: str) -> AppTest:
+    at.text_input(key="example_text").input(text).run()
+    return at
+
+
+def charts(at: AppTest) -> list[tuple[dict, list[pd.DataFrame]]]:
+    """Every Altair chart on the page: (Vega-Lite spec, its datasets as DataFrames)."""
+    out = []
+    for el in at.get("vega_lite_chart"):
+        spec = json.loads(el.proto.spec)
+        frames = [pa.ipc.open_stream(io.BytesIO(d.data.data)).read_all().to_pandas() for d in el.proto.datasets]
+        out.append((spec, frames))
+    return out
+
+
+def chart_titles(at: AppTest) -> list[str]:
+    """The titles of the page's charts (concatenated charts contribute their sub-titles)."""
+    titles = []
+
+    def walk(spec):
+        title = spec.get("title")
+        if isinstance(title, dict):
+            title = title.get("text")
+        if title:
+            titles.append(title if isinstance(title, str) else " ".join(title))
+        for key in ("hconcat", "vconcat", "concat", "layer"):
+            for sub in spec.get(key, []):
+                walk(sub)
+
+    for spec, _ in charts(at):
+        walk(spec)
+    return titles

@@ -1,0 +1,265 @@
+"""AppTest tests of the Train page: a background run, its live charts, its model in the sidebar, upload/download."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+from app_helpers import chart_titles, charts, open_app, set_example
+
+from model_core import TaskConfig, TaskModel, store
+from model_core.analysis.attention import strongest_attention
+
+PAGE = "../pages/train.py"
+TINY = {"train_layers": 1, "train_heads": 2, "train_d_model": 16, "train_d_ff": 32}
+
+
+def configure(at, steps: int = 40, eval_every: int = 20, **numbers):
+    for key, value in (TINY | {"train_steps": steps, "train_eval_every": eval_every} | numbers).items():
+        at.number_input(key=key).set_value(value)
+    return at
+
+
+def wait_until_done(at, timeout: float = 60.0):
+    """Poll like the fragment would (it does not fire by itself under AppTest) until the job has ended."""
+    job = at.session_state["train_job"]
+    deadline = time.perf_counter() + timeout
+    while not job.done:
+        assert time.perf_counter() < deadline, "training did not end in time"
+        time.sleep(0.1)
+        at.run()
+    at.run()
+    assert not at.exception, at.exception
+    return job
+
+
+def model_options(at) -> list[str]:
+    return list(at.selectbox(key="model_name").options)
+
+
+def frame(at, title: str) -> list[pd.DataFrame]:
+    """The datasets of the chart with a (sub-)title starting with `title`."""
+
+    def titles(spec: dict) -> list[str]:
+        t = spec.get("title")
+        t = t.get("text") if isinstance(t, dict) else t
+        subs = [s for key in ("vconcat", "hconcat", "concat", "layer") for s in spec.get(key, [])]
+        return ([str(t)] if t else []) + [x for s in subs for x in titles(s)]
+
+    for spec, frames in charts(at):
+        if any(t.startswith(title) for t in titles(spec)):
+            return frames
+    raise AssertionError(f"no chart titled {title!r} in {chart_titles(at)}")
+
+
+def unit_sort(spec: dict, mark: str) -> list:
+    """The x sort of the layer of `spec` with mark `mark`."""
+    (unit,) = [
+        u
+        for u in spec.get("layer", [spec])
+        if (u["mark"]["type"] if isinstance(u["mark"], dict) else u["mark"]) == mark
+    ]
+    return unit["encoding"]["x"]["sort"]
+
+
+@pytest.fixture
+def trained():
+    """The page after a small run has finished."""
+    at = set_example(open_app(PAGE), "Min ( 4 8 1 )")  # the sidebar's example becomes the probe
+    empty = charts(at)
+    configure(at).button(key="train_start").click().run()
+    assert not at.exception, at.exception
+    job = wait_until_done(at)
+    # The live view's charts are the ones drawn before the run, with the same specs (the browser keeps a
+    # chart whose spec is unchanged and swaps its data in); only the data is new.
+    assert [spec for spec, _ in charts(at)[:2]] == [spec for spec, _ in empty]
+    return at, job
+
+
+def test_page_before_training():
+    at = open_app(PAGE)
+    assert at.title[0].value == "Train your own model"
+    assert any("Limits on this shared machine" in c.value and "2,000,000 parameters" in c.value for c in at.caption)
+    assert not at.button(key="train_start").disabled and at.button(key="train_stop").disabled
+    assert not at.error
+    # The live view is there before the run, empty: the curves, and a bar slot for each chosen operation.
+    (_, (curves,)), (bars_spec, (bars,)) = charts(at)
+    assert curves.empty and bars.empty
+    assert unit_sort(bars_spec, "bar") == ["First", "Second", "Last", "Max", "Min"]
+    at.multiselect(key="train_ops").set_value(["Max", "Min"]).run()
+    assert unit_sort(charts(at)[1][0], "bar") == ["Max", "Min"]
+    assert any("fill in as the model trains" in c.value for c in at.caption)
+    assert at.number_input(key="train_d_model").value == 64 and at.selectbox(key="train_optimizer").value == "adamw"
+
+
+def test_a_small_run_joins_the_model_list_and_opens_in_other_pages(trained):
+    at, job = trained
+    name = "trained: 0-9, 1×2 d16 (seed 0)"
+    assert job.status == "finished" and job.name == name
+    assert name in model_options(at) and "digits-0-9" in model_options(at)
+    assert any(name in s.value and "Trained for 40 steps" in s.value for s in at.success)
+    assert at.progress[0].value == 100
+    snap = job.snapshot()
+    # The charts draw the job's own records.
+    (curves,) = frame(at, "Loss and accuracy")
+    assert list(curves["metric"].dtype.categories) == ["loss", "accuracy"]  # sent as categories (see the page)
+    curves = curves.astype({"metric": str, "split": str}).reset_index(drop=True)
+    pd.testing.assert_frame_equal(curves, pd.DataFrame(snap.curves())[curves.columns], check_dtype=False)
+    (bars,) = frame(at, "Validation accuracy per operation, latest evaluation")
+    assert dict(zip(bars["operation"], bars["accuracy"], strict=True)) == snap.evals[-1].per_op
+    (history,) = frame(at, "Validation accuracy per operation over training")
+    assert sorted(set(history["step"])) == [0, 20, 40] and len(history) == 3 * 5
+    assert {"L0 H0", "L0 H1"} <= set(chart_titles(at))
+    # Scrub back to the first snapshot: the heads show that snapshot's patterns.
+    assert list(at.select_slider(key="train_snapshot").options) == ["0", "20", "40"]
+    at.select_slider(key="train_snapshot").set_value(0).run()
+    heads = pd.concat(frame(at, "L0 H0"))
+    first = snap.evals[0].attention[0]  # [head, q, k]
+    got = heads.set_index(["head", "query_pos", "key_pos"])["weight"].sort_index()
+    np.testing.assert_allclose(got.to_numpy(), first.reshape(-1), rtol=1e-6)
+    h, k, w = strongest_attention(first, query=8)  # `=` is the probe's 9th token
+    assert any(f"probe **Min ( 4 8 1 )** at step 0, the strongest attention from `=` in layer 0 is head {h}'s "
+               f"**{w:.2f}**" in i.value for i in at.info)  # fmt: skip
+    assert snap.probe_tokens == ("Min", "(", "4", ",", "8", ",", "1", ")", "=")
+    # The checkpoint offered for download is the trained model.
+    data = at.session_state["train_checkpoint"][1]
+    assert len(at.get("download_button")) == 1
+    loaded = store.from_checkpoint(data)
+    assert all(np.array_equal(loaded.transformer.params[k], v) for k, v in job.model.transformer.params.items())
+    # Every explainer page opens the new model.
+    at.selectbox(key="model_name").select(name).run()
+    for page in ("../pages/attention.py", "../pages/overview.py"):
+        at.switch_page(page).run()
+        assert not at.exception, (page, at.exception)
+        assert any(name in c.value for c in at.caption) or page.endswith("attention.py")
+    assert at.session_state["_current"].model is job.model
+
+
+def test_running_then_stop_and_navigation_keep_the_job():
+    at = open_app(PAGE)
+    configure(at, steps=20_000, eval_every=1000).button(key="train_start").click().run()
+    job = at.session_state["train_job"]
+    assert job.status == "running"
+    assert at.button(key="train_start").disabled and not at.button(key="train_stop").disabled
+    at.switch_page("../pages/overview.py").run()  # leave: the run goes on
+    time.sleep(0.3)
+    assert not job.done and job.snapshot().steps_done > 0
+    at.switch_page(PAGE).run()
+    assert at.session_state["train_job"] is job and len(at.progress) == 1
+    assert at.number_input(key="train_steps").value == 20_000  # the settings survived the page switch
+    at.button(key="train_stop").click().run()
+    wait_until_done(at, timeout=20)
+    assert job.status == "stopped"
+    assert any("Stopped after" in i.value for i in at.info)
+    assert "trained: 0-9, 1×2 d16 (seed 0)" in model_options(at)  # a stopped model is kept too
+    assert not at.button(key="train_start").disabled
+
+
+def test_bad_hyperparameters_end_with_a_message():
+    at = open_app(PAGE)
+    before = model_options(at)
+    configure(at, train_d_model=30, train_heads=4).button(key="train_start").click().run()
+    assert not at.exception
+    assert any("d_model (30) must be divisible by n_heads (4)" in e.value for e in at.error)
+    at = open_app(PAGE)
+    at.selectbox(key="train_optimizer").select("sgd")
+    configure(at, steps=500, train_lr=10.0, train_clip=0.0, train_warmup=0).button(key="train_start").click().run()
+    job = wait_until_done(at)
+    assert job.status == "diverged"
+    assert any("Try a smaller learning rate" in e.value and "not added" in e.value for e in at.error)
+    assert model_options(at) == before
+
+
+def test_values_above_nine_force_a_causal_model():
+    at = open_app(PAGE)
+    at.selectbox(key="train_max_value").select(99).run()
+    radio = at.radio(key="train_causal")
+    assert radio.value == "causal" and radio.disabled
+    assert any("need a **causal** model" in c.value for c in at.caption)
+
+
+def test_upload_good_and_bad_checkpoints():
+    at = open_app(PAGE)
+    before = model_options(at)
+    good = store.to_bytes(TaskModel.new(TaskConfig(), "tiny-upload", n_layers=1, n_heads=2, d_model=16, d_ff=32))
+    bad = {
+        "random.safetensors": os.urandom(2000),
+        "truncated.safetensors": good[: len(good) // 2],
+        "pickle.safetensors": pickle.dumps({"embed.W_E": [1.0]}),
+        "empty.safetensors": b"",
+    }
+    messages = {
+        "random.safetensors": "not a safetensors checkpoint",
+        "truncated.safetensors": "truncated",
+        "pickle.safetensors": "pickle",
+        "empty.safetensors": "empty",
+    }
+    for name, data in bad.items():
+        at.file_uploader(key="train_upload").set_value((name, data, "application/octet-stream")).run()
+        assert not at.exception
+        assert [e.value for e in at.error] and messages[name] in at.error[0].value and name in at.error[0].value
+        assert model_options(at) == before and not at.success
+    at.file_uploader(key="train_upload").set_value(("good.safetensors", good, "application/octet-stream")).run()
+    assert not at.exception and not at.error
+    assert model_options(at) == before + ["uploaded: tiny-upload"]
+    assert "uploaded: tiny-upload" in at.success[0].value
+    at.selectbox(key="model_name").select("uploaded: tiny-upload").run()
+    at.switch_page("../pages/overview.py").run()
+    assert not at.exception and at.session_state["_current"].model.name == "tiny-upload"
+
+
+def test_two_sessions_keep_their_own_jobs_and_models():
+    a, b = open_app(PAGE), open_app(PAGE)
+    configure(a).button(key="train_start").click().run()
+    configure(b, train_seed=1).button(key="train_start").click().run()
+    job_a, job_b = wait_until_done(a), wait_until_done(b)
+    assert job_a is not job_b
+    assert "trained: 0-9, 1×2 d16 (seed 0)" in model_options(
+        a
+    ) and "trained: 0-9, 1×2 d16 (seed 1)" not in model_options(a)
+    assert "trained: 0-9, 1×2 d16 (seed 1)" in model_options(
+        b
+    ) and "trained: 0-9, 1×2 d16 (seed 0)" not in model_options(b)
+
+
+def test_a_closed_tab_stops_its_job():
+    """Streamlit clears a session's `scope="session"` caches when its tab disconnects; simulate that."""
+    from streamlit.runtime.caching import cache_resource_api as cra
+
+    at = open_app(PAGE)
+    configure(at, steps=20_000, eval_every=1000).button(key="train_start").click().run()
+    job = at.session_state["train_job"]
+    caches = cra._resource_caches._function_caches  # {session id: {function key: ResourceCache}}
+    (session,) = [sid for sid, per_fn in caches.items() if sid is not None for cache in per_fn.values()
+                  if any(entry.value is job for entry in cache._mem_cache.values())]  # fmt: skip
+    assert not job.done
+    cra.clear_session_cache(session)
+    assert job.join(10) and job.status == "stopped"
+
+
+def test_a_run_that_ends_while_the_user_is_elsewhere_joins_the_list_there():
+    at = open_app(PAGE)
+    configure(at).button(key="train_start").click().run()
+    job = at.session_state["train_job"]
+    at.switch_page("../pages/overview.py").run()  # from here on only the Overview runs
+    assert job.join(60), "training did not end in time"
+    at.run()  # any rerun of any page: the sidebar adopts the finished model
+    assert not at.exception, at.exception
+    assert job.name in model_options(at)
+    assert at.session_state["train_added"] == {job.id: job.name}
+
+
+def test_snapshot_layer_the_browser_still_shows_from_a_deeper_run(trained):
+    """A layer label of an earlier, deeper run (the browser still shows it) falls back to layer 0."""
+    at, job = trained  # one block
+    node = at.selectbox(key="train_layer")
+    node.options.append("2")  # what the browser's list held for a three-block run
+    node.set_value("2")
+    at.run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="train_layer").value == 0
+    assert {"L0 H0", "L0 H1"} <= set(chart_titles(at))

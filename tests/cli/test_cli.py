@@ -1,0 +1,103 @@
+"""`python -m model_core train | evaluate | predict`, as a user runs them."""
+
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from model_core import TaskConfig, enumerate_all
+from model_core.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_cli(*args, stdin="", cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", "model_core", *args], input=stdin, capture_output=True,
+                          text=True, cwd=cwd, timeout=300, env=os.environ | {"PYTHONPATH": str(ROOT)})  # fmt: skip
+
+
+def test_predict_answers_each_line_and_survives_a_bad_one():
+    lines = ["Max ( 5 3 9 )", "Mx ( 1 2 3 )", "min(4, 8, 1)", "", "Last ( 1 2 )", "First ( 7 0 3 )"]
+    out = run_cli("predict", "--model", "digits-0-9", stdin="\n".join(lines) + "\n")
+    got = out.stdout.splitlines()
+    assert len(got) == len(lines)  # one line per input
+    assert got[0] == "9" and got[2] == "1" and got[5] == "7"
+    assert got[1].startswith("error: ") and "Did you mean 'Max'" in got[1]
+    assert got[3].startswith("error: ") and got[4].startswith("error: ")
+    assert out.returncode == 1
+
+
+@pytest.mark.parametrize("model", ["digits-0-9", "digits-0-99"])
+def test_predict_refuses_an_empty_value_instead_of_dropping_it(model):
+    out = run_cli("predict", "--model", model, "Max ( 1 , , 2 3 )", "Max ( 1 , 2 3 , )", "Max ( 1 , 2 , 3 )")
+    got = out.stdout.splitlines()
+    assert got[0] == "error: Empty value after '1': two commas with nothing between them. Remove one, or put a value."
+    assert got[1].startswith("error: Empty value") and got[2] == "3" and out.returncode == 1
+
+
+def test_predict_exits_zero_when_every_input_is_answered():
+    out = run_cli("predict", "--model", "digits-0-9", "Second ( 4 6 2 )", "Min ( 9 9 8 )")
+    assert out.stdout.splitlines() == ["6", "8"] and out.returncode == 0
+
+
+def test_every_0_9_expression_through_predict_is_right(monkeypatch, capsys):
+    exprs = enumerate_all(TaskConfig())
+    texts = [exprs.expression(i).text for i in range(len(exprs))]
+    monkeypatch.setattr(sys, "stdin", io.StringIO("\n".join(texts) + "\n"))
+    assert main(["predict", "--model", "digits-0-9"]) == 0
+    answers = capsys.readouterr().out.splitlines()
+    assert len(answers) == 5000
+    assert answers == [str(a) for a in exprs.answers]
+
+
+def test_evaluate_json_has_heldout_and_exhaustive_accuracy():
+    out = run_cli("evaluate", "--model", "digits-0-9", "--json")
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout.splitlines()[-1])
+    assert set(report) >= {"model", "task", "heldout", "all_expressions"}
+    for part in ("heldout", "all_expressions"):
+        assert set(report[part]) == {"accuracy", "per_op", "n"}
+        assert set(report[part]["per_op"]) == {"First", "Second", "Last", "Max", "Min"}
+    assert report["heldout"]["n"] == 1000 and report["all_expressions"]["n"] == 5000
+
+
+def test_train_writes_a_checkpoint_and_a_json_last_line(tmp_path):
+    out_path = tmp_path / "tiny.safetensors"
+    out = run_cli("train", "--preset", "tiny", "--steps", "20", "--out", str(out_path), "--json")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.splitlines()[-1])
+    assert result["steps"] == 20 and 0 <= result["heldout_accuracy"] <= 1 and result["wall_s"] > 0
+    answer = run_cli("predict", "--model", str(out_path), "Max ( 1 2 3 )")
+    assert len(answer.stdout.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "args, phrase",
+    [
+        (["evaluate", "--model", "no-such-model"], "No shipped model or file"),
+        (["train", "--preset", "tiny", "--heads", "3", "--out", "x.safetensors"], "divisible by n_heads"),
+    ],
+)
+def test_bad_requests_get_a_clear_message(args, phrase):
+    out = run_cli(*args)
+    assert out.returncode == 2 and phrase in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_corrupt_checkpoint_is_refused(tmp_path):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x00" * 100)
+    out = run_cli("predict", "--model", str(bad), "Max ( 1 2 3 )")
+    assert out.returncode == 2 and out.stderr.startswith("error: ") and "Traceback" not in out.stderr
+
+
+def test_train_without_out_writes_under_runs_never_over_a_shipped_model(tmp_path):
+    shipped = (ROOT / "pretrained" / "digits-0-9.safetensors").read_bytes()
+    out = run_cli("train", "--preset", "tiny", "--steps", "5", "--json", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.splitlines()[-1])["out"] == "runs/tiny.safetensors"
+    assert (tmp_path / "runs" / "tiny.safetensors").stat().st_size > 0
+    assert (ROOT / "pretrained" / "digits-0-9.safetensors").read_bytes() == shipped

@@ -1,0 +1,238 @@
+"""TrainingJob: a Trainer in a background thread that a UI polls (no Streamlit here)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from model_core import (
+    ConfigError,
+    EvalMetrics,
+    ModelConfig,
+    TaskConfig,
+    TaskError,
+    TaskModel,
+    TrainConfig,
+    enumerate_all,
+)
+from model_core.analysis.attention import strongest_attention
+from model_core.training import job as tj
+from model_core.training.job import TrainingJob
+
+TINY = {"n_layers": 1, "n_heads": 2, "d_model": 16, "d_ff": 32}
+MAX2 = TaskConfig(operations=("Max",), n_args=2)  # 100 expressions: learnt in a few hundred steps
+
+
+def tiny_job(steps: int = 300, task: TaskConfig = MAX2, model: dict | None = None, **train) -> TrainingJob:
+    train = {"batch_size": 32, "lr": 1e-2, "warmup_steps": 5, "eval_every": 50} | train
+    return TrainingJob(task, TrainConfig(steps=steps, **train), model or TINY)
+
+
+def test_runs_to_the_end_and_the_trained_model_answers():
+    job = tiny_job()
+    assert job.status == "pending" and job.model is None and job.snapshot().steps_done == 0
+    assert job.start()
+    assert not job.start()  # one thread per job
+    seen = []
+    while not job.done:
+        seen.append(job.snapshot().progress)
+        time.sleep(0.005)
+    assert job.join(30)
+    assert seen == sorted(seen) and any(0 < p < 1 for p in seen)
+    snap = job.snapshot()
+    assert job.status == snap.status == "finished" and snap.progress == 1.0 and snap.steps_done == 300
+    assert "Trained for 300 steps" in job.message and "Held-out accuracy" in job.message
+    assert [e.step for e in snap.evals] == [0, 50, 100, 150, 200, 250, 300]
+    assert snap.loss[-20:].mean() < snap.loss[:20].mean() / 2
+    assert snap.steps_per_s > 0 and snap.elapsed_s > 0
+    model = job.model
+    assert model.evaluate(enumerate_all(MAX2))["accuracy"] >= 0.95
+    assert [model.answer(t).value for t in ("Max ( 3 8 )", "Max ( 9 0 )", "Max ( 5 5 )")] == [8, 9, 5]
+    assert model.name == job.name == "trained: 0-9, 2 values, Max, 1×2 d16 (seed 0)"
+    assert model.train_config == job.train
+    assert all(not p.flags.writeable for p in model.transformer.params.values())  # handed out read-only
+
+
+def test_stop_mid_run_ends_stopped_quickly():
+    job = tiny_job(steps=tj.MAX_STEPS, eval_every=5000)
+    job.start()
+    while job.snapshot().steps_done < 5:
+        time.sleep(0.005)
+    t0 = time.perf_counter()
+    job.stop()
+    assert job.join(10)
+    assert time.perf_counter() - t0 < 5
+    snap = job.snapshot()
+    assert snap.status == "stopped" and 5 <= snap.steps_done < tj.MAX_STEPS
+    assert snap.message.startswith(f"Stopped after {snap.steps_done} steps.")
+    assert 0 < snap.progress < 1 and job.model is not None
+
+
+def test_stop_before_start():
+    job = tiny_job()
+    job.stop()
+    assert job.done and job.status == "stopped" and not job.start()
+
+
+def test_a_diverging_learning_rate_ends_diverged_with_a_message():
+    # SGD at lr 10 without gradient clipping: the loss overflows within a few dozen steps.
+    job = tiny_job(steps=500, optimizer="sgd", lr=10.0, grad_clip=0.0, warmup_steps=0)
+    job.start()
+    assert job.join(30)
+    assert job.status == "diverged"
+    assert "became" in job.message and "Try a smaller learning rate" in job.message
+    assert job.snapshot().steps_done < 500
+    assert all(np.isfinite(p).all() for p in job.model.transformer.params.values())  # last finite weights
+
+
+@pytest.mark.parametrize(
+    "task, train, model, error",
+    [
+        (TaskConfig(), {}, {"d_model": 30, "n_heads": 4}, lambda: ModelConfig(d_model=30, n_heads=4)),
+        (TaskConfig(max_value=99), {}, {}, None),  # bidirectional on 0-99
+        ({"operations": ["Foo"]}, {}, {}, lambda: TaskConfig(operations=("Foo",))),
+        (TaskConfig(), {"lr": 0.0}, {}, lambda: TrainConfig(lr=0.0)),
+    ],
+)
+def test_an_invalid_config_is_refused_with_the_error_message(task, train, model, error):
+    job = TrainingJob(task, train, model)
+    assert job.status == "failed" and job.done and job.model is None
+    assert not job.start() and job._thread is None
+    if error is not None:
+        with pytest.raises((ConfigError, TaskError)) as err:
+            error()
+        assert job.message == str(err.value)
+    else:
+        assert "causal" in job.message
+    assert job.snapshot().steps_done == 0
+
+
+@pytest.mark.parametrize(
+    "model, train, task, words",
+    [
+        ({"d_model": 260, "n_heads": 4}, {}, {}, "Width (d_model) is 260; this app trains at most 256"),
+        ({"n_layers": 5}, {}, {}, "Blocks (layers) is 5; this app trains at most 4"),
+        ({"n_heads": 16}, {}, {}, "Heads is 16; this app trains at most 8"),
+        ({"d_ff": 2048}, {}, {}, "FFN width (d_ff) is 2,048; this app trains at most 1,024"),
+        ({"n_layers": 4, "d_model": 256, "d_ff": 1024}, {}, {}, "this app trains at most 2,000,000"),
+        ({}, {"steps": 20_001}, {}, "Training steps is 20,001; this app trains at most 20,000"),
+        ({}, {"batch_size": 513}, {}, "Batch size is 513; this app trains at most 512"),
+        ({"causal": True}, {}, {"max_value": 100}, "The largest value is 100; this app trains at most 99"),
+        ({}, {}, {"n_args": 6}, "The number of values is 6; this app trains at most 5"),
+    ],
+)
+def test_limits(model, train, task, words):
+    job = TrainingJob(TaskConfig(**task), TrainConfig(**train), model)
+    assert job.status == "failed" and words in job.message and not job.start()
+    with pytest.raises(tj.LimitError):
+        tj.check_limits(TaskConfig(**task), tj.model_config(model), TrainConfig(**train))
+
+
+def test_limits_allow_their_edges():
+    big = tj.model_config({"n_layers": 2, "d_model": 256, "n_heads": 8, "d_ff": 1024})
+    tj.check_limits(TaskConfig(max_value=99, n_args=5), big, TrainConfig(steps=20_000, batch_size=512))
+    assert tj.count_params(big) == sum(p.size for p in TaskModel.new(TaskConfig(), **{
+        "n_layers": 2, "d_model": 256, "n_heads": 8, "d_ff": 1024}).transformer.params.values())  # fmt: skip
+    assert "2,000,000 parameters" in tj.limits_text()
+
+
+def test_snapshots_are_consistent_while_the_thread_runs():
+    job = tiny_job(steps=200, eval_every=20)
+    job.start()
+    shots = []
+    while not job.done:
+        shots.append(job.snapshot())
+        time.sleep(0.002)
+    shots.append(job.snapshot())
+    assert len(shots) > 5
+    for s in shots:
+        n = s.steps_done
+        assert len(s.loss) == len(s.accuracy) == len(s.lr) == len(s.grad_norm) == n
+        np.testing.assert_array_equal(s.step, np.arange(1, n + 1))
+        assert (s.loss > 0).all() and (s.lr > 0).all()  # no unwritten slots
+        steps = [e.step for e in s.evals]
+        assert steps == sorted(steps) and (not steps or steps[-1] <= n)
+        assert s.progress == (1.0 if s.status == "finished" else n / 200)
+    final = shots[-1]
+    for s in shots[:-1]:  # every earlier snapshot is a prefix of the final record
+        np.testing.assert_array_equal(s.loss, final.loss[: s.steps_done])
+    final.loss[0] = -1.0  # a snapshot is a copy
+    assert job.snapshot().loss[0] > 0
+    with pytest.raises(ValueError):
+        final.evals[-1].attention[0, 0, 0, 0] = 1.0  # snapshots of attention are read-only
+
+
+def test_the_same_config_twice_gives_bit_identical_weights():
+    models = []
+    for _ in range(2):
+        job = tiny_job(steps=60, eval_every=30)
+        job.start()
+        job.join(30)
+        models.append((job.model.transformer.params, job.snapshot().loss))
+    (p1, l1), (p2, l2) = models
+    assert p1.keys() == p2.keys()
+    assert all(np.array_equal(p1[k], p2[k]) for k in p1)
+    np.testing.assert_array_equal(l1, l2)
+    job = tiny_job(steps=60, eval_every=30, seed=1)  # a different seed changes the batches
+    job.start()
+    job.join(30)
+    assert not np.array_equal(job.model.transformer.params["embed.W_E"], p1["embed.W_E"])
+
+
+def test_the_probe_is_the_given_example_when_the_task_reads_it():
+    job = TrainingJob(TaskConfig(), TrainConfig(steps=2, eval_every=1), TINY, probe="min(4, 8, 1)")
+    job.start()
+    job.join(30)
+    snap = job.snapshot()
+    assert snap.probe_text == "Min ( 4 8 1 )" and snap.probe_tokens[-1] == "="
+    ev = snap.evals[-1]
+    assert ev.attention.shape == (1, 2, len(snap.probe_tokens), len(snap.probe_tokens))
+    np.testing.assert_allclose(ev.attention.sum(-1), 1.0, rtol=1e-5)
+    other = TrainingJob(MAX2, TrainConfig(steps=1), TINY, probe="Min ( 4 8 1 )")  # not in this task
+    other.start()
+    other.join(30)
+    assert other.snapshot().probe_text.startswith("Max (")
+
+
+def test_thin_indices():
+    np.testing.assert_array_equal(tj.thin_indices(7, 500), np.arange(7))
+    for n in (501, 1000, 20_000):
+        idx = tj.thin_indices(n, 500)
+        assert len(idx) <= 500 and idx[0] == 0 and idx[-1] == n - 1 and (np.diff(idx) > 0).all()
+        assert np.diff(idx).max() <= np.ceil((n - 1) / 499)  # evenly spread: no large gaps
+
+
+def test_curves_show_recorded_values_at_thinned_steps():
+    rng = np.random.default_rng(0)
+    n = 1200
+    snap = tj.JobSnapshot(
+        "finished", "", n, np.arange(1, n + 1), rng.random(n) + 0.1, rng.random(n), np.ones(n), np.ones(n),
+        (EvalMetrics(0, 0.1, {"Max": 0.1}, np.zeros((1, 1, 2, 2)), 0.0),
+         EvalMetrics(n, 0.9, {"Max": 0.9}, np.zeros((1, 1, 2, 2)), 1.0)), 2.0,
+    )  # fmt: skip
+    cols = snap.curves(max_points=500)
+    k = len(tj.thin_indices(n, 500))
+    assert len(cols["step"]) == 2 * k + 2
+    loss = cols["metric"] == "loss"
+    np.testing.assert_array_equal(cols["value"][loss], snap.loss[cols["step"][loss] - 1])  # the recorded values
+    train_acc = (cols["metric"] == "accuracy") & (cols["split"] == "train")
+    np.testing.assert_array_equal(cols["value"][train_acc], snap.accuracy[cols["step"][train_acc] - 1])
+    val = cols["split"] == "validation"
+    assert cols["step"][val].tolist() == [0, n] and cols["value"][val].tolist() == [0.1, 0.9]
+    assert snap.op_accuracy() == {"operation": ["Max"], "accuracy": [0.9]}
+    assert snap.op_accuracy_history() == {"step": [0, n], "operation": ["Max", "Max"], "accuracy": [0.1, 0.9]}
+    assert snap.steps_per_s == n / 2.0
+
+
+def test_strongest_attention_matches_a_loop():
+    pattern = np.random.default_rng(1).dirichlet(np.ones(6), size=(4, 6))  # [head, q, k]
+    for q in range(6):
+        best = max(((h, k) for h in range(4) for k in range(6)), key=lambda hk: pattern[hk[0], q, hk[1]])
+        assert strongest_attention(pattern, q) == (*best, pattern[best[0], q, best[1]])
+
+
+def test_default_name():
+    cfg = tj.model_config({})
+    assert tj.default_name(TaskConfig(), cfg, 0) == "trained: 0-9, 2×4 d64 (seed 0)"
