@@ -38,12 +38,18 @@ ROOT = Path(os.environ.get("STEP_TIME_ROOT", Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from model_core import TaskConfig, TaskModel, TrainConfig, make_splits  # noqa: E402
-from model_core.training.optim import clip_grad_norm, lr_at, make_optimizer  # noqa: E402
 
+try:  # the layout by stage; `--against` may time a checkout from before it
+    from model_core.training.optim import clip_grad_norm, lr_at, make_optimizer  # noqa: E402
+except ImportError:
+    from model_core.optim import clip_grad_norm, lr_at, make_optimizer  # noqa: E402
 try:
     from model_core.training import _alloc  # noqa: E402
-except ImportError:  # a checkout from before it existed: time it as it is
-    _alloc = None
+except ImportError:
+    try:
+        from model_core import _alloc  # noqa: E402
+    except ImportError:  # a checkout from before it existed: time it as it is
+        _alloc = None
 
 
 # ---------------------------------------------------------------- BLAS threads, without threadpoolctl
@@ -166,8 +172,11 @@ def compare(args) -> None:
     figures: dict[str, dict[str, list[float]]] = {"this": {}, "other": {}}
     for r in range(args.rounds):
         for who, root in (("this", here), ("other", other)) if r % 2 == 0 else (("other", other), ("this", here)):
-            out = subprocess.run(cmd, env=os.environ | {"STEP_TIME_ROOT": str(root)}, capture_output=True,
-                                 text=True, check=True).stdout  # fmt: skip
+            done = subprocess.run(cmd, env=os.environ | {"STEP_TIME_ROOT": str(root)}, capture_output=True,
+                                  text=True)  # fmt: skip
+            if done.returncode != 0:
+                raise SystemExit(f"timing {root} failed:\n{done.stderr}")
+            out = done.stdout
             for label, median in re.findall(r"^(.+?)\s+median\s+([0-9.]+) ms", out, re.M):
                 figures[who].setdefault(label.strip(), []).append(float(median))
         print(f"round {r + 1}: " + "; ".join(f"{label}: {figures['this'][label][-1]:.3f} vs "
