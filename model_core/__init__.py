@@ -19,6 +19,11 @@ Look inside (hook names and meanings as in TransformerLens; every hook is listed
     net.run_with_hooks(tokens, [("blocks.1.attn.hook_z", fn)])  # fn(act, hook) -> None or a replacement
     cache["blocks.0.attn.hook_result"]               # [batch, pos, head, d_model]: each head's write
 
+Why it answers so (direct logit attribution, roles of positions; see model_core.interp)::
+
+    from model_core import interp
+    att = interp.attribute(net, tokens, positions)   # att.names, att.logit / att.diff [n, components]
+
 Answer an expression (a causal model writes its answer token by token)::
 
     model = load_model("digits-0-9")                 # a shipped model, or a checkpoint path

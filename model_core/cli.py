@@ -11,7 +11,7 @@ from pathlib import Path
 
 from threadpoolctl import threadpool_limits
 
-from . import machine
+from . import interp, machine
 from .checkpoint import CheckpointError
 from .config import ConfigError
 from .presets import PRESETS
@@ -49,14 +49,20 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("predict", help="answer expressions (arguments, or one per line on stdin)")
     pr.add_argument("--model", required=True)
     pr.add_argument("expressions", nargs="*")
+    at = sub.add_parser("attribute", help="direct logit attribution: each component's share of the answer's logit")
+    at.add_argument("--model", required=True)
+    at.add_argument("expression")
+    at.add_argument("--step", type=int, default=0, help="a causal model's answer token to explain (0: the first)")
+    at.add_argument("--json", action="store_true")
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"train": train, "evaluate": evaluate, "predict": predict}[args.command](args)
-    except (CheckpointError, ConfigError, TaskError) as err:
+        commands = {"train": train, "evaluate": evaluate, "predict": predict, "attribute": attribute}
+        return commands[args.command](args)
+    except (CheckpointError, ConfigError, TaskError, ParseError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 
@@ -153,3 +159,34 @@ def predict(args) -> int:
             ok = False
         sys.stdout.flush()
     return 0 if ok else 1
+
+
+def attribute(args) -> int:
+    model = load_model(args.model)
+    b = interp.batch(model, [args.expression])
+    n_steps = int((b.targets[0] >= 0).sum())
+    if not 0 <= args.step < n_steps:
+        raise TaskError(f"--step must be in 0-{n_steps - 1}: this answer has {n_steps} token(s) to explain.")
+    pos = int(b.answer_pos[0]) + args.step
+    att = interp.attribute(model.transformer, b.tokens, [pos])
+    word = model.vocab.decode
+    out = {
+        "model": args.model, "expression": model.parse(args.expression).text, "position": pos,
+        "role": interp.roles(model, b.tokens[0])[pos], "answer": word([int(att.answer[0])])[0],
+        "true": word([int(b.targets[0, pos])])[0], "wrong": word([int(att.wrong[0])])[0],
+        "logit": float(att.logit_total[0]), "logit_diff": float(att.diff_total[0]),
+        "components": [{"name": n, "logit": float(v), "logit_diff": float(d)}
+                       for n, v, d in zip(att.names, att.logit[0], att.diff[0], strict=True)],
+        "residual_error": att.residual_error(), "note": att.note,
+    }  # fmt: skip
+    if args.json:
+        print(json.dumps(out))
+        return 0
+    print(f"{out['expression']}: position {pos} ({out['role']}); the model's top token {out['answer']!r} "
+          f"(true {out['true']!r}), logit {out['logit']:.4f}; minus the strongest other, {out['wrong']!r}: "
+          f"{out['logit_diff']:.4f}")  # fmt: skip
+    print(f"{'component':<16} {'logit':>10} {'logit diff':>11}")
+    for c in out["components"]:
+        print(f"{c['name']:<16} {c['logit']:>10.4f} {c['logit_diff']:>11.4f}")
+    print(f"sum of the parts - real logit: {out['residual_error']:.2e}. {att.note}")
+    return 0

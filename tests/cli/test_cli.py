@@ -101,3 +101,28 @@ def test_train_without_out_writes_under_runs_never_over_a_shipped_model(tmp_path
     assert json.loads(out.stdout.splitlines()[-1])["out"] == "runs/tiny.safetensors"
     assert (tmp_path / "runs" / "tiny.safetensors").stat().st_size > 0
     assert (ROOT / "pretrained" / "digits-0-9.safetensors").read_bytes() == shipped
+
+
+def test_attribute_json_sums_to_the_logit_and_names_every_component():
+    out = run_cli("attribute", "--model", "digits-0-99", "Max ( 47 82 19 )", "--step", "1", "--json")
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert set(report) == {"model", "expression", "position", "role", "answer", "true", "wrong", "logit", "logit_diff",
+                           "components", "residual_error", "note"}  # fmt: skip
+    assert report["role"] == "ans.0" and report["answer"] == report["true"] == "2"  # reading 8, it writes 2
+    parts = report["components"]
+    assert [c["name"] for c in parts][:3] == ["embed", "pos_embed", "L0H0"] and parts[-1]["name"] == "b_U"
+    assert abs(sum(c["logit"] for c in parts) - report["logit"]) < 1e-4
+    assert abs(sum(c["logit_diff"] for c in parts) - report["logit_diff"]) < 1e-4
+    assert report["residual_error"] < 1e-4 and "frozen" in report["note"]
+
+
+@pytest.mark.parametrize("args, phrase", [
+    (["--model", "digits-0-9", "Mx ( 1 2 3 )"], "Unknown operation 'Mx'"),
+    (["--model", "digits-0-9", "Max ( 1 2 3 )", "--step", "1"], "--step must be in 0-0"),
+    (["--model", "no-such-model", "Max ( 1 2 3 )"], "No shipped model"),
+])  # fmt: skip
+def test_attribute_refuses_with_a_message(args, phrase):
+    out = run_cli("attribute", *args)
+    assert out.returncode == 2 and out.stderr.startswith("error: ") and phrase in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr

@@ -1,0 +1,17 @@
+"""Interpretability on any model the app can open (NumPy only): what each component contributes, and why.
+
+    inputs       batch(model, texts) -> the token batch; roles(model, tokens) -> each position's role
+    attribution  attribute(net, tokens, positions) -> direct logit attribution (LayerNorm scales frozen),
+                 neuron_attribution(...) -> an MLP's top neurons
+
+    from model_core import interp, load_model
+    model = load_model("digits-0-9")
+    b = interp.batch(model, ["Max ( 5 3 9 )"])
+    att = interp.attribute(model.transformer, b.tokens, b.answer_pos)
+    dict(zip(att.names, att.diff[0]))          # each component's share of answer - strongest wrong token
+"""
+
+from .attribution import FROZEN_NOTE, Attribution, attribute, component_writes, neuron_attribution
+from .inputs import batch, roles
+
+__all__ = ["FROZEN_NOTE", "Attribution", "attribute", "batch", "component_writes", "neuron_attribution", "roles"]
