@@ -3,6 +3,7 @@
     inputs       batch(model, texts) -> the token batch; roles(model, tokens) -> each position's role
     attribution  attribute(net, tokens, positions) -> direct logit attribution (LayerNorm scales frozen),
                  neuron_attribution(...) -> an MLP's top neurons
+    ablation     ablate(model, tokens, positions, [["L0H3"], ["L1.mlp"]], mean=...) -> many ablations, one pass
 
     from model_core import interp, load_model
     model = load_model("digits-0-9")
@@ -11,7 +12,19 @@
     dict(zip(att.names, att.diff[0]))          # each component's share of answer - strongest wrong token
 """
 
+from .ablation import (
+    AblationResult,
+    Component,
+    ComponentError,
+    ablate,
+    every_component,
+    mean_activations,
+    parse_component,  # fmt: skip
+)
 from .attribution import FROZEN_NOTE, Attribution, attribute, component_writes, neuron_attribution
 from .inputs import batch, roles
 
-__all__ = ["FROZEN_NOTE", "Attribution", "attribute", "batch", "component_writes", "neuron_attribution", "roles"]
+__all__ = [
+    "FROZEN_NOTE", "AblationResult", "Attribution", "Component", "ComponentError", "ablate", "attribute", "batch",
+    "component_writes", "every_component", "mean_activations", "neuron_attribution", "parse_component", "roles",
+]  # fmt: skip
