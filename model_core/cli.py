@@ -54,15 +54,27 @@ def build_parser() -> argparse.ArgumentParser:
     at.add_argument("expression")
     at.add_argument("--step", type=int, default=0, help="a causal model's answer token to explain (0: the first)")
     at.add_argument("--json", action="store_true")
+    ab = sub.add_parser("ablate", help="held-out accuracy per operation with components switched off")
+    ab.add_argument("--model", required=True)
+    ab.add_argument("--components", required=True, help="comma-separated: L0H3,L1.mlp,L1.mlp.n42")
+    ab.add_argument("--mean", action="store_true", help="replace by the validation mean instead of zero")
+    ab.add_argument("--positions", help="comma-separated positions to ablate at (default: all)")
+    ab.add_argument("--json", action="store_true")
+    pa = sub.add_parser("patch", help="activation patching clean -> corrupted: recovery per hook, position, head")
+    pa.add_argument("--model", required=True)
+    pa.add_argument("--clean", required=True)
+    pa.add_argument("--corrupt", required=True)
+    pa.add_argument("--json", action="store_true")
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        commands = {"train": train, "evaluate": evaluate, "predict": predict, "attribute": attribute}
+        commands = {"train": train, "evaluate": evaluate, "predict": predict, "attribute": attribute,
+                    "ablate": ablate, "patch": patch}  # fmt: skip
         return commands[args.command](args)
-    except (CheckpointError, ConfigError, TaskError, ParseError) as err:
+    except (CheckpointError, ConfigError, TaskError, ParseError, interp.ComponentError, interp.PatchError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 
@@ -189,4 +201,55 @@ def attribute(args) -> int:
     for c in out["components"]:
         print(f"{c['name']:<16} {c['logit']:>10.4f} {c['logit_diff']:>11.4f}")
     print(f"sum of the parts - real logit: {out['residual_error']:.2e}. {att.note}")
+    return 0
+
+
+def _positions(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise TaskError(f"--positions takes whole numbers separated by commas, got {text!r}.") from None
+
+
+def ablate(args) -> int:
+    model = load_model(args.model)
+    components = [c.strip() for c in args.components.split(",") if c.strip()]
+    hooks = interp.ablation_hooks(model, components, mean=args.mean, at_positions=_positions(args.positions))
+    seed = model.train_config.seed if model.train_config else 0
+    test = make_splits(model.task, seed=seed).test
+    out = {"model": args.model, "components": components, "mean": args.mean, "positions": _positions(args.positions),
+           "clean": model.evaluate(test), "ablated": model.evaluate(test, fwd_hooks=hooks)}  # fmt: skip
+    if args.json:
+        print(json.dumps(out))
+        return 0
+    how = "replaced by their validation means" if args.mean else "zeroed"
+    print(f"{', '.join(components)} {how}" + (f" at positions {out['positions']}" if out["positions"] else ""))
+    print(f"{'operation':<10} {'clean':>8} {'ablated':>8}   ({out['clean']['n']} held-out expressions)")
+    for op, acc in out["clean"]["per_op"].items():
+        print(f"{op:<10} {acc:>8.2%} {out['ablated']['per_op'][op]:>8.2%}")
+    print(f"{'all':<10} {out['clean']['accuracy']:>8.2%} {out['ablated']['accuracy']:>8.2%}")
+    return 0
+
+
+def patch(args) -> int:
+    model = load_model(args.model)
+    sweep = interp.patch_sweep(model, args.clean, args.corrupt)
+    word = model.vocab.decode
+    out = {"model": args.model, "clean": model.parse(args.clean).text, "corrupt": model.parse(args.corrupt).text,
+           "clean_answer": word([sweep.clean_answer])[0], "corrupt_answer": word([sweep.corrupt_answer])[0],
+           "clean_logit_diff": sweep.clean_diff, "corrupt_logit_diff": sweep.corrupt_diff,
+           "roles": sweep.roles, "hooks": sweep.hooks, "grid": sweep.grid.round(6).tolist(),
+           "heads": {f"L{i}H{h}": round(float(sweep.heads[i, h]), 6) for i in range(sweep.heads.shape[0])
+                     for h in range(sweep.heads.shape[1])}}  # fmt: skip
+    if args.json:
+        print(json.dumps(out))
+        return 0
+    print(f"recovery of logit({out['clean_answer']!r}) - logit({out['corrupt_answer']!r}) at '=': "
+          f"clean {sweep.clean_diff:.3f}, corrupted {sweep.corrupt_diff:.3f} (0 = nothing back, 1 = all)")  # fmt: skip
+    print(f"{'hook':<26}" + "".join(f"{r:>9}" for r in sweep.roles))
+    for h, row in zip(sweep.hooks, sweep.grid, strict=True):
+        print(f"{h:<26}" + "".join(f"{v:>9.3f}" for v in row))
+    print("heads (z at every position): " + ", ".join(f"{k} {v:.3f}" for k, v in out["heads"].items()))
     return 0

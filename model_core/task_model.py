@@ -13,7 +13,7 @@ import numpy as np
 from .config import ConfigError, ModelConfig, TrainConfig
 from .layers import softmax
 from .model import Transformer
-from .task import Expression, ExpressionSet, TaskConfig, check_compatible, encode, exact_match_at_rows
+from .task import Expression, ExpressionSet, TaskConfig, check_compatible, encode, exact_match, exact_match_at_rows
 from .task.parser import parse_expression
 from .task.vocab import DEFAULT_VOCAB, Vocabulary
 
@@ -155,8 +155,8 @@ class TaskModel:
         return int("".join(digits))
 
     # ------------------------------------------------------------ accuracy
-    def evaluate(self, exprs: ExpressionSet, batch_size: int = 4096) -> dict:
-        """Exact-match accuracy overall and per operation.
+    def evaluate(self, exprs: ExpressionSet, batch_size: int = 4096, fwd_hooks=()) -> dict:
+        """Exact-match accuracy overall and per operation, optionally under hooks (`run_with_hooks`'s).
 
         Teacher-forced: an example counts as right when every answer token (and the
         causal model's <eos>) is the top prediction given the right tokens before it,
@@ -165,7 +165,7 @@ class TaskModel:
         right = np.zeros(len(exprs), dtype=bool)
         for start in range(0, len(exprs), batch_size):
             part = exprs.subset(np.arange(start, min(start + batch_size, len(exprs))))
-            right[start : start + len(part)] = self.exact_match(self.encode(part))
+            right[start : start + len(part)] = self.exact_match(self.encode(part), fwd_hooks)
         per_op = {
             op: float(right[exprs.ops == k].mean())
             for k, op in enumerate(self.task.operations)
@@ -173,7 +173,9 @@ class TaskModel:
         }
         return {"accuracy": float(right.mean()) if len(right) else 0.0, "per_op": per_op, "n": int(len(right))}
 
-    def exact_match(self, batch) -> np.ndarray:
-        """[n] bool for an encoded batch (one forward pass, only at the answer positions)."""
+    def exact_match(self, batch, fwd_hooks=()) -> np.ndarray:
+        """[n] bool for an encoded batch (one forward pass; without hooks, only at the answer positions)."""
+        if fwd_hooks:
+            return exact_match(self.transformer.run_with_hooks(batch.tokens, list(fwd_hooks)), batch.targets)
         rows = np.nonzero(batch.targets >= 0)
         return exact_match_at_rows(self.transformer.forward(batch.tokens, rows=rows), batch.targets)

@@ -3,7 +3,10 @@
     inputs       batch(model, texts) -> the token batch; roles(model, tokens) -> each position's role
     attribution  attribute(net, tokens, positions) -> direct logit attribution (LayerNorm scales frozen),
                  neuron_attribution(...) -> an MLP's top neurons
-    ablation     ablate(model, tokens, positions, [["L0H3"], ["L1.mlp"]], mean=...) -> many ablations, one pass
+    patching     patch_sweep(model, clean, corrupt) -> recovery over hooks x positions and per head, one pass;
+                 counterfactuals(model, expr) -> inputs that differ in one controlled way
+    ablation     ablate(model, tokens, positions, [["L0H3"], ["L1.mlp"]], mean=...) -> many ablations, one pass;
+                 model.evaluate(exprs, fwd_hooks=ablation_hooks(model, ["L0H3"])) -> accuracy with it off
 
     from model_core import interp, load_model
     model = load_model("digits-0-9")
@@ -17,14 +20,18 @@ from .ablation import (
     Component,
     ComponentError,
     ablate,
+    ablation_hooks,
     every_component,
     mean_activations,
-    parse_component,  # fmt: skip
+    parse_component,
 )
 from .attribution import FROZEN_NOTE, Attribution, attribute, component_writes, neuron_attribution
 from .inputs import batch, roles
+from .patching import Patch, PatchError, PatchSweep, counterfactuals, patch_sweep, recovery, sweep_hooks
 
 __all__ = [
-    "FROZEN_NOTE", "AblationResult", "Attribution", "Component", "ComponentError", "ablate", "attribute", "batch",
+    "FROZEN_NOTE", "AblationResult", "Attribution", "Component", "ComponentError", "ablate", "ablation_hooks",
+    "attribute", "batch",
     "component_writes", "every_component", "mean_activations", "neuron_attribution", "parse_component", "roles",
+    "Patch", "PatchError", "PatchSweep", "counterfactuals", "patch_sweep", "recovery", "sweep_hooks",
 ]  # fmt: skip

@@ -163,27 +163,14 @@ def ablate(model: TaskModel, tokens: np.ndarray, positions, ablations: Sequence[
     if mean and means is None:
         means = mean_activations(model)
     where = np.zeros(T, dtype=bool)
-    where[list(range(T)) if at_positions is None else list(at_positions)] = True
+    where[list(range(T)) if at_positions is None else [p for p in at_positions if 0 <= p < T]] = True
 
-    # the hooks: for ablation k, its own rows k*n .. (k+1)*n of the tiled batch
-    edits: dict[str, list[tuple[int, Component]]] = {}
+    # the hooks: ablation k edits its own rows k*n .. (k+1)*n of the tiled batch
+    edits: dict[str, list[tuple[slice, Component]]] = {}
     for k, comps in enumerate(parsed):
         for c in comps:
-            edits.setdefault(c.hook, []).append((k, c))
-
-    def make_hook(hook_name: str):
-        def hook(x, _hook):
-            x = x.copy()  # [K * n, T, ...]
-            for k, c in edits[hook_name]:
-                rows = slice(k * n, (k + 1) * n)
-                idx = (rows, where) + ((c.index,) if c.kind != "mlp" else ())
-                if mean:
-                    ref = _rows(means[hook_name], T)[where]  # [T_sel, ...]
-                    x[idx] = ref[:, c.index] if c.kind != "mlp" else ref
-                else:
-                    x[idx] = 0.0
-            return x
-        return hook
+            edits.setdefault(c.hook, []).append((slice(k * n, (k + 1) * n), c))
+    hooks = [(h, _editing_hook(h, edits[h], where, means if mean else None)) for h in edits]
 
     clean = net.forward(tokens)[np.arange(n), positions]  # [n, vocab]
     answer = clean.argmax(-1)
@@ -192,11 +179,47 @@ def ablate(model: TaskModel, tokens: np.ndarray, positions, ablations: Sequence[
         empty = np.zeros((0, n))
         return AblationResult([], answer, c_diff, c_logp, empty, empty, empty.astype(np.int64))
     tiled = np.tile(tokens, (K, 1))  # [K * n, T]
-    logits = net.run_with_hooks(tiled, [(h, make_hook(h)) for h in edits])
+    logits = net.run_with_hooks(tiled, hooks)
     read = logits[np.arange(K * n), np.tile(positions, K)]  # [K * n, vocab]
     diff, logp, top = _measures(read, np.tile(answer, K))
     labels = [",".join(c.name for c in comps) or "(nothing)" for comps in parsed]
     return AblationResult(labels, answer, c_diff, c_logp, diff.reshape(K, n), logp.reshape(K, n), top.reshape(K, n))
+
+
+def _editing_hook(hook_name: str, edits: list[tuple[slice, Component]], where: np.ndarray, means):
+    """A hook that zeroes (means None) or mean-replaces each component at its rows and the `where` positions."""
+
+    def hook(x, _hook):
+        x = x.copy()  # [rows, T, ...]
+        T = x.shape[1]
+        for rows, c in edits:
+            sel = where[:T]
+            idx = (rows, sel) + ((c.index,) if c.kind != "mlp" else ())
+            if means is None:
+                x[idx] = 0.0
+            else:
+                ref = _rows(means[hook_name], T)[sel]  # [T_sel, ...]
+                x[idx] = ref[:, c.index] if c.kind != "mlp" else ref
+        return x
+
+    return hook
+
+
+def ablation_hooks(model: TaskModel, components: Sequence[str], *, mean: bool = False,
+                   at_positions: Sequence[int] | None = None, means=None) -> list:  # fmt: skip
+    """Hooks that apply one ablation to every row of any batch: for `run_with_hooks` or `TaskModel.evaluate`."""
+    net = model.transformer
+    parsed = [parse_component(net, c) for c in components]
+    if mean and means is None:
+        means = mean_activations(model)
+    where = np.ones(net.cfg.max_len, dtype=bool)
+    if at_positions is not None:
+        where[:] = False
+        where[[p for p in at_positions if 0 <= p < net.cfg.max_len]] = True
+    edits: dict[str, list[tuple[slice, Component]]] = {}
+    for c in parsed:
+        edits.setdefault(c.hook, []).append((slice(None), c))
+    return [(h, _editing_hook(h, edits[h], where, means if mean else None)) for h in edits]
 
 
 def _rows(mean: np.ndarray, T: int) -> np.ndarray:

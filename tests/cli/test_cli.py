@@ -126,3 +126,37 @@ def test_attribute_refuses_with_a_message(args, phrase):
     out = run_cli("attribute", *args)
     assert out.returncode == 2 and out.stderr.startswith("error: ") and phrase in out.stderr, out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_ablate_json_gives_accuracy_per_operation_clean_and_ablated():
+    out = run_cli("ablate", "--model", "digits-0-9", "--components", "L0H3,L1.mlp", "--json")
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert set(report) == {"model", "components", "mean", "positions", "clean", "ablated"}
+    assert report["components"] == ["L0H3", "L1.mlp"] and report["clean"]["accuracy"] == 1.0
+    assert set(report["ablated"]["per_op"]) == {"First", "Second", "Last", "Max", "Min"}
+    assert report["ablated"]["accuracy"] < report["clean"]["accuracy"]  # the MLP that writes the answer is off
+
+
+def test_patch_json_has_the_grid_with_roles_and_heads():
+    out = run_cli("patch", "--model", "digits-0-99", "--clean", "Max ( 47 82 19 )", "--corrupt", "Max ( 47 10 19 )",
+                  "--json")  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["clean_answer"] == "8" and report["corrupt_answer"] == "4"
+    assert len(report["grid"]) == len(report["hooks"]) and all(len(r) == len(report["roles"]) for r in report["grid"])
+    assert report["roles"][-1] == "=" and report["hooks"][0] == "blocks.0.hook_resid_pre"
+    assert abs(report["grid"][-1][-1] - 1.0) < 1e-4  # the last stream at '=' carries all of it
+    assert set(report["heads"]) == {f"L{i}H{h}" for i in range(2) for h in range(4)}
+
+
+@pytest.mark.parametrize("args, phrase", [
+    (["ablate", "--model", "digits-0-9", "--components", "L5H0"], "this model has 2 layer(s)"),
+    (["ablate", "--model", "digits-0-9", "--components", "L0H1", "--positions", "a,b"], "--positions takes"),
+    (["patch", "--model", "digits-0-99", "--clean", "Max ( 47 82 19 )", "--corrupt", "Max ( 4 82 19 )"],
+     "same numbers of digits"),
+    (["patch", "--model", "digits-0-9", "--clean", "Max ( 1 2 3 )", "--corrupt", "Mx ( 1 2 3 )"], "Unknown operation"),
+])  # fmt: skip
+def test_ablate_and_patch_refuse_with_a_message(args, phrase):
+    out = run_cli(*args)
+    assert out.returncode == 2 and out.stderr.startswith("error: ") and phrase in out.stderr, out.stderr

@@ -106,3 +106,20 @@ def test_the_default_means_are_cached_per_model(shipped):
 def test_unknown_components_are_refused_with_what_the_model_has(shipped, name, phrase):
     with pytest.raises(interp.ComponentError, match=phrase.replace("(", r"\(").replace(")", r"\)")):
         interp.parse_component(shipped["digits-0-9"].transformer, name)
+
+
+def test_accuracy_under_an_ablation_is_the_share_of_answers_it_does_not_flip(shipped):
+    """0-9 (every clean answer right): evaluate under ablation_hooks == 1 - the flip rate of `ablate`."""
+    from model_core import enumerate_all
+
+    model = shipped["digits-0-9"]
+    every = enumerate_all(model.task)
+    first = every.subset(np.flatnonzero(every.ops == 0))  # First, 1,000 expressions
+    b = model.encode(first)
+    for components in (["L0H3"], ["L1.mlp"], ["L0H1", "L1H2"]):
+        for mean in (False, True):
+            hooks = interp.ablation_hooks(model, components, mean=mean)
+            acc = model.evaluate(first, fwd_hooks=hooks)["per_op"]["First"]
+            flips = interp.ablate(model, b.tokens, b.answer_pos, [components], mean=mean).flipped[0]
+            assert acc == pytest.approx(1.0 - flips.mean(), abs=2e-3)  # float32 rounding may tip a near tie
+    assert model.evaluate(first)["accuracy"] == 1.0
