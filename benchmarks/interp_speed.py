@@ -2,8 +2,9 @@
 
     python benchmarks/interp_speed.py [--reps 50]
 
-Targets (issue: model_core.interp): attribution of one example <= 5 ms; ablating every head and MLP for
-one example <= 10 ms. Speed is only reported here, never asserted by a test.
+Targets (issue: model_core.interp): attribution of one example <= 5 ms; ablating every head and MLP
+for one example <= 10 ms; the full patching sweep for one pair <= 50 ms. Speed is only reported here,
+never asserted by a test.
 """
 
 from __future__ import annotations
@@ -47,8 +48,11 @@ def report(model, name: str, text: str, reps: int) -> None:
     att = median_ms(lambda: interp.attribute(model.transformer, b.tokens, b.answer_pos), reps)
     zero = median_ms(lambda: interp.ablate(model, b.tokens, b.answer_pos, sweep), reps)
     mean = median_ms(lambda: interp.ablate(model, b.tokens, b.answer_pos, sweep, mean=True), reps)
+    corrupt = interp.counterfactuals(model, text)["other operation"]
+    patch = median_ms(lambda: interp.patch_sweep(model, text, corrupt), reps)
     print(f"{name} {text!r}: attribute {att:.2f} ms; ablate all {len(sweep)} heads and MLPs: zero {zero:.2f} ms, "
-          f"mean {mean:.2f} ms (medians of {reps})")  # fmt: skip
+          f"mean {mean:.2f} ms; patching sweep against {corrupt.text!r}: {patch:.2f} ms "
+          f"(medians of {reps})")  # fmt: skip
 
 if __name__ == "__main__":
     main()

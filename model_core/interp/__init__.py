@@ -5,6 +5,7 @@
                  neuron_attribution(...) -> an MLP's top neurons
     patching     patch_sweep(model, clean, corrupt) -> recovery over hooks x positions and per head, one pass;
                  counterfactuals(model, expr) -> inputs that differ in one controlled way
+    steering     steer(model, tokens, query, ["L1H2"], key) -> the answer with heads forced onto one key
     ablation     ablate(model, tokens, positions, [["L0H3"], ["L1.mlp"]], mean=...) -> many ablations, one pass;
                  model.evaluate(exprs, fwd_hooks=ablation_hooks(model, ["L0H3"])) -> accuracy with it off
 
@@ -28,10 +29,12 @@ from .ablation import (
 from .attribution import FROZEN_NOTE, Attribution, attribute, component_writes, neuron_attribution
 from .inputs import batch, roles
 from .patching import Patch, PatchError, PatchSweep, counterfactuals, patch_sweep, recovery, sweep_hooks
+from .steering import steer, steering_hooks
 
 __all__ = [
     "FROZEN_NOTE", "AblationResult", "Attribution", "Component", "ComponentError", "ablate", "ablation_hooks",
     "attribute", "batch",
     "component_writes", "every_component", "mean_activations", "neuron_attribution", "parse_component", "roles",
-    "Patch", "PatchError", "PatchSweep", "counterfactuals", "patch_sweep", "recovery", "sweep_hooks",
+    "Patch", "PatchError", "PatchSweep", "counterfactuals", "patch_sweep", "recovery", "steer", "steering_hooks",
+    "sweep_hooks",
 ]  # fmt: skip

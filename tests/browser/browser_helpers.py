@@ -25,6 +25,11 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+try:
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+except ImportError:  # pragma: no cover - the dev requirements install it; the tests then fail with a message
+    PlaywrightTimeout = TimeoutError
+
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "tests" / "artifacts"
 CHROMIUM = "/usr/bin/chromium"
@@ -249,7 +254,14 @@ def choose(page, label: str, option: str, timeout: float = 60_000) -> None:
     watch_for_run(page)
     item.click()
     listbox.wait_for(state="detached")
-    wait_run_finished(page, timeout)
+    try:
+        wait_run_finished(page, min(timeout, 20_000))
+    except PlaywrightTimeout:
+        # On a loaded machine the watcher can miss a short rerun; the box then shows the option and the app
+        # is idle. Anything else is a real failure. (The callers check what the page shows afterwards.)
+        if select_value(page, label) != option.strip():
+            raise
+        wait_idle(page, timeout)
 
 
 _WATCH_JS = """() => {
