@@ -84,24 +84,33 @@ class Transformer:
 
     def run_with_cache(self, tokens: np.ndarray, *, names_filter=None,
                        fwd_hooks: Iterable[tuple[str, HookFn]] = (),
-                       targets: np.ndarray | None = None, grads: bool = False):  # fmt: skip
+                       targets: np.ndarray | None = None, grads: bool = False, grad_of=None):  # fmt: skip
         """Run and return (logits, cache) holding every hooked activation.
 
         With `targets` ([batch, pos], -1 where no loss) the cache also gets `loss`;
         with `grads=True` also `<name>_grad` for every hooked activation and
         `cache.param_grads`. Gradients treat hooks as identities (they are the
         gradients of the model as it ran).
+
+        `grad_of` (instead of targets): a function of the logits [batch, pos, vocab] that returns
+        d metric / d logits of the same shape; the gradients are then those of that metric, e.g. a
+        logit difference (attribution patching needs them).
         """
         tokens = self._check_tokens(tokens)
         cache = Cache()
         keep = self._name_filter(names_filter)
-        run = Pass(self._hook_table(fwd_hooks), cache, keep, cache if grads else None)
-        ctx: dict | None = {} if (targets is not None and grads) else None
+        backward = grad_of is not None or (targets is not None and grads)
+        run = Pass(self._hook_table(fwd_hooks), cache, keep, cache if backward else None)
+        ctx: dict | None = {} if backward else None
         logits = self._forward(tokens, run, ctx)
         if targets is not None:
             cache.loss, dlogits = L.cross_entropy(logits, np.asarray(targets))
-            if grads:
-                cache.param_grads = self._backward(dlogits, ctx, run)
+        if grad_of is not None:
+            dlogits = np.asarray(grad_of(logits), dtype=logits.dtype)
+            if dlogits.shape != logits.shape:
+                raise ValueError(f"grad_of returned shape {dlogits.shape}; the logits are {logits.shape}")
+        if backward:
+            cache.param_grads = self._backward(dlogits, ctx, run)
         return logits, cache
 
     def loss_and_grads(self, tokens: np.ndarray, targets: np.ndarray):

@@ -4,7 +4,8 @@
     attribution  attribute(net, tokens, positions) -> direct logit attribution (LayerNorm scales frozen),
                  neuron_attribution(...) -> an MLP's top neurons
     patching     patch_sweep(model, clean, corrupt) -> recovery over hooks x positions and per head, one pass;
-                 counterfactuals(model, expr) -> inputs that differ in one controlled way
+                 counterfactuals(model, expr) -> inputs that differ in one controlled way;
+                 attribution_patch_sweep(...) -> its first-order estimate from one backward pass
     steering     steer(model, tokens, query, ["L1H2"], key) -> the answer with heads forced onto one key
     ablation     ablate(model, tokens, positions, [["L0H3"], ["L1.mlp"]], mean=...) -> many ablations, one pass;
                  model.evaluate(exprs, fwd_hooks=ablation_hooks(model, ["L0H3"])) -> accuracy with it off
@@ -28,13 +29,21 @@ from .ablation import (
 )
 from .attribution import FROZEN_NOTE, Attribution, attribute, component_writes, neuron_attribution
 from .inputs import batch, roles
-from .patching import Patch, PatchError, PatchSweep, counterfactuals, patch_sweep, recovery, sweep_hooks
+from .patching import (
+    Patch,
+    PatchError,
+    PatchSweep,
+    attribution_patch_sweep,
+    counterfactuals,
+    patch_sweep,
+    recovery,
+    sweep_hooks,
+)
 from .steering import steer, steering_hooks
 
 __all__ = [
-    "FROZEN_NOTE", "AblationResult", "Attribution", "Component", "ComponentError", "ablate", "ablation_hooks",
-    "attribute", "batch",
-    "component_writes", "every_component", "mean_activations", "neuron_attribution", "parse_component", "roles",
-    "Patch", "PatchError", "PatchSweep", "counterfactuals", "patch_sweep", "recovery", "steer", "steering_hooks",
-    "sweep_hooks",
+    "FROZEN_NOTE", "AblationResult", "Attribution", "Component", "ComponentError", "Patch", "PatchError", "PatchSweep",
+    "ablate", "ablation_hooks", "attribute", "attribution_patch_sweep", "batch", "component_writes",
+    "counterfactuals", "every_component", "mean_activations", "neuron_attribution", "parse_component", "patch_sweep",
+    "recovery", "roles", "steer", "steering_hooks", "sweep_hooks",
 ]  # fmt: skip
