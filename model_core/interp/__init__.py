@@ -6,6 +6,8 @@
     patching     patch_sweep(model, clean, corrupt) -> recovery over hooks x positions and per head, one pass;
                  counterfactuals(model, expr) -> inputs that differ in one controlled way;
                  attribution_patch_sweep(...) -> its first-order estimate from one backward pass
+    input_space  head_roles, score_by_digit, ablation_matrix, lens_by_operation, hard_cases: every 0-9 input
+                 (or a stated sample of a larger space), for the caller to cache per model
     steering     steer(model, tokens, query, ["L1H2"], key) -> the answer with heads forced onto one key
     ablation     ablate(model, tokens, positions, [["L0H3"], ["L1.mlp"]], mean=...) -> many ablations, one pass;
                  model.evaluate(exprs, fwd_hooks=ablation_hooks(model, ["L0H3"])) -> accuracy with it off
@@ -17,6 +19,7 @@
     dict(zip(att.names, att.diff[0]))          # each component's share of answer - strongest wrong token
 """
 
+from . import input_space
 from .ablation import (
     AblationResult,
     Component,
@@ -45,5 +48,5 @@ __all__ = [
     "FROZEN_NOTE", "AblationResult", "Attribution", "Component", "ComponentError", "Patch", "PatchError", "PatchSweep",
     "ablate", "ablation_hooks", "attribute", "attribution_patch_sweep", "batch", "component_writes",
     "counterfactuals", "every_component", "mean_activations", "neuron_attribution", "parse_component", "patch_sweep",
-    "recovery", "roles", "steer", "steering_hooks", "sweep_hooks",
+    "input_space", "recovery", "roles", "steer", "steering_hooks", "sweep_hooks",
 ]  # fmt: skip

@@ -1,0 +1,83 @@
+"""Whole-input-space views (model_core.interp.input_space), each against a direct computation on a subset."""
+
+import numpy as np
+import pytest
+
+from model_core import enumerate_all, interp, load_model
+from model_core.interp import input_space as isp
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_model("digits-0-9")
+
+
+@pytest.fixture(scope="module")
+def subset(model):
+    every = enumerate_all(model.task)
+    return every.subset(np.random.default_rng(0).permutation(len(every))[:400])
+
+
+def test_the_space_is_every_expression_on_0_9_and_a_stated_sample_on_0_99(model):
+    assert len(isp.input_space(model)) == 5000
+    big = load_model("digits-0-99")
+    assert len(isp.input_space(big, sample=300)) == 300
+
+
+def test_head_roles_are_the_mean_attention_of_each_example(model, subset):
+    roles = isp.head_roles(model, subset)
+    assert roles.heads[:2] == ["L0H0", "L0H1"] and roles.operations == list(model.task.operations) and roles.n == 400
+    total = roles.to_op + roles.to_answer_slot + roles.to_other_slots
+    assert (total <= 1 + 1e-5).all() and (total >= 0).all()
+    # direct: head L1H0, operation Max, one example at a time
+    k = model.task.operations.index("Max")
+    idx = np.flatnonzero(subset.ops == k)
+    mass = []
+    for i in idx:
+        e = subset.expression(int(i))
+        b = interp.batch(model, [e])
+        _, cache = model.transformer.run_with_cache(b.tokens)
+        row = cache["blocks.1.attn.hook_pattern"][0, 0, b.answer_pos[0]]  # head 0's row at '='
+        slot = 2 + 2 * list(e.values).index(e.answer)  # 0-9 layout: values at positions 2, 4, 6
+        mass.append(row[slot])
+    assert roles.to_answer_slot[roles.heads.index("L1H0"), k] == pytest.approx(np.mean(mass), abs=1e-5)
+
+
+def test_score_by_digit_cells_are_mean_scores(model, subset):
+    table, explained = isp.score_by_digit(model, 1, 2, subset)
+    assert table.shape == (5, 3, 10) and 0.0 <= explained <= 1.0
+    b = model.encode(subset)
+    _, cache = model.transformer.run_with_cache(b.tokens)
+    scores = cache["blocks.1.attn.hook_attn_scores"][np.arange(len(subset)), 2, b.answer_pos, 4]  # slot 2 at pos 4
+    k = model.task.operations.index("Min")
+    sel = (subset.ops == k) & (subset.values[:, 1] == 3)
+    assert table[k, 1, 3] == pytest.approx(scores[sel].mean(), rel=1e-5)
+
+
+def test_ablation_matrix_is_one_minus_the_flip_rate(model, subset):
+    matrix = isp.ablation_matrix(model, subset)
+    assert matrix.components[:2] == ["L0H0", "L0H1"] and matrix.components[-1] == "L1.mlp"
+    np.testing.assert_array_equal(matrix.clean, np.ones(5))
+    b = model.encode(subset)
+    flips = interp.ablate(model, b.tokens, b.answer_pos, [["L0H3"]]).flipped[0]
+    row = matrix.accuracy[matrix.components.index("L0H3")]
+    for k, _op in enumerate(matrix.operations):
+        assert row[k] == pytest.approx(1 - flips[subset.ops == k].mean(), abs=0.01)
+
+
+def test_lens_by_operation_ends_at_the_models_accuracy(model, subset):
+    stages, ops, share = isp.lens_by_operation(model, subset)
+    assert stages[0] == "embed + pos" and stages[-1] == "block 1 out" and share.shape == (5, 5)
+    per_op = model.evaluate(subset)["per_op"]
+    np.testing.assert_allclose(share[-1], [per_op[op] for op in ops])
+
+
+def test_hard_cases_are_the_smallest_margins(model, subset):
+    wrong, weak = isp.hard_cases(model, subset, k=5)
+    assert wrong == []  # the shipped 0-9 model is right on every expression
+    margins = [m for _, m in weak]
+    assert margins == sorted(margins) and len(weak) == 5
+    text, margin = weak[0]
+    b = interp.batch(model, [text])
+    att = interp.attribute(model.transformer, b.tokens, b.answer_pos)
+    assert att.diff_total[0] == pytest.approx(margin, rel=1e-5)
