@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     pa.add_argument("--clean", required=True)
     pa.add_argument("--corrupt", required=True)
     pa.add_argument("--json", action="store_true")
+    he = sub.add_parser("heads", help="where each head attends from '=', per operation, over the input space")
+    he.add_argument("--model", required=True)
+    he.add_argument("--json", action="store_true")
     return ap
 
 
@@ -72,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         commands = {"train": train, "evaluate": evaluate, "predict": predict, "attribute": attribute,
-                    "ablate": ablate, "patch": patch}  # fmt: skip
+                    "ablate": ablate, "patch": patch, "heads": heads}  # fmt: skip
         return commands[args.command](args)
     except (CheckpointError, ConfigError, TaskError, ParseError, interp.ComponentError, interp.PatchError) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -252,4 +255,22 @@ def patch(args) -> int:
     for h, row in zip(sweep.hooks, sweep.grid, strict=True):
         print(f"{h:<26}" + "".join(f"{v:>9.3f}" for v in row))
     print("heads (z at every position): " + ", ".join(f"{k} {v:.3f}" for k, v in out["heads"].items()))
+    return 0
+
+
+def heads(args) -> int:
+    model = load_model(args.model)
+    roles = interp.input_space.head_roles(model)
+    ops = roles.operations
+    table = [{"head": h, **{part: dict(zip(ops, getattr(roles, part)[i].round(4).tolist(), strict=True))
+                            for part in ("to_op", "to_answer_slot", "to_other_slots", "entropy")}}
+             for i, h in enumerate(roles.heads)]  # fmt: skip
+    if args.json:
+        print(json.dumps({"model": args.model, "n": roles.n, "operations": ops, "heads": table}))
+        return 0
+    print(f"attention from '=' over {roles.n} expressions: to the operation token / to the answer's slot")
+    print(f"{'head':<6}" + "".join(f"{op:>14}" for op in ops))
+    for row in table:
+        cells = (f"{row['to_op'][op]:>7.2f}/{row['to_answer_slot'][op]:<6.2f}" for op in ops)
+        print(f"{row['head']:<6}" + "".join(cells).rstrip())
     return 0

@@ -160,3 +160,17 @@ def test_patch_json_has_the_grid_with_roles_and_heads():
 def test_ablate_and_patch_refuse_with_a_message(args, phrase):
     out = run_cli(*args)
     assert out.returncode == 2 and out.stderr.startswith("error: ") and phrase in out.stderr, out.stderr
+
+
+def test_heads_json_is_the_head_role_table():
+    out = run_cli("heads", "--model", "digits-0-9", "--json")
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["n"] == 5000 and report["operations"] == ["First", "Second", "Last", "Max", "Min"]
+    assert [h["head"] for h in report["heads"]] == [f"L{i}H{h}" for i in range(2) for h in range(4)]
+    for h in report["heads"]:
+        assert set(h) == {"head", "to_op", "to_answer_slot", "to_other_slots", "entropy"}
+        for op in report["operations"]:
+            assert 0 <= h["to_op"][op] + h["to_answer_slot"][op] + h["to_other_slots"][op] <= 1 + 1e-4
+    out = run_cli("heads", "--model", "no-such-model")
+    assert out.returncode == 2 and "No shipped model" in out.stderr
