@@ -219,10 +219,11 @@ def _positions(text: str | None) -> list[int] | None:
 def ablate(args) -> int:
     model = load_model(args.model)
     components = [c.strip() for c in args.components.split(",") if c.strip()]
-    hooks = interp.ablation_hooks(model, components, mean=args.mean, at_positions=_positions(args.positions))
+    positions = _positions(args.positions)
+    hooks = interp.ablation_hooks(model, components, mean=args.mean, at_positions=positions)
     seed = model.train_config.seed if model.train_config else 0
     test = make_splits(model.task, seed=seed).test
-    out = {"model": args.model, "components": components, "mean": args.mean, "positions": _positions(args.positions),
+    out = {"model": args.model, "components": components, "mean": args.mean, "positions": positions,
            "clean": model.evaluate(test), "ablated": model.evaluate(test, fwd_hooks=hooks)}  # fmt: skip
     if args.json:
         print(json.dumps(out))

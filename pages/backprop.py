@@ -95,9 +95,8 @@ st.caption(f"Red: increasing that number raises the loss; blue: lowers it. Array
 positions = charts.position_labels(train_labels)
 hooks = net.hook_names()
 params = [name for name, _ in par_norms]
-for key, options, default in (("bp_activation", hooks, "hook_embed"), ("bp_param", params, "embed.W_E")):
-    if st.session_state.get(key) not in options:  # another model: its names differ
-        st.session_state[key] = default
+state.keep_valid("bp_activation", hooks, "hook_embed")  # another model: its names differ
+state.keep_valid("bp_param", params, "embed.W_E")
 left, right = st.columns(2)
 act_name = left.selectbox("Activation", hooks, key="bp_activation")
 par_name = right.selectbox("Parameter", params, key="bp_param")

@@ -156,21 +156,13 @@ def ablate(model: TaskModel, tokens: np.ndarray, positions, ablations: Sequence[
     """
     net = model.transformer
     tokens = np.asarray(tokens)
-    n, T = tokens.shape
+    n = len(tokens)
     positions = np.broadcast_to(np.asarray(positions), (n,))
     parsed = [[parse_component(net, c) for c in ab] for ab in ablations]
     K = len(parsed)
-    if mean and means is None:
-        means = mean_activations(model)
-    where = np.zeros(T, dtype=bool)
-    where[list(range(T)) if at_positions is None else [p for p in at_positions if 0 <= p < T]] = True
-
-    # the hooks: ablation k edits its own rows k*n .. (k+1)*n of the tiled batch
-    edits: dict[str, list[tuple[slice, Component]]] = {}
-    for k, comps in enumerate(parsed):
-        for c in comps:
-            edits.setdefault(c.hook, []).append((slice(k * n, (k + 1) * n), c))
-    hooks = [(h, _editing_hook(h, edits[h], where, means if mean else None)) for h in edits]
+    # ablation k edits its own rows k*n .. (k+1)*n of the tiled batch
+    groups = [(slice(k * n, (k + 1) * n), comps) for k, comps in enumerate(parsed)]
+    hooks = _hooks(model, groups, mean=mean, at_positions=at_positions, means=means)
 
     clean = net.forward(tokens)[np.arange(n), positions]  # [n, vocab]
     answer = clean.argmax(-1)
@@ -208,17 +200,24 @@ def _editing_hook(hook_name: str, edits: list[tuple[slice, Component]], where: n
 def ablation_hooks(model: TaskModel, components: Sequence[str], *, mean: bool = False,
                    at_positions: Sequence[int] | None = None, means=None) -> list:  # fmt: skip
     """Hooks that apply one ablation to every row of any batch: for `run_with_hooks` or `TaskModel.evaluate`."""
-    net = model.transformer
-    parsed = [parse_component(net, c) for c in components]
+    parsed = [parse_component(model.transformer, c) for c in components]
+    return _hooks(model, [(slice(None), parsed)], mean=mean, at_positions=at_positions, means=means)
+
+
+def _hooks(model: TaskModel, groups: list[tuple[slice, list[Component]]], *, mean: bool,
+           at_positions: Sequence[int] | None, means) -> list:  # fmt: skip
+    """One editing hook per hook point: each (rows, components) group ablated at `at_positions` (all: None)."""
     if mean and means is None:
         means = mean_activations(model)
-    where = np.ones(net.cfg.max_len, dtype=bool)
+    T = model.transformer.cfg.max_len
+    where = np.ones(T, dtype=bool)
     if at_positions is not None:
         where[:] = False
-        where[[p for p in at_positions if 0 <= p < net.cfg.max_len]] = True
+        where[[p for p in at_positions if 0 <= p < T]] = True
     edits: dict[str, list[tuple[slice, Component]]] = {}
-    for c in parsed:
-        edits.setdefault(c.hook, []).append((slice(None), c))
+    for rows, comps in groups:
+        for c in comps:
+            edits.setdefault(c.hook, []).append((rows, c))
     return [(h, _editing_hook(h, edits[h], where, means if mean else None)) for h in edits]
 
 

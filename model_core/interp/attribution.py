@@ -91,9 +91,12 @@ def attribute(net: Transformer, tokens: np.ndarray, positions, answer=None) -> A
     The logit difference is answer minus the strongest other token.
     """
     tokens = np.asarray(tokens)
-    positions = np.broadcast_to(np.asarray(positions), (len(tokens),))
     _, cache = net.run_with_cache(tokens)
-    n = len(tokens)
+    return _attribute(net, cache, np.broadcast_to(np.asarray(positions), (len(tokens),)), answer)
+
+
+def _attribute(net: Transformer, cache: Cache, positions: np.ndarray, answer) -> Attribution:
+    n = len(positions)
     logits = cache["hook_logits"][np.arange(n), positions]  # [n, vocab]
     answer = logits.argmax(-1) if answer is None else np.broadcast_to(np.asarray(answer), (n,))
     others = logits.copy()
@@ -118,8 +121,9 @@ def neuron_attribution(net: Transformer, tokens: np.ndarray, positions, layer: i
     write is its activation times its row of W_out; it follows the MLP output's direct path (frozen scales).
     The neurons' contributions plus b_out's sum to the MLP's own (`Attribution.diff` at `L{layer}.mlp`).
     """
-    att = attribute(net, tokens, positions, answer)
-    _, cache = net.run_with_cache(np.asarray(tokens))
+    tokens = np.asarray(tokens)
+    _, cache = net.run_with_cache(tokens)
+    att = _attribute(net, cache, np.broadcast_to(np.asarray(positions), (len(tokens),)), answer)
     cfg, p = net.cfg, net.params
     n = len(att.positions)
     at = (np.arange(n), att.positions)

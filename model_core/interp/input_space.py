@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import layers as L
-from ..task import ExpressionSet, enumerate_all, make_splits
+from ..task import ExpressionSet, enumerate_all, exact_match, make_splits
 from ..task.operations import MAX_ENUMERABLE
 from ..task_model import TaskModel
 from .ablation import ablation_hooks, every_component
@@ -195,8 +195,9 @@ def hard_cases(model: TaskModel, exprs: ExpressionSet | None = None, k: int = 20
     answer token's logit minus the strongest other token's, at `=`."""
     exprs = input_space(model) if exprs is None else exprs
     enc = model.encode(exprs)
-    right = model.exact_match(enc)
-    logits = model.transformer.forward(enc.tokens)[np.arange(len(exprs)), enc.answer_pos]
+    full = model.transformer.forward(enc.tokens)  # [n, T, vocab]: one pass for both
+    right = exact_match(full, enc.targets)
+    logits = full[np.arange(len(exprs)), enc.answer_pos]
     true = enc.targets[np.arange(len(exprs)), enc.answer_pos]
     others = logits.copy()
     others[np.arange(len(exprs)), true] = -np.inf

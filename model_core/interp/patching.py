@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..hooks import Cache
 from ..task import Expression
 from ..task_model import TaskModel
 from .inputs import batch, roles
@@ -66,19 +67,44 @@ def _metric(logits: np.ndarray, good: int, bad: int) -> np.ndarray:
     return logits[..., good].astype(np.float64) - logits[..., bad].astype(np.float64)
 
 
-def recovery(model: TaskModel, clean, corrupt, patches: list[list[Patch]]) -> np.ndarray:
-    """The recovery of each patch set in `patches` (a patch set is applied together), one pass: [len(patches)]."""
+@dataclass(frozen=True)
+class _Pair:
+    """A clean and a corrupted input, run once: what every patch of them is measured against."""
+
+    tokens: np.ndarray  # [2, P]: clean, corrupted, up to the read-out `=` (the last position)
+    clean: Cache  # the clean run's activations
+    good: int  # the clean answer's token
+    bad: int  # the corrupted answer's token
+    clean_diff: float  # logit[good] - logit[bad] in the clean run
+    corrupt_diff: float  # the same in the corrupted run
+
+    @property
+    def pos(self) -> int:
+        return self.tokens.shape[1] - 1
+
+
+def _pair(model: TaskModel, clean, corrupt, names_filter=None) -> _Pair:
     net = model.transformer
-    tokens = _tokens(model, clean, corrupt)  # [2, P]: the read-out is the last position
+    tokens = _tokens(model, clean, corrupt)
     pos = tokens.shape[1] - 1
-    _, cache = net.run_with_cache(tokens[:1])
-    corrupt_logits = net.forward(tokens[1:])[0, pos]
+    _, cache = net.run_with_cache(tokens[:1], names_filter=None if names_filter is None else
+                                  set(names_filter) | {"hook_logits"})  # fmt: skip
     clean_logits = cache["hook_logits"][0, pos]
+    corrupt_logits = net.forward(tokens[1:])[0, pos]
     good, bad = int(clean_logits.argmax()), int(corrupt_logits.argmax())
     if good == bad:
         raise PatchError("The two inputs have the same answer, so there is nothing to recover: pick a "
                          "counterfactual whose answer differs.")  # fmt: skip
-    lo, hi = _metric(corrupt_logits, good, bad), _metric(clean_logits, good, bad)
+    return _Pair(tokens, cache, good, bad, float(_metric(clean_logits, good, bad)),
+                 float(_metric(corrupt_logits, good, bad)))  # fmt: skip
+
+
+def recovery(model: TaskModel, clean, corrupt, patches: list[list[Patch]]) -> np.ndarray:
+    """The recovery of each patch set in `patches` (a patch set is applied together), one pass: [len(patches)]."""
+    return _recover(model, _pair(model, clean, corrupt), patches)
+
+
+def _recover(model: TaskModel, pair: _Pair, patches: list[list[Patch]]) -> np.ndarray:
     K = len(patches)
     if K == 0:
         return np.zeros(0)
@@ -88,26 +114,25 @@ def recovery(model: TaskModel, clean, corrupt, patches: list[list[Patch]]) -> np
             by_hook.setdefault(p.hook, []).append((k, p))
 
     def make(hook_name: str):
-        clean_act = cache[hook_name][0]  # [T, ...] or [head, T, T] for scores/pattern
+        clean_act = pair.clean[hook_name][0]  # [T, ...] or [head, T, T] for scores/pattern
+        head_first = hook_name.endswith(("hook_attn_scores", "hook_pattern"))  # [batch, head, q, k]
 
         def hook(x, _hook):
             x = x.copy()  # [K, ...]
             for k, p in by_hook[hook_name]:
-                head_first = hook_name.endswith(("hook_attn_scores", "hook_pattern"))  # [batch, head, q, k]
+                where = slice(None) if p.position is None else p.position
                 if head_first:
-                    idx = (k, slice(None) if p.head is None else p.head,
-                           slice(None) if p.position is None else p.position)  # fmt: skip
-                    x[idx] = clean_act[idx[1:]]
+                    idx = (k, slice(None) if p.head is None else p.head, where)
                 else:
-                    idx = (k, slice(None) if p.position is None else p.position) + (() if p.head is None else (p.head,))
-                    x[idx] = clean_act[idx[1:]]
+                    idx = (k, where) + (() if p.head is None else (p.head,))
+                x[idx] = clean_act[idx[1:]]
             return x
 
         return hook
 
-    tiled = np.repeat(tokens[1:], K, axis=0)  # [K, P]
-    logits = net.run_with_hooks(tiled, [(h, make(h)) for h in by_hook])[:, pos]  # [K, vocab]
-    return (_metric(logits, good, bad) - lo) / (hi - lo)
+    tiled = np.repeat(pair.tokens[1:], K, axis=0)  # [K, P]
+    logits = model.transformer.run_with_hooks(tiled, [(h, make(h)) for h in by_hook])[:, pair.pos]  # [K, vocab]
+    return (_metric(logits, pair.good, pair.bad) - pair.corrupt_diff) / (pair.clean_diff - pair.corrupt_diff)
 
 
 def sweep_hooks(model: TaskModel) -> list[str]:
@@ -123,22 +148,17 @@ def sweep_hooks(model: TaskModel) -> list[str]:
 def patch_sweep(model: TaskModel, clean, corrupt, hooks: list[str] | None = None) -> PatchSweep:
     """Every hook of `hooks` (default `sweep_hooks`) at every position, and every head's z at all positions,
     clean -> corrupted, as one batched pass."""
-    net = model.transformer
-    cfg = net.cfg
+    cfg = model.transformer.cfg
     hooks = sweep_hooks(model) if hooks is None else hooks
-    tokens = _tokens(model, clean, corrupt)
-    T = tokens.shape[1]
+    pair = _pair(model, clean, corrupt)
+    T = pair.tokens.shape[1]
     grid_patches = [[Patch(h, t)] for h in hooks for t in range(T)]
     head_patches = [[Patch(f"blocks.{i}.attn.hook_z", None, h)]
                     for i in range(cfg.n_layers) for h in range(cfg.n_heads)]  # fmt: skip
-    rec = recovery(model, clean, corrupt, grid_patches + head_patches)
-    pos = T - 1
-    clean_logits = net.forward(tokens[:1])[0, pos]
-    corrupt_logits = net.forward(tokens[1:])[0, pos]
-    good, bad = int(clean_logits.argmax()), int(corrupt_logits.argmax())
-    return PatchSweep(hooks, roles(model, tokens[0]), rec[: len(grid_patches)].reshape(len(hooks), T),
-                      rec[len(grid_patches):].reshape(cfg.n_layers, cfg.n_heads), good, bad,
-                      float(_metric(clean_logits, good, bad)), float(_metric(corrupt_logits, good, bad)))  # fmt: skip
+    rec = _recover(model, pair, grid_patches + head_patches)
+    return PatchSweep(hooks, roles(model, pair.tokens[0]), rec[: len(grid_patches)].reshape(len(hooks), T),
+                      rec[len(grid_patches):].reshape(cfg.n_layers, cfg.n_heads), pair.good, pair.bad,
+                      pair.clean_diff, pair.corrupt_diff)  # fmt: skip
 
 
 def attribution_patch_sweep(model: TaskModel, clean, corrupt, hooks: list[str] | None = None) -> PatchSweep:
@@ -152,26 +172,18 @@ def attribution_patch_sweep(model: TaskModel, clean, corrupt, hooks: list[str] |
     net = model.transformer
     cfg = net.cfg
     hooks = sweep_hooks(model) if hooks is None else hooks
-    tokens = _tokens(model, clean, corrupt)
-    T = tokens.shape[1]
-    pos = T - 1
     zs = [f"blocks.{i}.attn.hook_z" for i in range(cfg.n_layers)]
-    wanted = set(hooks) | set(zs) | {"hook_logits"}
-    _, c_clean = net.run_with_cache(tokens[:1], names_filter=wanted)
-    clean_logits = c_clean["hook_logits"][0, pos]
-    corrupt_logits = net.forward(tokens[1:])[0, pos]
-    good, bad = int(clean_logits.argmax()), int(corrupt_logits.argmax())
-    if good == bad:
-        raise PatchError("The two inputs have the same answer, so there is nothing to recover: pick a "
-                         "counterfactual whose answer differs.")  # fmt: skip
+    wanted = set(hooks) | set(zs)
+    pair = _pair(model, clean, corrupt, names_filter=wanted)
+    T, pos, good, bad = pair.tokens.shape[1], pair.pos, pair.good, pair.bad
 
     def seed(logits):  # d (logit[good] - logit[bad]) at the read-out / d logits
         d = np.zeros_like(logits)
         d[0, pos, good], d[0, pos, bad] = 1.0, -1.0
         return d
 
-    _, c_bad = net.run_with_cache(tokens[1:], names_filter=wanted, grad_of=seed)
-    lo, hi = float(_metric(corrupt_logits, good, bad)), float(_metric(clean_logits, good, bad))
+    _, c_bad = net.run_with_cache(pair.tokens[1:], names_filter=wanted, grad_of=seed)
+    c_clean, lo, hi = pair.clean, pair.corrupt_diff, pair.clean_diff
 
     def gain(name: str) -> np.ndarray:  # grad * (clean - corrupted), float64: [T, ...]
         g = c_bad[name + "_grad"][0].astype(np.float64)
@@ -179,7 +191,7 @@ def attribution_patch_sweep(model: TaskModel, clean, corrupt, hooks: list[str] |
 
     grid = np.stack([gain(h).reshape(T, -1).sum(-1) for h in hooks]) / (hi - lo)  # [hooks, T]
     heads = np.stack([gain(z).sum(axis=(0, 2)) for z in zs]) / (hi - lo)  # [layer, head]
-    return PatchSweep(hooks, roles(model, tokens[0]), grid, heads, good, bad, hi, lo)
+    return PatchSweep(hooks, roles(model, pair.tokens[0]), grid, heads, good, bad, hi, lo)
 
 
 # ---------------------------------------------------------------- counterfactuals

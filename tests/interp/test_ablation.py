@@ -3,13 +3,7 @@
 import numpy as np
 import pytest
 
-from model_core import interp, load_model
-
-
-@pytest.fixture(scope="module")
-def shipped():
-    return {name: load_model(name) for name in ("digits-0-9", "digits-0-99")}
-
+from model_core import interp
 
 TEXTS = ["First ( 3 5 6 )", "Max ( 5 3 9 )", "Min ( 7 7 2 )"]
 

@@ -4,7 +4,7 @@ real logit (the model's own forward pass is the reference), for pre- and post-no
 import numpy as np
 import pytest
 
-from model_core import TaskConfig, TaskModel, interp, load_model
+from model_core import TaskConfig, TaskModel, interp
 from model_core.task import encode
 
 KINDS = {
@@ -13,11 +13,6 @@ KINDS = {
     "pre-norm causal": dict(causal=True, norm="pre", positional="learned", activation="gelu", n_layers=3),
     "pre-norm bidirectional": dict(norm="pre", n_layers=1),
 }
-
-
-@pytest.fixture(scope="module")
-def shipped():
-    return {name: load_model(name) for name in ("digits-0-9", "digits-0-99")}
 
 
 def random_model(kind: str, max_value: int = 9) -> TaskModel:

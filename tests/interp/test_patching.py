@@ -4,13 +4,7 @@ its one-at-a-time loop, and counterfactuals that differ in one controlled way.""
 import numpy as np
 import pytest
 
-from model_core import interp, load_model
-
-
-@pytest.fixture(scope="module")
-def shipped():
-    return {name: load_model(name) for name in ("digits-0-9", "digits-0-99")}
-
+from model_core import interp
 
 PAIRS = {"digits-0-9": ("First ( 3 5 6 )", "Second ( 3 5 6 )"), "digits-0-99": ("Max ( 47 82 19 )", "Max ( 47 10 19 )")}
 
