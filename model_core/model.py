@@ -16,6 +16,7 @@ result [batch, pos, head, d_model]. At `rows`, the last block's stream is [n, d_
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable
 
 import numpy as np
@@ -78,9 +79,33 @@ class Transformer:
         """
         return self._forward(self._check_tokens(tokens), NO_HOOKS, None, rows)
 
-    def run_with_hooks(self, tokens, fwd_hooks: Iterable[tuple[str, HookFn]]) -> np.ndarray:
-        """Logits with hook functions applied (a function may return a replacement)."""
-        return self._forward(self._check_tokens(tokens), Pass(self._hook_table(fwd_hooks)), None)
+    def run_with_hooks(self, tokens, fwd_hooks: Iterable[tuple[str, HookFn]], *, rows=None,
+                       start_at: str | None = None, resid: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
+        """Logits with hook functions applied (a function may return a replacement).
+
+        `rows` as in `forward` (hooks after the last block's `attn.hook_z` then see [n, ...] arrays).
+        `start_at` with `resid`: begin at a block's `hook_resid_pre` or `hook_resid_mid` from that
+        stream (an earlier run's, edited or not), as TransformerLens's `start_at_layer`; the stages
+        before it are not run. `resid` is [batch, pos, d_model], or [n, d_model] at the last block's
+        `hook_resid_mid` with `rows`. `tokens` still give the attention mask. Hooks before it are refused.
+        """
+        tokens = self._check_tokens(tokens)
+        table = self._hook_table(fwd_hooks)
+        if start_at is None:
+            return self._forward(tokens, Pass(table), None, rows)
+        names = self.hook_names()
+        m = re.fullmatch(r"blocks\.(\d+)\.hook_resid_(pre|mid)", start_at)
+        if not m or start_at not in names:
+            raise ValueError(f"start_at must be a block's hook_resid_pre or hook_resid_mid, got {start_at!r}")
+        layer, mid = int(m.group(1)), m.group(2) == "mid"
+        at_rows = mid and rows is not None and layer == self.cfg.n_layers - 1
+        want = (len(rows[0]), self.cfg.d_model) if at_rows else tokens.shape + (self.cfg.d_model,)
+        if resid is None or resid.shape != want:
+            raise ValueError(f"starting at {start_at} needs resid shaped {want}, got {getattr(resid, 'shape', None)}")
+        early = [n for n in table if names.index(n) < names.index(start_at)]
+        if early:
+            raise KeyError(f"hooks {early} come before {start_at}, where this run starts")
+        return self._forward(tokens, Pass(table), None, rows, start=(layer, mid, resid))
 
     def run_with_cache(self, tokens: np.ndarray, *, names_filter=None,
                        fwd_hooks: Iterable[tuple[str, HookFn]] = (),
@@ -155,13 +180,17 @@ class Transformer:
         return wanted.__contains__
 
     # ------------------------------------------------------------ forward
-    def _forward(self, tokens: np.ndarray, run: Pass, ctx: dict | None, rows=None) -> np.ndarray:
-        """Logits [batch, pos, vocab]; with `rows` (batch, pos index arrays) only those: [n, vocab]."""
+    def _forward(self, tokens: np.ndarray, run: Pass, ctx: dict | None, rows=None, start=None) -> np.ndarray:
+        """Logits [batch, pos, vocab]; with `rows` (batch, pos index arrays) only those: [n, vocab].
+
+        `start` (layer, from its resid_mid?, stream): begin there (`run_with_hooks`; no backward)."""
         cfg, p = self.cfg, self.params
         B, T = tokens.shape
-        embed = run("hook_embed", p["embed.W_E"][tokens])  # [batch, pos, d_model]
-        pos = run("hook_pos_embed", np.broadcast_to(self.positional_table()[:T], (B, T, cfg.d_model)))
-        x = embed + pos
+        first, from_mid, x = start if start is not None else (0, False, None)
+        if start is None:
+            embed = run("hook_embed", p["embed.W_E"][tokens])  # [batch, pos, d_model]
+            pos = run("hook_pos_embed", np.broadcast_to(self.positional_table()[:T], (B, T, cfg.d_model)))
+            x = embed + pos
         # Added to the scores: 0 where a query may attend to a key, -inf where it may not
         # (padding; the future when causal). The same numbers as np.where(mask, scores, -inf),
         # made once per pass instead of once per block: np.where is slow on float32.
@@ -171,9 +200,9 @@ class Transformer:
             # The embedding's backward is a product with the one-hot tokens [batch * pos, vocab].
             ctx["tokens"], ctx["blocks"] = tokens, []
             ctx["onehot"] = np.eye(cfg.vocab_size, dtype=x.dtype)[tokens.reshape(-1)]
-        for i in range(cfg.n_layers):
+        for i in range(first, cfg.n_layers):
             bctx = {} if ctx is not None else None
-            x = self._block(i, x, mask, run, bctx, rows if i == cfg.n_layers - 1 else None)
+            x = self._block(i, x, mask, run, bctx, rows if i == cfg.n_layers - 1 else None, from_mid and i == first)
             if ctx is not None:
                 ctx["blocks"].append(bctx)
         if cfg.norm == "pre":
@@ -182,23 +211,28 @@ class Transformer:
             ctx["final"] = x
         return run("hook_logits", L.linear(x, p["unembed.W_U"], p["unembed.b_U"]))
 
-    def _block(self, i: int, x, mask, run: Pass, ctx: dict | None, rows=None):
-        """One block. With `rows`, its output is [n, d_model]: the stream at those rows only."""
+    def _block(self, i: int, x, mask, run: Pass, ctx: dict | None, rows=None, from_mid: bool = False):
+        """One block. With `rows`, its output is [n, d_model]: the stream at those rows only.
+        `from_mid`: x is the stream after attention (`hook_resid_mid`); only the MLP half runs."""
         b = f"blocks.{i}."
-        resid_pre = run(b + "hook_resid_pre", x)
-        skip = resid_pre if rows is None else resid_pre[rows]  # the residual path: [batch, pos, d] or [n, d]
-        if ctx is not None:
-            ctx["rows"] = rows
-        if self.cfg.norm == "pre":  # x + f(LN(x)), GPT-2
-            attn_in = self._layer_norm(b + "ln1", resid_pre, run, ctx)  # every position: keys and values
+        pre_norm = self.cfg.norm == "pre"
+        if from_mid:
+            resid_mid = run(b + "hook_resid_mid", x)
+        else:
+            resid_pre = run(b + "hook_resid_pre", x)
+            skip = resid_pre if rows is None else resid_pre[rows]  # the residual path: [batch, pos, d] or [n, d]
+            if ctx is not None:
+                ctx["rows"] = rows
+            # pre-norm (GPT-2): x + f(LN(x)), LN1 of every position gives the keys and values;
+            # post-norm (the original's "Add & Norm"): LN(x + f(x)); resid_mid|post are the sums
+            # (TransformerLens's BERT)
+            attn_in = self._layer_norm(b + "ln1", resid_pre, run, ctx) if pre_norm else resid_pre
             attn_out = run(b + "hook_attn_out", self._attention(b, attn_in, mask, run, ctx, rows))
             resid_mid = run(b + "hook_resid_mid", skip + attn_out)
+        if pre_norm:
             mlp_in = self._layer_norm(b + "ln2", resid_mid, run, ctx)
             mlp_out = run(b + "hook_mlp_out", self._mlp(b, mlp_in, run, ctx))
             return run(b + "hook_resid_post", resid_mid + mlp_out)
-        # post-norm, the original's "Add & Norm": LN(x + f(x)); resid_mid|post are the sums (TransformerLens's BERT)
-        attn_out = run(b + "hook_attn_out", self._attention(b, resid_pre, mask, run, ctx, rows))
-        resid_mid = run(b + "hook_resid_mid", skip + attn_out)
         normed_mid = self._layer_norm(b + "ln1", resid_mid, run, ctx)
         mlp_out = run(b + "hook_mlp_out", self._mlp(b, normed_mid, run, ctx))
         resid_post = run(b + "hook_resid_post", normed_mid + mlp_out)

@@ -178,19 +178,28 @@ def ablate(model: TaskModel, tokens: np.ndarray, positions, ablations: Sequence[
     return AblationResult(labels, answer, c_diff, c_logp, diff.reshape(K, n), logp.reshape(K, n), top.reshape(K, n))
 
 
-def _editing_hook(hook_name: str, edits: list[tuple[slice, Component]], where: np.ndarray, means):
-    """A hook that zeroes (means None) or mean-replaces each component at its rows and the `where` positions."""
+def _editing_hook(hook_name: str, edits: list[tuple[slice, Component]], where: np.ndarray, means,
+                  row_pos: np.ndarray | None = None):  # fmt: skip
+    """A hook that zeroes (means None) or mean-replaces each component at its rows and the `where` positions.
+
+    The activation is [rows, T, ...], or [n, ...] with `row_pos` [n] (the position of each row: the last
+    block run at some rows only)."""
 
     def hook(x, _hook):
-        x = x.copy()  # [rows, T, ...]
-        T = x.shape[1]
+        x = x.copy()
         for rows, c in edits:
-            sel = where[:T]
-            idx = (rows, sel) + ((c.index,) if c.kind != "mlp" else ())
+            if row_pos is None:  # [rows, T, ...]
+                T = x.shape[1]
+                sel = where[:T]
+                idx = (rows, sel) + ((c.index,) if c.kind != "mlp" else ())
+                ref = None if means is None else _rows(means[hook_name], T)[sel]  # [T_sel, ...]
+            else:  # [n, ...]
+                picked = np.flatnonzero(where[row_pos])[rows]
+                idx = (picked,) + ((c.index,) if c.kind != "mlp" else ())
+                ref = None if means is None else _rows(means[hook_name], int(row_pos.max()) + 1)[row_pos[picked]]
             if means is None:
                 x[idx] = 0.0
             else:
-                ref = _rows(means[hook_name], T)[sel]  # [T_sel, ...]
                 x[idx] = ref[:, c.index] if c.kind != "mlp" else ref
         return x
 
@@ -198,14 +207,17 @@ def _editing_hook(hook_name: str, edits: list[tuple[slice, Component]], where: n
 
 
 def ablation_hooks(model: TaskModel, components: Sequence[str], *, mean: bool = False,
-                   at_positions: Sequence[int] | None = None, means=None) -> list:  # fmt: skip
-    """Hooks that apply one ablation to every row of any batch: for `run_with_hooks` or `TaskModel.evaluate`."""
+                   at_positions: Sequence[int] | None = None, means=None, row_pos=None) -> list:  # fmt: skip
+    """Hooks that apply one ablation to every row of any batch: for `run_with_hooks` or `TaskModel.evaluate`.
+
+    `row_pos` [n]: when the components are in the last block and the run asks for `rows` only, the
+    position of each of those rows (the hooks there see [n, ...] arrays)."""
     parsed = [parse_component(model.transformer, c) for c in components]
-    return _hooks(model, [(slice(None), parsed)], mean=mean, at_positions=at_positions, means=means)
+    return _hooks(model, [(slice(None), parsed)], mean=mean, at_positions=at_positions, means=means, row_pos=row_pos)
 
 
 def _hooks(model: TaskModel, groups: list[tuple[slice, list[Component]]], *, mean: bool,
-           at_positions: Sequence[int] | None, means) -> list:  # fmt: skip
+           at_positions: Sequence[int] | None, means, row_pos=None) -> list:  # fmt: skip
     """One editing hook per hook point: each (rows, components) group ablated at `at_positions` (all: None)."""
     if mean and means is None:
         means = mean_activations(model)
@@ -218,7 +230,8 @@ def _hooks(model: TaskModel, groups: list[tuple[slice, list[Component]]], *, mea
     for rows, comps in groups:
         for c in comps:
             edits.setdefault(c.hook, []).append((rows, c))
-    return [(h, _editing_hook(h, edits[h], where, means if mean else None)) for h in edits]
+    row_pos = None if row_pos is None else np.asarray(row_pos)
+    return [(h, _editing_hook(h, edits[h], where, means if mean else None, row_pos)) for h in edits]
 
 
 def _rows(mean: np.ndarray, T: int) -> np.ndarray:

@@ -10,7 +10,9 @@
 - `hard_cases`: the expressions the model gets wrong, and its least confident right answers.
 
 On 0-9 tasks every expression is used (5,000 for three values); larger spaces use a sample of the
-held-out split, whose size each result states.
+held-out split, whose size each result states. Every view reads one clean pass over the set
+(`space_run`); pass the same `SpaceRun` to several views to run the model once for all of them.
+The ablation matrix adds one pass per component, from the ablated block onward, at the answer rows only.
 """
 
 from __future__ import annotations
@@ -20,41 +22,155 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import layers as L
-from ..task import ExpressionSet, enumerate_all, exact_match, make_splits
+from ..task import ExpressionSet, enumerate_all, exact_match_at_rows, make_splits
 from ..task.operations import MAX_ENUMERABLE
 from ..task_model import TaskModel
-from .ablation import ablation_hooks, every_component
+from .ablation import _rows, ablation_hooks, every_component, mean_activations, parse_component
 from .inputs import roles
 
 SAMPLE = 5_000  # expressions from the held-out split when the space is too large to enumerate
 
 
 def input_space(model: TaskModel, sample: int = SAMPLE) -> ExpressionSet:
-    """Every expression of the task if it can be enumerated, else the first `sample` held-out ones."""
+    """Every expression of the task if it can be enumerated, else `sample` held-out ones drawn at random (seeded)."""
     if model.task.space_size <= MAX_ENUMERABLE:
         return enumerate_all(model.task)
     seed = model.train_config.seed if model.train_config else 0
-    test = make_splits(model.task, seed=seed).test
-    return test.subset(np.arange(min(sample, len(test))))
+    test = make_splits(model.task, seed=seed).test  # grouped by operation: draw across all of it
+    if sample >= len(test):
+        return test
+    return test.subset(np.sort(np.random.default_rng(seed).choice(len(test), sample, replace=False)))
 
 
-def _slot_masks(model: TaskModel, exprs: ExpressionSet, tokens: np.ndarray):
-    """bool [n, T] masks at the key positions: the op token, the answer's slot, the other slots."""
-    n, T = tokens.shape
-    op, answer, other = (np.zeros((n, T), dtype=bool) for _ in range(3))
-    slot_of_answer = np.argmax(exprs.values == exprs.answers[:, None], axis=1) + 1  # 1-based, first on a tie
-    layouts: dict[tuple, list[str]] = {}
-    for i in range(n):
-        key = tuple(tokens[i] == model.vocab.pad_id) + (tuple(np.char.str_len(exprs.values[i].astype(str))),)
-        if key not in layouts:
-            layouts[key] = roles(model, tokens[i])
-        r = layouts[key]
+BATCH = 256  # rows per forward pass: small enough to stay in cache, large enough for BLAS
+
+
+@dataclass(frozen=True)
+class SpaceRun:
+    """One clean pass over an expression set, kept as every view needs it.
+
+    Shapes: n expressions, T positions, L layers, H heads, D d_model.
+    """
+
+    exprs: ExpressionSet
+    tokens: np.ndarray  # [n, T]
+    targets: np.ndarray  # [n, T], -1 where no answer token is read
+    answer_pos: np.ndarray  # [n] index of `=`
+    pattern: np.ndarray  # [n, L, H, T] each head's attention from `=`
+    scores: np.ndarray  # [n, L, H, T] the scaled scores before the softmax, from `=`
+    stages: list[str]  # the residual stream's stages, as the logit lens names them
+    stream: np.ndarray  # [n, stage, D] the stream at `=` after each stage
+    logits: np.ndarray  # [m, vocab] at the target rows np.nonzero(targets >= 0), in that order
+    right: np.ndarray  # [n] bool: exact match
+    components: list[str]  # every head and MLP, as `every_component` names them
+    ablated_right: np.ndarray  # [component, n] bool: exact match with that component zeroed
+
+
+def _stage_hooks(cfg) -> tuple[list[str], list[str]]:
+    """(hook names, stage labels) of the stream the output would decode after each stage."""
+    names, stages = ["blocks.0.hook_resid_pre"], ["embed + pos"]
+    for i in range(cfg.n_layers):
+        b = f"blocks.{i}."
+        names += [b + "hook_resid_mid", b + "hook_resid_post"] if cfg.norm == "pre" else [b + "ln1.hook_out",
+                                                                                          b + "ln2.hook_out"]
+        stages += [f"block {i} mid", f"block {i} out"]
+    return names, stages
+
+
+def space_run(model: TaskModel, exprs: ExpressionSet | None = None) -> SpaceRun:
+    """The clean pass every view reads, over `exprs` (default: `input_space(model)`), in batches, with the
+    zero-ablation runs of the ablation matrix made from the same batches while their cache is at hand."""
+    exprs = input_space(model) if exprs is None else exprs
+    net, cfg = model.transformer, model.transformer.cfg
+    enc = model.encode(exprs)
+    stage_names, stages = _stage_hooks(cfg)
+    attn = [f"blocks.{i}.attn.hook_{w}" for i in range(cfg.n_layers) for w in ("pattern", "attn_scores")]
+    keep = set(stage_names) | set(attn) | set(_ablation_starts(cfg))
+    comps = [c[0] for c in every_component(net)]
+    parts: dict[str, list] = {"pattern": [], "scores": [], "stream": [], "logits": [], "ablated": []}
+    for s in range(0, len(exprs), BATCH):
+        t, targets = enc.tokens[s : s + BATCH], enc.targets[s : s + BATCH]
+        logits, cache = net.run_with_cache(t, names_filter=keep)
+        at = (np.arange(len(t)), enc.answer_pos[s : s + BATCH])
+        parts["pattern"].append(np.stack([cache[f"blocks.{i}.attn.hook_pattern"][at[0], :, at[1]]
+                                          for i in range(cfg.n_layers)], axis=1))  # fmt: skip
+        parts["scores"].append(np.stack([cache[f"blocks.{i}.attn.hook_attn_scores"][at[0], :, at[1]]
+                                         for i in range(cfg.n_layers)], axis=1))  # fmt: skip
+        parts["stream"].append(np.stack([cache[nm][at] for nm in stage_names], axis=1))
+        parts["logits"].append(logits[np.nonzero(targets >= 0)])
+        parts["ablated"].append(_ablated_right(model, comps, t, targets, cache))
+    logits = np.concatenate(parts["logits"])
+    return SpaceRun(
+        exprs, enc.tokens, enc.targets, enc.answer_pos,
+        np.concatenate(parts["pattern"]), np.concatenate(parts["scores"]), stages, np.concatenate(parts["stream"]),
+        logits, exact_match_at_rows(logits, enc.targets), comps, np.concatenate(parts["ablated"], axis=1),
+    )  # fmt: skip
+
+
+def _ablation_starts(cfg) -> list[str]:
+    """What an ablation run starts from: each block's stream after attention, and each head's write."""
+    return [f"blocks.{i}.{h}" for i in range(cfg.n_layers) for h in ("hook_resid_mid", "attn.hook_result")]
+
+
+def _ablated_right(model: TaskModel, comps: list[str], tokens, targets, cache, mean: bool = False) -> np.ndarray:
+    """[component, n] exact match with each component ablated, from a clean cache of these tokens.
+
+    Every run starts at the ablated block's `hook_resid_mid` (its attention is as in the clean run): a
+    head's ablation is that stream minus the head's write (plus its mean, for mean ablation), which is
+    the stream the block makes with the head's `hook_result` replaced; an MLP's is a hook on its output.
+    The last block runs at the answer rows only."""
+    net = model.transformer
+    last = net.cfg.n_layers - 1
+    rows = np.nonzero(targets >= 0)  # ([m], [m]) example and position of every answer token
+    means = mean_activations(model) if mean else None
+    out = np.zeros((len(comps), len(tokens)), dtype=bool)
+    for k, name in enumerate(comps):
+        c = parse_component(net, name)
+        b = f"blocks.{c.layer}."
+        at = rows if c.layer == last else (slice(None),)  # the start stream: [m, D] or [n, T, D]
+        resid = cache[b + "hook_resid_mid"][at]
+        hooks = []
+        if c.kind == "head":
+            resid = resid - cache[b + "attn.hook_result"][at][..., c.index, :]
+            if mean:
+                ref = _rows(means[b + "attn.hook_result"], tokens.shape[1])[..., c.index, :]  # [T, D]
+                resid = resid + (ref[rows[1]] if c.layer == last else ref)
+        else:
+            hooks = ablation_hooks(model, [name], mean=mean, means=means, row_pos=rows[1] if c.layer == last else None)
+        logits = net.run_with_hooks(tokens, hooks, rows=rows, start_at=b + "hook_resid_mid", resid=resid)
+        out[k] = exact_match_at_rows(logits, targets)
+    return out
+
+
+def _run(model: TaskModel, exprs: ExpressionSet | None, run: SpaceRun | None) -> SpaceRun:
+    if run is not None:
+        if exprs is not None and exprs is not run.exprs:
+            raise ValueError("give either the expressions or a SpaceRun of them, not both")
+        return run
+    return space_run(model, exprs)
+
+
+def _layouts(model: TaskModel, tokens: np.ndarray):
+    """Positions by role for every example, one `roles` call per distinct layout.
+
+    Returns (op [n, T] bool, slot [n, T] int: the value slot 1.. a position belongs to or 0,
+    last_digit [n, n_args]: the position of each slot's last digit)."""
+    digit_ids = [model.vocab.id(str(d)) for d in range(10)]
+    kind = np.isin(tokens, digit_ids).astype(np.int8) + 2 * (tokens == model.vocab.pad_id)  # [n, T]
+    layouts, which = np.unique(kind, axis=0, return_inverse=True)
+    n_args = model.task.n_args
+    op = np.zeros((len(layouts), tokens.shape[1]), dtype=bool)
+    slot = np.zeros((len(layouts), tokens.shape[1]), dtype=np.int64)
+    last = np.zeros((len(layouts), n_args), dtype=np.int64)
+    for k in range(len(layouts)):
+        r = roles(model, tokens[np.argmax(which == k)])
         for t, role in enumerate(r):
-            if role == "op":
-                op[i, t] = True
-            elif role.startswith("v"):
-                (answer if int(role[1:].split(".")[0]) == slot_of_answer[i] else other)[i, t] = True
-    return op, answer, other
+            op[k, t] = role == "op"
+            if role.startswith("v"):
+                slot[k, t] = j = int(role[1:].split(".")[0])
+                last[k, j - 1] = t
+    which = which.reshape(-1)
+    return op[which], slot[which], last[which]
 
 
 @dataclass(frozen=True)
@@ -70,24 +186,13 @@ class HeadRoles:
     n: int  # expressions used
 
 
-def _patterns(model: TaskModel, exprs: ExpressionSet, batch: int = 2048):
-    """Every layer's pattern row at the answer position: [n, layer, head, T], and the tokens [n, T]."""
-    net = model.transformer
-    enc = model.encode(exprs)
-    names = [f"blocks.{i}.attn.hook_pattern" for i in range(net.cfg.n_layers)]
-    rows = []
-    for s in range(0, len(exprs), batch):
-        t = enc.tokens[s : s + batch]
-        _, cache = net.run_with_cache(t, names_filter=names)
-        at = (np.arange(len(t)), enc.answer_pos[s : s + batch])
-        rows.append(np.stack([cache[nm][at[0], :, at[1]] for nm in names], axis=1))  # [b, layer, head, T]
-    return np.concatenate(rows), enc
-
-
-def head_roles(model: TaskModel, exprs: ExpressionSet | None = None) -> HeadRoles:
-    exprs = input_space(model) if exprs is None else exprs
-    pattern, enc = _patterns(model, exprs)  # [n, L, H, T]
-    op, ans, other = _slot_masks(model, exprs, enc.tokens)
+def head_roles(model: TaskModel, exprs: ExpressionSet | None = None, *, run: SpaceRun | None = None) -> HeadRoles:
+    run = _run(model, exprs, run)
+    exprs, pattern = run.exprs, run.pattern  # [n, L, H, T]
+    op, slot, _ = _layouts(model, run.tokens)
+    slot_of_answer = np.argmax(exprs.values == exprs.answers[:, None], axis=1) + 1  # 1-based, first on a tie
+    ans = slot == slot_of_answer[:, None]  # [n, T]
+    other = (slot > 0) & ~ans
     cfg = model.transformer.cfg
 
     def mass(mask):  # [n, L, H]
@@ -102,41 +207,29 @@ def head_roles(model: TaskModel, exprs: ExpressionSet | None = None) -> HeadRole
     return HeadRoles(heads, ops, *per_op, n=len(exprs))
 
 
-def score_by_digit(model: TaskModel, layer: int, head: int, exprs: ExpressionSet | None = None):
+def score_by_digit(model: TaskModel, layer: int, head: int, exprs: ExpressionSet | None = None, *,
+                   run: SpaceRun | None = None):  # fmt: skip
     """A head's scaled score from the answer position to each slot's last digit, as a table.
 
     Returns (table [operation, slot, value] of mean scores (NaN where no expression has that value there),
     variance explained by the table: 1 - within-cell variance / total variance).
     """
-    exprs = input_space(model) if exprs is None else exprs
-    net = model.transformer
-    enc = model.encode(exprs)
-    name = f"blocks.{layer}.attn.hook_attn_scores"
-    _, cache = net.run_with_cache(enc.tokens, names_filter=[name])
+    run = _run(model, exprs, run)
+    exprs = run.exprs
+    _, _, last = _layouts(model, run.tokens)  # [n, n_args]
     n = len(exprs)
-    scores = cache[name][np.arange(n), head, enc.answer_pos]  # [n, T]
-
+    values = run.scores[np.arange(n)[:, None], layer, head, last].astype(np.float64)  # [n, n_args]
     n_ops, n_args, V = len(model.task.operations), model.task.n_args, model.task.n_values
-    table_sum = np.zeros((n_ops, n_args, V))
-    table_n = np.zeros((n_ops, n_args, V))
-    values, cells = [], []
-    r: list[str] = []
-    for i in range(n):
-        if i == 0 or model.task.max_value > 9:  # a 0-9 task has one layout
-            r = roles(model, enc.tokens[i])
-        for j in range(n_args):
-            t = max(k for k, role in enumerate(r) if role.split(".")[0] == f"v{j + 1}")  # the slot's last digit
-            v = int(exprs.values[i, j]) - model.task.min_value
-            table_sum[exprs.ops[i], j, v] += scores[i, t]
-            table_n[exprs.ops[i], j, v] += 1
-            values.append(scores[i, t])
-            cells.append((exprs.ops[i], j, v))
-    with np.errstate(invalid="ignore"):
-        table = table_sum / table_n
-    values = np.asarray(values, dtype=np.float64)
-    fitted = np.array([table[c] for c in cells])
-    total = values.var()
-    explained = 1.0 - ((values - fitted) ** 2).mean() / total if total > 0 else 1.0
+    ops = np.broadcast_to(exprs.ops[:, None], (n, n_args))
+    slots = np.broadcast_to(np.arange(n_args), (n, n_args))
+    cell = np.ravel_multi_index((ops, slots, exprs.values - model.task.min_value), (n_ops, n_args, V))  # [n, n_args]
+    total_n = np.bincount(cell.ravel(), minlength=n_ops * n_args * V)
+    total = np.bincount(cell.ravel(), weights=values.ravel(), minlength=n_ops * n_args * V)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        table = (total / total_n).reshape(n_ops, n_args, V)
+    fitted = table.reshape(-1)[cell]
+    spread = values.var()
+    explained = 1.0 - ((values - fitted) ** 2).mean() / spread if spread > 0 else 1.0
     return table, float(explained)
 
 
@@ -149,56 +242,58 @@ class AblationMatrix:
     n: int
 
 
-def ablation_matrix(model: TaskModel, exprs: ExpressionSet | None = None, mean: bool = False) -> AblationMatrix:
-    exprs = input_space(model) if exprs is None else exprs
-    ops = list(model.task.operations)
-    clean = model.evaluate(exprs)["per_op"]
-    comps = [c[0] for c in every_component(model.transformer)]
-    acc = np.full((len(comps), len(ops)), np.nan)
-    for i, c in enumerate(comps):
-        per_op = model.evaluate(exprs, batch_size=1024, fwd_hooks=ablation_hooks(model, [c], mean=mean))["per_op"]
-        acc[i] = [per_op.get(op, np.nan) for op in ops]
-    return AblationMatrix(comps, ops, acc, np.array([clean.get(op, np.nan) for op in ops]), len(exprs))
+def _per_op(model: TaskModel, exprs: ExpressionSet, right: np.ndarray) -> np.ndarray:
+    return np.array([right[exprs.ops == k].mean() if (exprs.ops == k).any() else np.nan
+                     for k in range(len(model.task.operations))])  # fmt: skip
 
 
-def lens_by_operation(model: TaskModel, exprs: ExpressionSet | None = None):
+def ablation_matrix(model: TaskModel, exprs: ExpressionSet | None = None, mean: bool = False, *,
+                    run: SpaceRun | None = None) -> AblationMatrix:  # fmt: skip
+    """Accuracy per operation with each head and MLP zeroed (or mean-replaced) at every position.
+
+    Zero ablation reads the runs `space_run` made; mean ablation makes its own from a fresh clean pass."""
+    run = _run(model, exprs, run)
+    exprs = run.exprs
+    right = run.ablated_right
+    if mean:
+        net = model.transformer
+        keep = set(_ablation_starts(net.cfg))
+        right = np.concatenate([
+            _ablated_right(model, run.components, run.tokens[s : s + BATCH], run.targets[s : s + BATCH],
+                           net.run_with_cache(run.tokens[s : s + BATCH], names_filter=keep)[1], mean=True)
+            for s in range(0, len(exprs), BATCH)], axis=1)  # fmt: skip
+    acc = np.stack([_per_op(model, exprs, r) for r in right])
+    return AblationMatrix(list(run.components), list(model.task.operations), acc, _per_op(model, exprs, run.right),
+                          len(exprs))  # fmt: skip
+
+
+def lens_by_operation(model: TaskModel, exprs: ExpressionSet | None = None, *, run: SpaceRun | None = None):
     """(stages, operations, share [stage, operation]) of inputs whose first answer token is already the top
     token when the stream after that stage is decoded as the output does (logit lens)."""
-    exprs = input_space(model) if exprs is None else exprs
-    net = model.transformer
+    run = _run(model, exprs, run)
+    exprs, net = run.exprs, model.transformer
     cfg, p = net.cfg, net.params
-    names = ["blocks.0.hook_resid_pre"]
-    stages = ["embed + pos"]
-    for i in range(cfg.n_layers):
-        b = f"blocks.{i}."
-        names += [b + "hook_resid_mid", b + "hook_resid_post"] if cfg.norm == "pre" else [b + "ln1.hook_out",
-                                                                                          b + "ln2.hook_out"]
-        stages += [f"block {i} mid", f"block {i} out"]
-    enc = model.encode(exprs)
-    _, cache = net.run_with_cache(enc.tokens, names_filter=names)
     n = len(exprs)
-    at = (np.arange(n), enc.answer_pos)
-    true = enc.targets[at]  # [n]
+    true = run.targets[np.arange(n), run.answer_pos]  # [n]
     share = []
-    for nm in names:
-        x = cache[nm][at]  # [n, d_model]
+    for k in range(len(run.stages)):
+        x = run.stream[:, k]  # [n, d_model]
         if cfg.norm == "pre":
             centred, scale = L.layer_norm_scale(x)
             x = centred / scale * p["ln_final.w"] + p["ln_final.b"]
         top = (x @ p["unembed.W_U"] + p["unembed.b_U"]).argmax(-1)
         share.append([(top == true)[exprs.ops == k].mean() for k in range(len(model.task.operations))])
-    return stages, list(model.task.operations), np.array(share)
+    return list(run.stages), list(model.task.operations), np.array(share)
 
 
-def hard_cases(model: TaskModel, exprs: ExpressionSet | None = None, k: int = 20):
+def hard_cases(model: TaskModel, exprs: ExpressionSet | None = None, k: int = 20, *, run: SpaceRun | None = None):
     """(wrong: [expression text], least confident right: [(text, margin)]) where the margin is the first
     answer token's logit minus the strongest other token's, at `=`."""
-    exprs = input_space(model) if exprs is None else exprs
-    enc = model.encode(exprs)
-    full = model.transformer.forward(enc.tokens)  # [n, T, vocab]: one pass for both
-    right = exact_match(full, enc.targets)
-    logits = full[np.arange(len(exprs)), enc.answer_pos]
-    true = enc.targets[np.arange(len(exprs)), enc.answer_pos]
+    run = _run(model, exprs, run)
+    exprs, right = run.exprs, run.right
+    first = np.flatnonzero(np.diff(np.nonzero(run.targets >= 0)[0], prepend=-1) != 0)  # each example's first row
+    logits = run.logits[first]  # [n, vocab] at `=`
+    true = run.targets[np.arange(len(exprs)), run.answer_pos]
     others = logits.copy()
     others[np.arange(len(exprs)), true] = -np.inf
     margin = logits[np.arange(len(exprs)), true] - others.max(-1)

@@ -81,3 +81,27 @@ def test_hard_cases_are_the_smallest_margins(model, subset):
     b = interp.batch(model, [text])
     att = interp.attribute(model.transformer, b.tokens, b.answer_pos)
     assert att.diff_total[0] == pytest.approx(margin, rel=1e-5)
+
+
+@pytest.mark.parametrize("name", ["digits-0-9", "digits-0-99"])
+@pytest.mark.parametrize("mean", [False, True])
+def test_the_ablation_matrix_equals_evaluating_each_ablation_over_the_whole_model(name, mean):
+    """The matrix starts each run at the ablated block and reads the answer rows only; the slow way runs
+    the whole model under the same hooks. Same accuracies, to the example."""
+    m = load_model(name)
+    space = isp.input_space(m, sample=3000)
+    exprs = space.subset(np.random.default_rng(1).permutation(len(space))[:600])
+    fast = isp.ablation_matrix(m, exprs, mean=mean)
+    for i, c in enumerate(fast.components):
+        per_op = m.evaluate(exprs, fwd_hooks=interp.ablation_hooks(m, [c], mean=mean))["per_op"]
+        np.testing.assert_array_equal(fast.accuracy[i], [per_op[op] for op in fast.operations], err_msg=c)
+    assert (fast.accuracy < 1).any()  # some component matters
+
+
+def test_one_space_run_serves_every_view(model, subset):
+    run = isp.space_run(model, subset)
+    np.testing.assert_array_equal(isp.head_roles(model, run=run).to_op, isp.head_roles(model, subset).to_op)
+    np.testing.assert_array_equal(isp.lens_by_operation(model, run=run)[2], isp.lens_by_operation(model, subset)[2])
+    assert isp.hard_cases(model, run=run, k=3) == isp.hard_cases(model, subset, k=3)
+    with pytest.raises(ValueError, match="not both"):
+        isp.head_roles(model, subset.subset(np.arange(5)), run=run)

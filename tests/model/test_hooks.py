@@ -148,3 +148,42 @@ def test_the_loss_rows_shortcut_is_the_full_run_at_those_rows(kind):
     t = batch_of(6, 9)
     rows = (np.array([5, 0, 2, 2, 0]), np.array([1, 4, 7, 0, 3]))  # unsorted, an example twice
     np.testing.assert_allclose(net.forward(t, rows=rows), net.forward(t)[rows], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_starting_at_a_blocks_input_or_middle_from_a_cached_stream_is_the_full_run(kind):
+    """run_with_hooks(start_at=..., resid=...) runs only what follows; it agrees with the whole run, with
+    and without rows, and a hook after the start still acts."""
+    net = Transformer(ModelConfig(d_model=16, n_heads=4, d_ff=24, seed=5, **KINDS[kind]), dtype=np.float64)
+    t = batch_of(5, 9)
+    full, cache = net.run_with_cache(t)
+    last = net.cfg.n_layers - 1
+    rows = (np.array([4, 0, 2]), np.array([8, 1, 5]))
+    zero = [(f"blocks.{last}.hook_mlp_out", lambda x, hook: np.zeros_like(x))]
+    for layer in range(net.cfg.n_layers):
+        for point in ("pre", "mid"):
+            start = f"blocks.{layer}.hook_resid_{point}"
+            if start == "blocks.0.hook_resid_pre":
+                continue
+            x = cache[start]
+            np.testing.assert_allclose(net.run_with_hooks(t, [], start_at=start, resid=x), full, atol=1e-12)
+            x_rows = x[rows] if (layer, point) == (last, "mid") else x  # the last block's middle, at rows
+            np.testing.assert_allclose(net.run_with_hooks(t, [], rows=rows, start_at=start, resid=x_rows),
+                                       full[rows], atol=1e-12)  # fmt: skip
+            np.testing.assert_allclose(net.run_with_hooks(t, zero, start_at=start, resid=x),
+                                       net.run_with_hooks(t, zero), atol=1e-12)  # fmt: skip
+            assert np.abs(net.run_with_hooks(t, zero, start_at=start, resid=x) - full).max() > 1e-6
+
+
+def test_starting_mid_run_refuses_hooks_before_it_a_wrong_stream_and_other_points(shipped):
+    net = shipped["digits-0-9"]
+    t = batch_of(2, 9)
+    pre = net.run_with_cache(t)[1]["blocks.1.hook_resid_pre"]
+    start = "blocks.1.hook_resid_pre"
+    with pytest.raises(KeyError, match="before blocks.1.hook_resid_pre"):
+        net.run_with_hooks(t, [("blocks.0.hook_mlp_out", lambda x, h: None)], start_at=start, resid=pre)
+    with pytest.raises(ValueError, match="resid shaped"):
+        net.run_with_hooks(t, [], start_at=start, resid=pre[:1])
+    for bad in ("blocks.2.hook_resid_pre", "blocks.1.hook_mlp_out", "hook_embed"):
+        with pytest.raises(ValueError, match="start_at must be"):
+            net.run_with_hooks(t, [], start_at=bad, resid=pre)
