@@ -207,6 +207,23 @@ def head_roles(model: TaskModel, exprs: ExpressionSet | None = None, *, run: Spa
     return HeadRoles(heads, ops, *per_op, n=len(exprs))
 
 
+ROLE_THRESHOLD = 0.5  # a head "attends to X" for an operation when X gets at least this mean attention
+
+
+def head_role(roles: HeadRoles, head: str, threshold: float = ROLE_THRESHOLD) -> str | None:
+    """A head's role in words, only where the numbers show one; None when none of its mean attentions from
+    `=` (to the operation token, to the answer's slot) reaches `threshold` for any operation.
+
+    E.g. "attends to the operation token (First 0.99); to the answer's slot (Max 0.81, Min 0.77)"."""
+    i = roles.heads.index(head)
+    parts = []
+    for what, table in (("the operation token", roles.to_op), ("the answer's slot", roles.to_answer_slot)):
+        ops = [(op, float(table[i, k])) for k, op in enumerate(roles.operations) if table[i, k] >= threshold]
+        if ops:
+            parts.append(f"to {what} (" + ", ".join(f"{op} {v:.2f}" for op, v in ops) + ")")
+    return "attends " + "; ".join(parts) if parts else None
+
+
 def score_by_digit(model: TaskModel, layer: int, head: int, exprs: ExpressionSet | None = None, *,
                    run: SpaceRun | None = None):  # fmt: skip
     """A head's scaled score from the answer position to each slot's last digit, as a table.
@@ -300,3 +317,42 @@ def hard_cases(model: TaskModel, exprs: ExpressionSet | None = None, k: int = 20
     wrong = [exprs.expression(i).text for i in np.flatnonzero(~right)]
     order = [i for i in np.argsort(margin, kind="stable") if right[i]][:k]
     return wrong, [(exprs.expression(i).text, float(margin[i])) for i in order]
+
+
+# ---------------------------------------------------------------- small read-outs of a SpaceRun (the Heads page's)
+def answer_margin(run: SpaceRun) -> np.ndarray:
+    """[n] the first answer token's logit minus the strongest other token's, at `=` (the margin `hard_cases`
+    ranks by); negative where the first token is wrong."""
+    first = np.flatnonzero(np.diff(np.nonzero(run.targets >= 0)[0], prepend=-1) != 0)  # each example's first row
+    logits = run.logits[first].astype(np.float64)  # [n, vocab] at `=`
+    n = len(logits)
+    true = run.targets[np.arange(n), run.answer_pos]
+    others = logits.copy()
+    others[np.arange(n), true] = -np.inf
+    return logits[np.arange(n), true] - others.max(-1)
+
+
+def example_where_ablation_flips(run: SpaceRun, component: str, op: int) -> int | None:
+    """The index of the first expression of operation `op` (its index in the task's operations) that the model
+    gets right, and gets wrong with `component` (as `run.components` names it) zeroed; None if there is none."""
+    k = run.components.index(component)
+    hits = np.flatnonzero((run.exprs.ops == op) & run.right & ~run.ablated_right[k])
+    return int(hits[0]) if hits.size else None
+
+
+def score_trend(table: np.ndarray) -> np.ndarray:
+    """[operation, slot] the correlation of a `score_by_digit` table's mean score with the slot's value, over the
+    values that have data: +1 rises with the value, -1 falls, near 0 no trend; NaN where it is undefined (fewer
+    than two values, or a constant score)."""
+    table = np.asarray(table, dtype=np.float64)  # [op, slot, value]
+    x = np.broadcast_to(np.arange(table.shape[-1], dtype=np.float64), table.shape)
+    ok = np.isfinite(table)
+    n = ok.sum(-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mx = np.where(ok, x, 0).sum(-1) / n
+        my = np.where(ok, table, 0).sum(-1) / n
+        dx, dy = np.where(ok, x - mx[..., None], 0), np.where(ok, table - my[..., None], 0)
+        sxy, sxx, syy = (dx * dy).sum(-1), (dx * dx).sum(-1), (dy * dy).sum(-1)
+        r = sxy / np.sqrt(sxx * syy)
+    flat = syy <= 1e-12 * np.maximum(1.0, (np.where(ok, table, 0) ** 2).sum(-1))
+    return np.where((n >= 2) & ~flat, np.clip(r, -1.0, 1.0), np.nan)

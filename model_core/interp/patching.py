@@ -104,10 +104,32 @@ def recovery(model: TaskModel, clean, corrupt, patches: list[list[Patch]]) -> np
     return _recover(model, _pair(model, clean, corrupt), patches)
 
 
+def patched_logits(model: TaskModel, clean, corrupt, patches: list[Patch]) -> PatchedRun:
+    """The corrupted run with one patch set applied, read at `=`: what the model answers then."""
+    pair = _pair(model, clean, corrupt)
+    logits = _patched(model, pair, [patches])[0].astype(np.float64)
+    return PatchedRun(logits, pair.good, pair.bad, float((_metric(logits, pair.good, pair.bad) - pair.corrupt_diff)
+                                                         / (pair.clean_diff - pair.corrupt_diff)))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class PatchedRun:
+    logits: np.ndarray  # [vocab] at `=`
+    clean_answer: int
+    corrupt_answer: int
+    recovery: float
+
+
 def _recover(model: TaskModel, pair: _Pair, patches: list[list[Patch]]) -> np.ndarray:
-    K = len(patches)
-    if K == 0:
+    if not patches:
         return np.zeros(0)
+    logits = _patched(model, pair, patches)
+    return (_metric(logits, pair.good, pair.bad) - pair.corrupt_diff) / (pair.clean_diff - pair.corrupt_diff)
+
+
+def _patched(model: TaskModel, pair: _Pair, patches: list[list[Patch]]) -> np.ndarray:
+    """Logits at `=` of the corrupted run under each patch set, one pass: [K, vocab]."""
+    K = len(patches)
     by_hook: dict[str, list[tuple[int, Patch]]] = {}
     for k, patch_set in enumerate(patches):
         for p in patch_set:
@@ -131,8 +153,7 @@ def _recover(model: TaskModel, pair: _Pair, patches: list[list[Patch]]) -> np.nd
         return hook
 
     tiled = np.repeat(pair.tokens[1:], K, axis=0)  # [K, P]
-    logits = model.transformer.run_with_hooks(tiled, [(h, make(h)) for h in by_hook])[:, pair.pos]  # [K, vocab]
-    return (_metric(logits, pair.good, pair.bad) - pair.corrupt_diff) / (pair.clean_diff - pair.corrupt_diff)
+    return model.transformer.run_with_hooks(tiled, [(h, make(h)) for h in by_hook])[:, pair.pos]  # [K, vocab]
 
 
 def sweep_hooks(model: TaskModel) -> list[str]:

@@ -46,8 +46,34 @@ def steering_hooks(model: TaskModel, heads: Sequence[str], query: int | np.ndarr
 
 def steer(model: TaskModel, tokens: np.ndarray, query, heads: Sequence[str], key) -> np.ndarray:
     """The model's top token at `query` [n] with `heads` steered to `key` there: [n] token ids."""
+    return steered_logits(model, tokens, query, heads, key).argmax(-1)
+
+
+def steered_logits(model: TaskModel, tokens: np.ndarray, query, heads: Sequence[str], key) -> np.ndarray:
+    """The logits at `query` [n] with `heads` steered to `key` there: [n, vocab]."""
     tokens = np.asarray(tokens)
     n = len(tokens)
     q = np.broadcast_to(np.asarray(query), (n,))
     logits = model.transformer.run_with_hooks(tokens, steering_hooks(model, heads, q, key))
-    return logits[np.arange(n), q].argmax(-1)
+    return logits[np.arange(n), q]
+
+
+def follow_rate(model: TaskModel, exprs, heads: Sequence[str], slot: int) -> tuple[float, int]:
+    """Over an ExpressionSet: the share of inputs whose first answer token, with `heads` steered at `=` onto
+    slot `slot`'s first digit (1-based slot), becomes that digit. Returns (share, inputs used).
+
+    Inputs whose answer already starts with that digit are left out: following could not be told apart
+    from ignoring the steer."""
+    from .input_space import _layouts  # the slot positions of every layout, one `roles` call each
+
+    enc = model.encode(exprs)
+    _, _, last = _layouts(model, enc.tokens)  # [n, n_args] each slot's last digit
+    value = exprs.values[:, slot - 1]
+    width = np.char.str_len(value.astype(str))
+    key = last[:, slot - 1] - (width - 1)  # its first digit
+    digit_ids = np.array([model.vocab.id(str(v)[0]) for v in value])
+    keep = enc.targets[np.arange(len(exprs)), enc.answer_pos] != digit_ids
+    if not keep.any():
+        return float("nan"), 0
+    top = steer(model, enc.tokens[keep], enc.answer_pos[keep], heads, key[keep])
+    return float((top == digit_ids[keep]).mean()), int(keep.sum())

@@ -105,3 +105,70 @@ def test_one_space_run_serves_every_view(model, subset):
     assert isp.hard_cases(model, run=run, k=3) == isp.hard_cases(model, subset, k=3)
     with pytest.raises(ValueError, match="not both"):
         isp.head_roles(model, subset.subset(np.arange(5)), run=run)
+
+
+# ---------------------------------------------------------------- the Heads page's read-outs of a SpaceRun
+def test_answer_margin_is_the_margin_hard_cases_rank_by(model, subset):
+    run = isp.space_run(model, subset)
+    margin = isp.answer_margin(run)
+    assert margin.shape == (len(subset),)
+    assert ((margin > 0) == run.right).all()  # one answer token: right exactly where it wins
+    texts = [subset.expression(i).text for i in range(len(subset))]
+    _, weak = isp.hard_cases(model, run=run, k=5)
+    for text, m in weak:
+        assert margin[texts.index(text)] == pytest.approx(m, rel=1e-6)
+    # direct, one example: the true token's logit at `=` minus the largest other
+    b = model.encode(subset.subset(np.array([7])))
+    logits = model.transformer.run_with_cache(b.tokens)[0][0, b.answer_pos[0]].astype(np.float64)
+    true = b.targets[0, b.answer_pos[0]]
+    assert margin[7] == pytest.approx(logits[true] - np.delete(logits, true).max(), rel=1e-5)
+
+
+@pytest.mark.parametrize("name", ["digits-0-9", "digits-0-99"])
+def test_example_where_ablation_flips_is_the_first_right_answer_the_component_breaks(name):
+    """Checked against evaluating the one expression with and without the component (the slow, whole-model way)."""
+    m = load_model(name)
+    space = isp.input_space(m, sample=2000)
+    exprs = space.subset(np.random.default_rng(2).permutation(len(space))[:500])
+    run = isp.space_run(m, exprs)
+    found = 0
+    for c in run.components:
+        k_c = run.components.index(c)
+        for op_k, _op in enumerate(m.task.operations):
+            i = isp.example_where_ablation_flips(run, c, op_k)
+            breaks = np.flatnonzero((exprs.ops == op_k) & run.right & ~run.ablated_right[k_c])
+            if i is None:
+                assert breaks.size == 0
+                continue
+            found += 1
+            assert i == breaks[0] and exprs.ops[i] == op_k
+            if found <= 4:  # the slow check for a few
+                one = exprs.subset(np.array([i]))
+                assert m.evaluate(one)["accuracy"] == 1.0
+                assert m.evaluate(one, fwd_hooks=interp.ablation_hooks(m, [c]))["accuracy"] == 0.0, (c, op_k)
+    assert found > 0  # some component breaks some answer
+    with pytest.raises(ValueError):
+        isp.example_where_ablation_flips(run, "L9H9", 0)
+
+
+def test_score_trend_is_the_correlation_with_the_value():
+    values = np.arange(10, dtype=float)
+    first = np.stack([2 * values + 1, -values, np.full(10, 3.0)])
+    second = np.stack([np.where(values < 5, np.nan, values), values**2, np.r_[1.0, np.full(9, np.nan)]])
+    table = np.stack([first, second])  # [op, slot, value]
+    r = isp.score_trend(table)  # [op, slot]
+    assert r.shape == (2, 3)
+    np.testing.assert_allclose(r[0, :2], [1.0, -1.0])
+    assert np.isnan(r[0, 2]) and np.isnan(r[1, 2])  # a constant score; a single value
+    assert r[1, 0] == pytest.approx(1.0)  # NaN cells left out
+    assert r[1, 1] == pytest.approx(np.corrcoef(values, values**2)[0, 1])
+
+
+def test_score_trend_of_a_shipped_head_max_rises_min_falls(model):
+    """On the shipped 0-9 model some layer-1 head's score rises with the value for Max and falls for Min in every
+    slot; which one is found, not assumed."""
+    run = isp.space_run(model)
+    ops = list(model.task.operations)
+    heads = [(layer, h) for layer in range(2) for h in range(4)]
+    trends = {lh: isp.score_trend(isp.score_by_digit(model, *lh, run=run)[0]) for lh in heads}
+    assert any(t[ops.index("Max")].min() > 0.7 and t[ops.index("Min")].max() < -0.7 for t in trends.values())
