@@ -12,6 +12,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import streamlit as st
@@ -19,6 +20,7 @@ from threadpoolctl import threadpool_limits
 
 from model_core import ParseError, TaskModel, load_model, shipped_names
 from model_core.analysis import ExampleRun, ablate_heads, run_example
+from model_core.interp.input_space import SpaceRun, space_run
 
 # One BLAS thread for the whole server: several sessions (and their training threads) share
 # two cores, and OpenBLAS's spinning worker threads made a step many times slower under that
@@ -55,6 +57,12 @@ def shipped_model(name: str) -> TaskModel:
 def cached_run(model_key: str, text: str, _model: TaskModel) -> ExampleRun:
     """One example's full run; keyed by the model's identity and the example's text."""
     return run_example(_model, text)
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def cached_space_run(model_key: str, _model: TaskModel) -> SpaceRun:
+    """The whole-input-space pass of a model (every 0-9 input, or a stated sample), once per model."""
+    return space_run(_model)
 
 
 @st.cache_resource(show_spinner=False, max_entries=256)
@@ -189,6 +197,51 @@ def _on_model() -> None:
         st.session_state.example_note = "The example was changed: the previous one is outside this model's task."
 
 
+# ---------------------------------------------------------------- opening a view from a click
+PENDING = "_pending_view"  # what a click asked for, applied by the next run's sidebar before its widgets
+PAGE_FILES = Path(__file__).resolve().parent.parent / "pages"
+
+
+def open_view(page: str | None = None, *, example: str | None = None,
+              heads_off: Sequence[tuple[int, int]] | None = None, layer: int | None = None,
+              head: int | None = None) -> None:  # fmt: skip
+    """Show `example` (valid text for the current model), with `heads_off` switched off on the Attention
+    page (the others on) and the sidebar's layer and head, on `page` (a file in pages/, e.g. "attention.py";
+    None: this page). Call it from a page after a click: it ends this run and starts the next one."""
+    ss = st.session_state
+    # st.switch_page clears every widget's state (the sidebar's too): carry what the sidebar shows
+    ss[PENDING] = {"model_name": ss.get("model_name"), "example": example or ss.get("example"),
+                   "heads_off": None if heads_off is None else list(heads_off),
+                   "layer": ss.get("layer") if layer is None else layer,
+                   "head": ss.get("head") if head is None else head}  # fmt: skip
+    if page is None:
+        st.rerun()
+    st.switch_page(PAGE_FILES / page)
+
+
+def _apply_pending(model: TaskModel) -> None:
+    """Apply `open_view`'s request before the widgets it changes are drawn."""
+    ss = st.session_state
+    want = ss.pop(PENDING, None)
+    if not want:
+        return
+    if want["example"] is not None:
+        try:
+            _set_example(model.parse(want["example"]).text)
+        except ParseError as err:
+            ss.example_note = f"Could not open {want['example']!r}: {err}"
+    cfg = model.transformer.cfg
+    if want["heads_off"] is not None:
+        off = {tuple(h) for h in want["heads_off"]}
+        for lay in range(cfg.n_layers):
+            for h in range(cfg.n_heads):
+                ss[f"attn_on_{lay}_{h}"] = (lay, h) not in off
+    if want["layer"] is not None and 0 <= want["layer"] < cfg.n_layers:
+        ss.layer = want["layer"]
+    if want["head"] is not None and 0 <= want["head"] < cfg.n_heads:
+        ss.head = want["head"]
+
+
 # ---------------------------------------------------------------- the sidebar
 def sidebar() -> Current:
     """Draw the sidebar (model, example, layer, head) and return the current selection."""
@@ -196,6 +249,8 @@ def sidebar() -> Current:
     if ss.get(TRAIN_JOB) is not None:
         adopt_finished_job(ss[TRAIN_JOB])
     models = _models()
+    if ss.get(PENDING) and ss[PENDING].get("model_name") in models:
+        ss.model_name = ss[PENDING]["model_name"]
     if ss.get("model_name") not in models:
         ss.model_name = next(iter(models))
         ss.pop("example", None)
@@ -205,6 +260,7 @@ def sidebar() -> Current:
         key, model = _resolve(ss.model_name)
         if "example" not in ss:
             _set_example(_default_example(model))
+        _apply_pending(model)
         task = model.task
         st.text_input("Example", key="example_text", on_change=_on_text,
                       help=f"An operation and {task.n_args} values in {task.min_value}-{task.max_value}, "
@@ -233,3 +289,23 @@ def sidebar() -> Current:
 def current() -> Current:
     """The selection the sidebar made in this run."""
     return st.session_state["_current"]
+
+
+# ---------------------------------------------------------------- ablations read at the answer positions
+@st.cache_resource(show_spinner=False, max_entries=256)
+def cached_answer_ablation(model_key: str, text: str, ablations: tuple[tuple[str, ...], ...], _model: TaskModel,
+                           _run: ExampleRun):  # fmt: skip
+    """`model_core.interp.ablate` of one example, read at each of its answer positions (one pass for all)."""
+    from model_core.analysis.output import answer_positions
+    from model_core.interp import ablate
+
+    positions = answer_positions(len(_run.tokens), _run.answer_pos, _model.causal)
+    tokens = np.tile(_run.tokens, (len(positions), 1))  # one row per answer position, each read at its own
+    return ablate(_model, tokens, positions, [list(a) for a in ablations])
+
+
+def answer_ablation(cur: Current, ablations: Sequence[Sequence[str]]):
+    """The current example with each ablation (a list of component names, e.g. ["L0H3", "L1H2"]) applied: an
+    `AblationResult` whose n axis is the answer positions (`=`, and for a causal model each answer token it
+    wrote, on the same tokens as the clean run). No ablations: the clean measures only."""
+    return cached_answer_ablation(cur.model_key, cur.text, tuple(tuple(a) for a in ablations), cur.model, cur.run)

@@ -1,9 +1,11 @@
 """Backprop: the loss on the true answer, its gradient at every activation and parameter, one SGD step."""
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
 from explainer import charts, state
+from explainer import format as fmt
 from model_core.analysis import gradients as bp
 
 cur = state.current()
@@ -48,7 +50,8 @@ c1, c2, c3 = st.columns(3)
 c1.metric("Loss", f"{grads.loss:.4e}", help="Cross-entropy on the true answer (float32, as the model computes it).")
 c2.metric("Answer positions scored", len(scored))
 pos0, tok0, p0 = scored[0]
-c3.metric(f"p(`{vocab.decode([tok0])[0]}`) at position {pos0}", f"{p0:.4%}")
+c3.metric(f"p(`{vocab.decode([tok0])[0]}`) at position {pos0}", fmt.percent(p0))
+c3.caption(f"log p = {fmt.logprob(p0)}")
 
 big_act = max(act_norms, key=lambda item: item[1])
 big_par = max(par_norms, key=lambda item: item[1])
@@ -137,11 +140,12 @@ if stored is not None and stored[0] == step_key:
     b3.metric("First-order prediction η‖g‖²", f"{step.predicted_drop:.3e}")
     rows = [
         {"": label, "answer": str(a.value) if a.value is not None else " ".join(a.answer_tokens),
-         "correct": a.correct, "confidence": a.confidence}
+         "correct": a.correct, "confidence": fmt.percent(a.confidence),
+         "log confidence": float(np.log(a.step_probs.max(axis=-1)).sum())}
         for label, a in (("before", step.before), ("after", step.after))
     ]  # fmt: skip
-    bar = st.column_config.ProgressColumn(format="%.8f", min_value=0, max_value=1)
-    st.dataframe(pd.DataFrame(rows), hide_index=True, column_config={"confidence": bar})
+    st.dataframe(pd.DataFrame(rows), hide_index=True,
+                 column_config={"log confidence": st.column_config.NumberColumn(format="%.4g")})  # fmt: skip
     st.info(
         f"What to notice: the loss went from {step.loss_before:.4e} to {step.loss_after:.4e}, a fall of "
         f"{step.drop:.3e}; to first order it should fall by "

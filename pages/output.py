@@ -5,6 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from explainer import charts, state
+from explainer import format as fmt
 from model_core.analysis import output as ao
 
 cur = state.current()
@@ -71,9 +72,10 @@ st.altair_chart(
 )  # fmt: skip
 top = int(probs.argmax())
 st.info(
-    f"What to notice: at T = 1 the top token `{tokens[top]}` gets {probs[top]:.4%}"
-    + (f"; the true `{true_tok}` gets {probs[true_id]:.4%}" if true_id is not None and true_id != top else "")
-    + (f". At T = {temperature:g} the top token gets {probs_t[top]:.4%}." if temperature != 1.0 else ".")
+    f"What to notice: at T = 1 the top token `{tokens[top]}` gets {fmt.with_log(probs[top])}"
+    + (f"; the true `{true_tok}` gets {fmt.with_log(probs[true_id])}" if true_id is not None and true_id != top
+       else "")
+    + (f". At T = {temperature:g} the top token gets {fmt.percent(probs_t[top])}." if temperature != 1.0 else ".")
     + f" Its logit is {logits[top]:.2f}; the runner-up's {logits[probs.argsort()[-2]]:.2f}: a gap of g logits "
     "becomes a probability ratio of eᵍ (e^(g/T) at temperature T).",
     icon=":material/lightbulb:",
@@ -84,7 +86,7 @@ st.subheader("Loss")
 losses = ao.token_losses(run.grad_cache["hook_logits"][0], run.train_targets)  # [T'] NaN off the answer
 answer_rows = run.train_targets >= 0
 c1, c2, c3 = st.columns(3)
-c1.metric(f"p(true token) at position {pos}", f"{probs[true_id]:.4%}" if true_id is not None else "—",
+c1.metric(f"p(true token) at position {pos}", fmt.percent(probs[true_id]) if true_id is not None else "—",
           help="From the bars above (T = 1).")  # fmt: skip
 c2.metric(f"Loss at position {pos}: −log p(true)", f"{losses[pos]:.4g}" if true_id is not None else "—",
           help="On the sequence with the true answer (teacher forcing), in float32, as in training.")  # fmt: skip
@@ -130,9 +132,9 @@ if true_id is not None:
     first = ao.first_top_stage(lens_probs, true_id)
     st.info(
         f"What to notice: the true `{true_tok}` first becomes the top token at stage **{stages[first]}** "
-        f"({lens_probs[first, true_id]:.2%}), and ends at {lens_probs[-1, true_id]:.4%}."
+        f"({fmt.percent(lens_probs[first, true_id])}), and ends at {fmt.with_log(lens_probs[-1, true_id])}."
         if first is not None
         else f"What to notice: the true `{true_tok}` is the top token at no stage; it ends at "
-        f"{lens_probs[-1, true_id]:.4%}.",
+        f"{fmt.with_log(lens_probs[-1, true_id])}.",
         icon=":material/lightbulb:",
     )

@@ -5,6 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from explainer import charts, state
+from explainer import format as fmt
 
 cur = state.current()
 model, run = cur.model, cur.run
@@ -26,9 +27,10 @@ c2.metric("Model's answer", wrote, delta="correct" if answer.correct else f"wron
           delta_color="normal" if answer.correct else "inverse")  # fmt: skip
 c3.metric(
     "Confidence",
-    f"{answer.confidence:.1%}",
+    fmt.percent(answer.confidence),
     help="The probability the model gave its whole answer: the product of each written token's probability.",
 )
+c3.caption(f"log p = {fmt.log_prob(float(np.log(answer.step_probs.max(axis=-1)).sum()))}")
 
 st.subheader("The pipeline")
 st.markdown(
@@ -61,17 +63,19 @@ if model.causal:
             "step": step + 1,
             "reads": " ".join(model.vocab.decode(answer.tokens[: read_upto + 1])),
             "writes": model.vocab.decode([int(top[0])])[0],
-            "probability": float(probs[top[0]]),
-            "runner-up": f"{model.vocab.decode([int(top[1])])[0]} ({probs[top[1]]:.2%})",
+            "probability": fmt.percent(probs[top[0]]),
+            "log-prob": float(np.log(probs[top[0]])),
+            "runner-up": f"{model.vocab.decode([int(top[1])])[0]} ({fmt.percent(probs[top[1]])})",
         })  # fmt: skip
-    bar = st.column_config.ProgressColumn(format="%.4f", min_value=0, max_value=1)
-    st.dataframe(pd.DataFrame(rows), hide_index=True, column_config={"probability": bar})
+    st.dataframe(pd.DataFrame(rows), hide_index=True,
+                 column_config={"log-prob": st.column_config.NumberColumn(format=fmt.LOG_PROB_COLUMN)})  # fmt: skip
 else:
     st.markdown(
         "A bidirectional model reads the whole input at once; the vector at the `=` position, after the "
         "last block, is turned into one probability per token. The largest is the answer."
     )
 probs = answer.step_probs[0]
+p_true = probs[model.vocab.id(str(expr.answer)[0])]
 st.altair_chart(
     charts.probability_bars(probs, model.vocab.to_list(), highlight=str(expr.answer)[0],
                             title=f"First answer token: probabilities at position {run.answer_pos} (`=`)"),
@@ -79,7 +83,7 @@ st.altair_chart(
 )  # fmt: skip
 st.info(
     f"What to notice: the true answer's first token `{str(expr.answer)[0]}` gets "
-    f"{probs[model.vocab.id(str(expr.answer)[0])]:.2%} of the probability; every other token shares the rest. "
+    f"{fmt.percent(p_true)} of the probability (log p {fmt.logprob(p_true)}); every other token shares the rest. "
     "Edit the example in the sidebar and watch every page follow.",
     icon=":material/lightbulb:",
 )

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from explainer.charts.common import (
+    BASE_COLOUR,
     HIGHLIGHT_COLOUR,
     VALUE_FORMAT,
     Kind,
@@ -245,7 +246,8 @@ def heads_small_multiples(
 ) -> alt.ConcatChart:
     """One compact heatmap per head of ``patterns`` [head, q, k], titled "L{layer} H{h}".
 
-    All panels share the fixed [0, 1] colour scale, so heads compare directly.
+    All panels share the fixed [0, 1] colour scale, so heads compare directly. (A fixed-size concat: for a
+    page that must fit a phone, draw one `head_panel` per head in columns instead.)
     """
     data = heads_frame(patterns, tokens, masked=masked)
     n_heads = len(patterns)
@@ -284,3 +286,132 @@ def heads_small_multiples(
             panel = panel.properties(view=alt.ViewBackground(stroke=HIGHLIGHT_COLOUR, strokeWidth=3))
         panels.append(panel)
     return alt.concat(*panels, columns=columns).resolve_scale(color="shared")
+
+
+def head_panel(
+    pattern: np.ndarray,
+    tokens: Sequence[str],
+    *,
+    layer: int,
+    head: int,
+    highlight: bool = False,
+    masked: np.ndarray | None = None,
+    selection_name: str | None = None,
+    row_step: int = 18,
+) -> alt.Chart:
+    """One head's pattern [q, k] as a compact heatmap titled "L{layer} H{head}": a panel of "all heads".
+
+    It is as wide as its container (a page puts one per column, so the panels stack on a phone) and a row
+    step high; no legend (the fixed [0, 1] blues of every attention heatmap). ``highlight`` outlines it.
+    With ``selection_name``, a click anywhere on it selects the head: the page reads
+    ``event["selection"][selection_name] == [{"head": head}]``.
+    """
+    df = _attention_frame(np.asarray(pattern, dtype=float), tokens, "weight", masked)
+    df.insert(0, "head", int(head))
+    labels = position_labels(tokens)
+    colour = alt.Color("weight:Q", scale=probability_scale(), title="attention weight", legend=None)
+    chart = (
+        alt.Chart(df)
+        .mark_rect(cursor="pointer" if selection_name else alt.Undefined)
+        .encode(
+            x=alt.X("key_label:N", sort=labels, axis=alt.Axis(labelFontSize=8, labelAngle=-90, title=None)),
+            y=alt.Y("query_label:N", sort=labels, axis=alt.Axis(labelFontSize=8, title=None)),
+            color=grey_when_masked(colour) if masked is not None else colour,
+            tooltip=[alt.Tooltip("head:Q", title="head")]
+            + _query_tooltips(value_tooltip("weight", "weight"), masked is not None),
+        )
+        .properties(
+            width="container",
+            height=alt.Step(row_step),
+            title=alt.TitleParams(f"L{layer} H{head}", color=HIGHLIGHT_COLOUR if highlight else None,
+                                  fontWeight="bold" if highlight else "normal"),  # fmt: skip
+        )
+    )
+    if highlight:
+        chart = chart.properties(view=alt.ViewBackground(stroke=HIGHLIGHT_COLOUR, strokeWidth=3))
+    if selection_name is not None:
+        chart = chart.add_params(alt.selection_point(name=selection_name, fields=["head"], on="click"))
+    return chart
+
+
+# ---------------------------------------------------------------- heads switched off
+ABLATION_COLOURS = {"flips the answer": HIGHLIGHT_COLOUR, "keeps the answer": BASE_COLOUR}
+
+
+def head_ablation_bars(df: pd.DataFrame, *, title=None, x_domain: tuple[float, float] | None = None,
+                       bar_height: int = 22) -> alt.LayerChart:  # fmt: skip
+    """Every head switched off alone at one answer position, ranked: horizontal bars of the change in the
+    prediction's logit difference, from the most harmful head (most negative) down.
+
+    ``df``: one row per head with columns ``head`` ("L0H3"), ``position_label``, ``predicts`` (the all-heads
+    prediction there), ``delta_logit_diff``, ``delta_logprob``, ``logit_diff`` (with the head off), ``top``
+    (the prediction with the head off) and ``flipped`` (bool): heads whose removal flips the prediction are
+    coloured. The log-probability change is in the tooltip. ``x_domain``: the x axis's range (give every
+    position's chart the same one so that they compare); default from 0 and the changes here.
+    """
+    df = df.copy()
+    df["effect"] = np.where(df["flipped"].to_numpy(dtype=bool), "flips the answer", "keeps the answer")
+    if x_domain is None:
+        x_domain = change_domain(df["delta_logit_diff"])
+    order = df.sort_values("delta_logit_diff", kind="stable")["head"].tolist()
+    bars = (
+        alt.Chart()
+        .mark_bar()
+        .encode(
+            y=alt.Y("head:N", sort=order, title=None),
+            x=alt.X("delta_logit_diff:Q", scale=alt.Scale(domain=list(x_domain), nice=True),
+                    title="Δ logit difference (head off − all on)"),  # fmt: skip
+            color=alt.Color(
+                "effect:N",
+                scale=alt.Scale(domain=list(ABLATION_COLOURS), range=list(ABLATION_COLOURS.values())),
+                legend=alt.Legend(orient="bottom", title=None),
+            ),
+            tooltip=[
+                alt.Tooltip("head:N", title="head switched off"),
+                alt.Tooltip("position_label:N", title="answer position"),
+                alt.Tooltip("predicts:N", title="all heads predict"),
+                alt.Tooltip("delta_logit_diff:Q", title="Δ logit difference", format="+.3f"),
+                alt.Tooltip("delta_logprob:Q", title="Δ log-probability", format="+.3g"),
+                alt.Tooltip("logit_diff:Q", title="logit difference, head off", format=".3f"),
+                alt.Tooltip("top:N", title="predicts, head off"),
+            ],
+        )
+    )
+    rule = alt.Chart().mark_rule(color="black").encode(x=alt.datum(0))  # one dataset: the rule reads it too
+    # height by the row step: Streamlit fits a "container"-wide chart's title, axes and legend inside a fixed
+    # height, which leaves the bars almost no room
+    return with_title(alt.layer(bars, rule, data=df), title, width="container", height=alt.Step(bar_height))
+
+
+def change_domain(values) -> tuple[float, float]:
+    """An x range for signed changes: from min(0, smallest) to max(0, largest); (-1, 1) when all are 0."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    lo, hi = (min(0.0, float(v.min())), max(0.0, float(v.max()))) if v.size else (0.0, 0.0)
+    return (lo, hi) if hi > lo else (-1.0, 1.0)
+
+
+def logit_diff_before_after(df: pd.DataFrame, *, title: str | None = None) -> alt.LayerChart:
+    """The answer's logit difference at each answer position, all heads on vs with some off.
+
+    ``df``: columns ``position_label``, ``run`` ("all heads" / "heads off" label) and ``logit_diff``.
+    Bars below 0 mean another token wins there.
+    """
+    labels = list(dict.fromkeys(df["position_label"]))
+    runs = list(dict.fromkeys(df["run"]))
+    base = alt.Chart().encode(
+        y=alt.Y("position_label:N", sort=labels, title=None),
+        yOffset=alt.YOffset("run:N", sort=runs),
+        x=alt.X("logit_diff:Q", title="logit difference (answer − strongest other token)"),
+        tooltip=[
+            alt.Tooltip("position_label:N", title="answer position"),
+            alt.Tooltip("run:N", title="run"),
+            alt.Tooltip("logit_diff:Q", title="logit difference", format=".3f"),
+        ],
+    )
+    bars = base.mark_bar().encode(
+        color=alt.Color("run:N", sort=runs, scale=alt.Scale(range=[BASE_COLOUR, HIGHLIGHT_COLOUR]),
+                        legend=alt.Legend(orient="bottom", title=None, labelLimit=320))  # fmt: skip
+    )
+    rule = alt.Chart().mark_rule(color="black").encode(x=alt.datum(0))
+    return with_title(alt.layer(bars, rule, data=df), title, width="container", height=alt.Step(18 * len(runs)))

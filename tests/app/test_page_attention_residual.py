@@ -7,14 +7,19 @@ is the cached array of the current example, and that it follows the sidebar.
 
 from __future__ import annotations
 
+import logging
 import math
 import statistics
 
 import numpy as np
 import pytest
 from app_helpers import chart_titles, charts, open_app, set_example
+from streamlit.elements.lib import policies
+from streamlit.testing.v1 import AppTest
 
-from model_core import ModelConfig, TaskConfig, TaskModel, Transformer, enumerate_all, load_model
+from explainer import format as fmt
+from explainer import state
+from model_core import ModelConfig, TaskConfig, TaskModel, Transformer, enumerate_all, interp, load_model
 from model_core.analysis import ablate_heads, run_example
 from model_core.analysis import attention as aa
 from model_core.analysis import output as ao
@@ -26,6 +31,11 @@ DEFAULT = "Max ( 7 2 9 )"
 @pytest.fixture(scope="module")
 def shipped():
     return load_model("digits-0-9")
+
+
+@pytest.fixture(scope="module")
+def shipped_99():
+    return load_model("digits-0-99")
 
 
 @pytest.fixture(scope="module")
@@ -246,13 +256,13 @@ def check_attention_page(at, model, text, layer, head):
     spec, df = chart(at, f"Attention pattern, {name}")
     np.testing.assert_array_equal(grid(df, "query_pos", "key_pos", "weight", (T, T)), c[a + "hook_pattern"][0, head])
     assert spec["params"][0]["select"]["fields"] == ["query_pos"]
-    _, df = chart(at, f"L{layer} H{(head + 1) % net.cfg.n_heads}")
-    np.testing.assert_array_equal(
-        grid(df.assign(hq=df["head"] * T + df["query_pos"]), "hq", "key_pos", "weight", (net.cfg.n_heads * T, T)),
-        c[a + "hook_pattern"][0].reshape(-1, T),
-    )
+    for h in range(net.cfg.n_heads):  # "All heads": one panel per head, the current one outlined
+        spec, df = chart(at, f"L{layer} H{h}")
+        assert (df["head"] == h).all()
+        np.testing.assert_array_equal(grid(df, "query_pos", "key_pos", "weight", (T, T)), c[a + "hook_pattern"][0, h])
+        assert ("view" in spec) == (h == head)
     np.testing.assert_array_equal(matrix(at, f"z, {name}", (T, dh)), c[a + "hook_z"][0, :, head])
-    write = matrix(at, f"Written into the stream: z·W_O (hook_result), {name}", (T, net.cfg.d_model))
+    write = matrix(at, f"z·W_O (hook_result), {name}", (T, net.cfg.d_model))
     np.testing.assert_array_equal(write, c[a + "hook_result"][0, :, head])
     return run
 
@@ -305,7 +315,9 @@ def test_attention_page_follows_edits_and_keeps_charts_on_invalid_input(shipped)
     assert not at.exception
     assert predictions_table(at)["all heads predict"].tolist() == ["1"]
     run = check_attention_page(at, shipped, "Min ( 4 8 1 )", 0, 0)
-    assert predictions_table(at)["probability"].iloc[0] == pytest.approx(run.answer.step_probs[0].max(), abs=1e-4)
+    p = run.answer.step_probs[0].max()
+    assert predictions_table(at)["log-prob"].iloc[0] == pytest.approx(math.log(p), rel=1e-4)
+    assert predictions_table(at)["probability"].iloc[0] == fmt.percent(p)
     before = charts(at)
     set_example(at, "Mx ( 1 2 3 )")
     assert not at.exception
@@ -318,6 +330,87 @@ def test_attention_page_follows_edits_and_keeps_charts_on_invalid_input(shipped)
             assert a.equals(b)
 
 
+# ---------------------------------------------------------------- switching heads off
+def measures(logits_at: np.ndarray, answer: int) -> tuple[float, float]:
+    """(logit difference, log-probability) of `answer` in one position's logits, in float64 by hand."""
+    z = logits_at.astype(np.float64)
+    top = z.max()
+    logp = z[answer] - (top + math.log(sum(math.exp(v - top) for v in z)))
+    return float(z[answer] - np.delete(z, answer).max()), float(logp)
+
+
+def by_zeroing_z(model, text, heads):
+    """[(clean (diff, logp), ablated (diff, logp), answer, ablated top)] per answer position: the page's former
+    computation (state.cached_ablation / ablate_heads: z zeroed before W_O), measured by hand."""
+    run = run_of(model, text)
+    logits, _ = ablate_heads(model, run.tokens, list(heads))
+    clean = run.cache["hook_logits"][0]
+    out = []
+    for p in ao.answer_positions(len(run.tokens), run.answer_pos, model.causal):
+        answer = int(clean[p].argmax())
+        out.append((measures(clean[p], answer), measures(logits[0, p], answer), answer, int(logits[0, p].argmax())))
+    return out
+
+
+def by_interp(model, text, ablations):
+    """model_core.interp.ablate of `text` read at each answer position."""
+    run = run_of(model, text)
+    positions = ao.answer_positions(len(run.tokens), run.answer_pos, model.causal)
+    return interp.ablate(model, np.tile(run.tokens, (len(positions), 1)), positions, ablations), positions
+
+
+def switch_off(at, heads, on=False):
+    for lay, h in heads:
+        at.toggle(key=f"attn_on_{lay}_{h}").set_value(on).run()
+        assert not at.exception, at.exception
+
+
+@pytest.mark.parametrize("kind", ["digits-0-9", "digits-0-99"])
+def test_toggles_report_the_logit_difference_and_log_prob_of_interp_ablate(kind, shipped, shipped_99):
+    model = shipped if kind == "digits-0-9" else shipped_99
+    text = state.DEFAULT_EXAMPLES[model.task.max_value]
+    heads = [(0, 3), (1, 2)]
+    at = open_app(ATTENTION)
+    if kind == "digits-0-99":
+        at.selectbox(key="model_name").select(kind).run()
+    set_example(at, text)
+    table = predictions_table(at)
+    assert "Δ logit diff" not in table and "heads off predict" not in table
+    switch_off(at, heads)
+    table = predictions_table(at)
+    res, positions = by_interp(model, text, [["L0H3", "L1H2"]])
+    run = run_of(model, text)
+    assert table["position"].tolist() == [f"{p}: {run.labels[p]}" for p in positions]
+    assert len(positions) == (3 if model.causal else 1)  # `=` and the two answer tokens it wrote, for 0-99
+    np.testing.assert_allclose(table["Δ logit diff"], res.delta_logit_diff[0], rtol=1e-6)
+    np.testing.assert_allclose(table["Δ log-prob"], res.delta_logprob[0], rtol=1e-6)
+    np.testing.assert_allclose(table["logit diff"], res.clean_logit_diff, rtol=1e-6)
+    np.testing.assert_allclose(table["logit diff, heads off"], res.logit_diff[0], rtol=1e-6)
+    np.testing.assert_allclose(table["log-prob"], res.clean_logprob, rtol=1e-6)
+    np.testing.assert_allclose(table["log-prob, heads off"], res.logprob[0], rtol=1e-6)
+    assert table["probability, heads off"].tolist() == [fmt.percent(math.exp(v)) for v in res.logprob[0]]
+    # ... and these are the numbers the page showed before (z zeroed, state.cached_ablation), measured by hand
+    old = by_zeroing_z(model, text, heads)
+    assert table["all heads predict"].tolist() == [model.vocab.decode([a])[0] for _, _, a, _ in old]
+    assert table["heads off predict"].tolist() == [model.vocab.decode([t])[0] for _, _, _, t in old]
+    np.testing.assert_allclose(table["logit diff"], [c[0] for c, _, _, _ in old], atol=1e-4)
+    np.testing.assert_allclose(table["logit diff, heads off"], [a[0] for _, a, _, _ in old], atol=1e-4)
+    np.testing.assert_allclose(table["log-prob"], [c[1] for c, _, _, _ in old], rtol=1e-3, atol=1e-9)
+    np.testing.assert_allclose(table["log-prob, heads off"], [a[1] for _, a, _, _ in old], rtol=1e-3, atol=1e-9)
+    # the before/after chart shows the same logit differences
+    where = "each answer position" if model.causal else f"position {run.answer_pos} (=)"
+    _, df = chart(at, f"Logit difference at {where}")
+    np.testing.assert_allclose(df[df["run"] == "all heads"]["logit_diff"], res.clean_logit_diff, rtol=1e-6)
+    np.testing.assert_allclose(df[df["run"] == "without L0H3, L1H2"]["logit_diff"], res.logit_diff[0], rtol=1e-6)
+    # the message quotes them
+    msg = (at.warning or at.success)[0].value
+    for i in range(len(positions)):
+        if not res.flipped[0, i]:
+            assert f"{fmt.logit(res.clean_logit_diff[i])} → {fmt.logit(res.logit_diff[0, i])}" in msg
+    switch_off(at, heads, on=True)
+    assert "Δ logit diff" not in predictions_table(at)
+
+
 def test_switching_off_a_crucial_head_changes_the_answer_and_back(shipped, crucial):
     CRUCIAL_EXAMPLE, CRUCIAL_HEAD, ANSWER, ABLATED_ANSWER = crucial
     at = open_app(ATTENTION)
@@ -325,39 +418,204 @@ def test_switching_off_a_crucial_head_changes_the_answer_and_back(shipped, cruci
     table = predictions_table(at)
     assert table["all heads predict"].tolist() == [ANSWER] and "heads off predict" not in table
     original = table.copy()
-    assert not at.warning and not [c for c in chart_titles(at) if c.startswith("Probability of")]
+    assert not at.warning and not [c for c in chart_titles(at) if c.startswith("Logit difference at")]
 
-    lay, h = CRUCIAL_HEAD
-    at.toggle(key=f"attn_on_{lay}_{h}").set_value(False).run()
-    assert not at.exception
+    switch_off(at, [CRUCIAL_HEAD])
     table = predictions_table(at)
     assert table["all heads predict"].tolist() == [ANSWER]
     assert table["heads off predict"].tolist() == [ABLATED_ANSWER]
+    (clean, off, _, _), = by_zeroing_z(shipped, CRUCIAL_EXAMPLE, [CRUCIAL_HEAD])
+    assert table["logit diff, heads off"].iloc[0] == pytest.approx(off[0], abs=1e-4) and off[0] < 0
+    assert table["log-prob, heads off"].iloc[0] == pytest.approx(off[1], rel=1e-4)
+    assert math.exp(off[1]) < 0.05  # the right answer loses nearly all its probability
+    warning = at.warning[0].value
+    assert f"the model now predicts `{ABLATED_ANSWER}`" in warning
+    assert f"`{ANSWER}` is now {fmt.logit(-table['logit diff, heads off'].iloc[0])} logits behind it" in warning
     run = run_of(shipped, CRUCIAL_EXAMPLE)
-    logits, _ = ablate_heads(shipped, run.tokens, [CRUCIAL_HEAD])
-    ref = ao.predictions_at(logits[0], [run.answer_pos])[0]
-    assert table["probability (heads off)"].iloc[0] == pytest.approx(ref.prob, rel=1e-9)
-    assert f"the model now predicts `{ABLATED_ANSWER}`" in at.warning[0].value
-    _, df = chart(at, f'Probability of "{ANSWER}" at position {run.answer_pos} (=)')
-    assert df["value"].iloc[0] == pytest.approx(original["probability"].iloc[0], rel=1e-9)
-    assert (
-        df["value"].iloc[1] == pytest.approx(ref.probs[shipped.vocab.id(ANSWER)], rel=1e-9)
-        and df["value"].iloc[1] < 0.05  # the right answer loses nearly all its probability
-    )
+    _, df = chart(at, f"Logit difference at position {run.answer_pos} (=)")
+    assert df["logit_diff"].tolist() == pytest.approx([clean[0], off[0]], abs=1e-4)
 
-    at.toggle(key=f"attn_on_{lay}_{h}").set_value(True).run()
-    assert not at.exception and not at.warning
+    switch_off(at, [CRUCIAL_HEAD], on=True)
+    assert not at.warning
     assert predictions_table(at).equals(original)
 
 
-def test_switching_off_a_minor_head_changes_only_the_probability(shipped):
+def test_switching_off_a_minor_head_keeps_the_answer_and_says_by_how_much(shipped):
     at = open_app(ATTENTION)
-    p_before = predictions_table(at)["probability"].iloc[0]
-    at.toggle(key="attn_on_1_3").set_value(False).run()
+    switch_off(at, [(1, 3)])
     table = predictions_table(at)
     assert table["heads off predict"].tolist() == ["9"]
-    assert table["probability (heads off)"].iloc[0] != p_before
-    assert at.success and "still wins" in at.success[0].value
+    res, _ = by_interp(shipped, DEFAULT, [["L1H3"]])
+    assert table["Δ logit diff"].iloc[0] == pytest.approx(float(res.delta_logit_diff[0, 0]), rel=1e-6)
+    assert res.delta_logit_diff[0, 0] < 0
+    success = at.success[0].value
+    assert "`9` still comes first at `=`" in success
+    assert f"logit difference {fmt.logit(res.clean_logit_diff[0])} → {fmt.logit(res.logit_diff[0, 0])}" in success
+    assert f"log-prob {fmt.log_prob(res.clean_logprob[0])} → {fmt.log_prob(res.logprob[0, 0])}" in success
+    assert "100.0%" not in success
+
+
+def hint_of(at) -> str:
+    """The "Every head switched off alone" hint: the page's last info box."""
+    return at.info[-1].value
+
+
+def ranked_charts(at, positions, labels):
+    """{position: that position's "Each head off alone" chart data, indexed by head}."""
+    return {p: chart(at, f"Each head off alone, at {p}: {labels[p]}")[1].set_index("head") for p in positions}
+
+
+@pytest.mark.parametrize("kind", ["digits-0-9", "digits-0-99"])
+def test_every_head_alone_is_a_loop_of_single_ablations_and_the_hint_names_the_largest(kind, shipped, shipped_99):
+    model = shipped if kind == "digits-0-9" else shipped_99
+    at = open_app(ATTENTION)
+    if kind == "digits-0-99":
+        at.selectbox(key="model_name").select(kind).run()
+    cfg = model.transformer.cfg
+    examples = [state.DEFAULT_EXAMPLES[model.task.max_value], "First ( 3 5 6 )"]
+    named = []
+    for text in examples:
+        set_example(at, text)
+        assert not at.exception
+        run = run_of(model, text)
+        positions = ao.answer_positions(len(run.tokens), run.answer_pos, model.causal)
+        ranked = ranked_charts(at, positions, run.labels)
+        loop = {}  # one head at a time, each its own run (z zeroed): {(head, position index): (Δ diff, Δ logp)}
+        for lay in range(cfg.n_layers):
+            for h in range(cfg.n_heads):
+                for i, (clean, off, answer, top) in enumerate(by_zeroing_z(model, text, [(lay, h)])):
+                    loop[f"L{lay}H{h}", i] = (off[0] - clean[0], off[1] - clean[1], top != answer, top)
+        for i, p in enumerate(positions):
+            df = ranked[p]
+            assert sorted(df.index) == sorted(name for name, j in loop if j == i)
+            for name, row in df.iterrows():
+                d_diff, d_logp, flipped, top = loop[name, i]
+                assert row["delta_logit_diff"] == pytest.approx(d_diff, abs=1e-4)
+                assert row["delta_logprob"] == pytest.approx(d_logp, rel=1e-3, abs=1e-9)
+                assert bool(row["flipped"]) == flipped and row["top"] == model.vocab.decode([top])[0]
+        # the hint names the head (and the position) with the largest |Δ logit difference|
+        (name, i), (d_diff, _, flipped, top) = max(loop.items(), key=lambda kv: abs(kv[1][0]))
+        runner_up = sorted((abs(v[0]) for v in loop.values()), reverse=True)[1]
+        assert abs(d_diff) - runner_up > 1e-3  # a clear winner: float noise cannot swap it
+        hint = hint_of(at)
+        assert f"switching off {name} alone costs" in hint and fmt.logit(-d_diff) in hint
+        if model.causal:
+            assert f"at position {positions[i]} (`{run.labels[positions[i]]}`)" in hint
+        flips = [n for (n, _), v in loop.items() if v[2]]
+        if flipped:
+            assert f"the model then predicts `{model.vocab.decode([top])[0]}` there" in hint
+        if not flips:
+            assert "No single head flips" in hint
+        elif flips == [name]:
+            assert "No other head flips" in hint
+        named.append(name)
+    assert named[0] != named[1], "the two examples should need different heads"  # the hint follows the example
+
+
+def test_hint_for_a_wrong_answer_and_untrained_model(causal_model):
+    at = open_app(ATTENTION)
+    add_session_model(at, causal_model)
+    set_example(at, "Max ( 47 82 19 )")
+    run = run_of(causal_model, "Max ( 47 82 19 )")
+    assert not run.answer.correct  # an untrained model
+    hint = hint_of(at)
+    assert f"wrong here (the true answer is {run.answer.expression.answer})" in hint
+    positions = ao.answer_positions(len(run.tokens), run.answer_pos, True)
+    assert len(ranked_charts(at, positions, run.labels)) == len(positions)
+
+
+def test_a_tie_is_called_a_tie(shipped):
+    """A model whose unembedding is zero: every logit is 0, the prediction wins only by vocabulary order and no
+    head changes anything. The page must say so, not invent a margin."""
+    tie = TaskModel.new(TaskConfig(max_value=9), name="tie-test", n_layers=2, d_model=32, d_ff=64)
+    tie.transformer.params["unembed.W_U"][:] = 0.0
+    tie.transformer.params["unembed.b_U"][:] = 0.0
+    at = open_app(ATTENTION)
+    at.session_state["session_models"] = {tie.name: ("session:test-tie", tie)}  # its own key: caches are by key
+    at.run()
+    at.selectbox(key="model_name").select(tie.name).run()
+    assert not at.exception, at.exception
+    hint = hint_of(at)
+    assert "no single head changes `<pad>`'s logit difference (0.00) at all" in hint
+    assert "is tied with the strongest other token: it comes first only by its place in the vocabulary" in hint
+    assert "No single head flips it" in hint and "wrong here" in hint
+    switch_off(at, [(0, 0)])
+    success = at.success[0].value
+    assert "logit difference 0.00 → 0.00 (0.00)" in success and "(tied with the strongest other token)" in success
+
+
+def test_heads_off_set_through_session_state_draw_no_warning(shipped):
+    records = []
+
+    class Catch(logging.Handler):
+        def emit(self, record):
+            records.append(record.getMessage())
+
+    logger = logging.getLogger("streamlit.elements.lib.policies")
+    handler = Catch()
+    logger.addHandler(handler)
+    try:
+        # the check catches the warning (it is logged once per process: reset it)
+        policies._shown_default_value_warning = False
+        control = 'import streamlit as st\nst.session_state["k"] = False\nst.toggle("t", value=True, key="k")'
+        AppTest.from_string(control).run()
+        assert any("default value but also had its value set via the Session State" in r for r in records)
+        records.clear()
+        policies._shown_default_value_warning = False
+        at = open_app(ATTENTION)
+        # another page links here with heads switched off (state.open_view)
+        at.session_state[state.PENDING] = {"example": "Min ( 4 8 1 )", "heads_off": [(1, 3), (0, 1)],
+                                           "layer": None, "head": None}  # fmt: skip
+        at.run()
+        assert not at.exception
+        assert at.toggle(key="attn_on_1_3").value is False and at.toggle(key="attn_on_0_1").value is False
+        assert at.toggle(key="attn_on_0_0").value is True
+        res, _ = by_interp(shipped, "Min ( 4 8 1 )", [["L0H1", "L1H3"]])
+        np.testing.assert_allclose(predictions_table(at)["Δ logit diff"], res.delta_logit_diff[0], rtol=1e-6)
+        # and a key set directly
+        at.session_state["attn_on_0_2"] = False
+        at.run()
+        assert at.toggle(key="attn_on_0_2").value is False
+        assert not [r for r in records if "Session State" in r], records
+    finally:
+        logger.removeHandler(handler)
+
+
+def click_head(at, h):
+    """What the browser sends when head `h`'s panel in "All heads" is clicked (see the Streamlit notes)."""
+    gen = at.session_state["attn_heads_click_gen"] if "attn_heads_click_gen" in at.session_state else 0
+    at.session_state[f"attn_head_click_{h}" + (f"_{gen}" if gen else "")] = {"selection": {"head": [{"head": h}]}}
+    at.run()
+    assert not at.exception, at.exception
+
+
+def test_clicking_a_head_in_all_heads_selects_it_and_stale_clicks_are_ignored(shipped):
+    at = open_app(ATTENTION)
+    spec, _ = chart(at, "L0 H2")
+    assert spec["params"] == [{"name": "head", "select": {"type": "point", "fields": ["head"], "on": "click"}}]
+    click_head(at, 2)
+    assert at.selectbox(key="head").value == 2
+    check_attention_page(at, shipped, DEFAULT, 0, 2)
+    assert "L0 H2" in at.info[0].value
+    # the click was acted on once: another head chosen in the sidebar stays, whatever the old panel still holds
+    at.session_state["attn_head_click_2"] = {"selection": {"head": [{"head": 2}]}}
+    select(at, 0, 1)
+    at.run()
+    assert at.selectbox(key="head").value == 1
+    # a click on the head already shown, or garbage, changes nothing
+    click_head(at, 1)
+    assert at.selectbox(key="head").value == 1
+    gen = at.session_state["attn_heads_click_gen"]
+    for junk in ({"selection": {"head": [{"head": 7}]}}, {"selection": {"head": [{"head": float("nan")}]}},
+                 {"selection": {"head": [{"head": "x"}]}}, {"selection": {"head": []}}, {"selection": {}}, {}):
+        at.session_state[f"attn_head_click_0_{gen}"] = junk
+        at.run()
+        assert at.selectbox(key="head").value == 1 and not at.exception
+    # a click in layer 1's panels
+    select(at, 1, 1)
+    click_head(at, 3)
+    assert (at.selectbox(key="layer").value, at.selectbox(key="head").value) == (1, 3)
+    check_attention_page(at, shipped, DEFAULT, 1, 3)
 
 
 def test_attention_page_for_a_causal_pre_norm_model(causal_model):
@@ -377,6 +635,8 @@ def test_attention_page_for_a_causal_pre_norm_model(causal_model):
     assert table["all heads predict"].tolist() == wrote[: len(table)]
     at.toggle(key="attn_on_0_0").set_value(False).run()
     assert not at.exception and len(predictions_table(at)) == T - run.answer_pos
+    res, _ = by_interp(causal_model, text, [["L0H0"]])
+    np.testing.assert_allclose(predictions_table(at)["Δ logit diff"], res.delta_logit_diff[0], rtol=1e-6)
 
 
 # ================================================================ Residual page

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from app_helpers import charts, open_app, set_example
 
+from explainer import format as fmt
 from model_core import TaskConfig, TaskModel, load_model
 from model_core.analysis import gradients as bp
 from model_core.analysis import run_example
@@ -244,7 +245,12 @@ def test_sgd_step_shows_before_and_after_and_never_touches_the_model():
     assert after < before
     assert metric(at, "Loss after") == f"{after:.4e}"
     table = at.dataframe[0].value
-    assert list(table["answer"]) == ["1", "1"] and table["confidence"].iloc[1] > table["confidence"].iloc[0]
+    assert list(table["answer"]) == ["1", "1"]
+    # a confident model's confidence moves in its 5th decimal: the table shows it, and its log beside it
+    assert table["log confidence"].iloc[1] > table["log confidence"].iloc[0]
+    conf = [float(np.log(a.step_probs.max(axis=-1)).sum()) for a in (run.answer, model.answer("Min ( 4 8 1 )"))]
+    assert table["log confidence"].iloc[0] == pytest.approx(conf[0], rel=1e-6)
+    assert table["confidence"].iloc[0] == fmt.percent(run.answer.confidence) != "100.0%"
     assert any("fall of" in i.value for i in at.info)
     # The result stays on reruns, and goes when η or the example changes.
     at.run()
@@ -259,7 +265,7 @@ def test_sgd_step_shows_before_and_after_and_never_touches_the_model():
         np.testing.assert_array_equal(current.model.transformer.params[name], value)
     at.switch_page("../pages/overview.py").run()
     assert metric(at, "Model's answer") == "1"
-    assert metric(at, "Confidence") == f"{run.answer.confidence:.1%}"
+    assert metric(at, "Confidence") == fmt.percent(run.answer.confidence)
     set_example(at, "Max ( 7 2 9 )")
     at.switch_page(PAGE).run()
     assert not [s for s, _ in charts(at) if str(s.get("title", "")).startswith("Loss on")]

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from app_helpers import chart_titles, charts, open_app, set_example
 
+from explainer import format as fmt
 from model_core import TaskConfig, TaskModel, load_model
 from model_core.analysis import embeddings as emb
 from model_core.analysis import output as ao
@@ -357,7 +358,7 @@ def test_output_page_bidirectional(shipped):
     assert float(metric(at, "Loss at position")) == pytest.approx(-math.log(ref_softmax(tf_logits)[true_id]), rel=1e-2)
     assert metric(at, "Loss at position") == f"{ao.token_losses(tf_logits[None], [true_id])[0]:.4g}"
     assert metric(at, "Training loss") == f"{run.grad_cache.loss:.4g}"
-    assert metric(at, "p(true token)") == f"{ref_softmax(z)[true_id]:.4%}"
+    assert metric(at, "p(true token)") == fmt.percent(ref_softmax(z)[true_id])
     # a warning says so exactly when the bars' run and the loss's run read different tokens at `=`
     assert bool(at.warning) == (not np.array_equal(run.tokens, run.train_tokens))
     # the logit lens: stage x candidate, last stage = the real output
