@@ -24,6 +24,10 @@ navigation = st.navigation(
             st.Page(PAGES / "output.py", title="Output & softmax", icon=":material/bar_chart:"),
             st.Page(PAGES / "backprop.py", title="Backprop", icon=":material/undo:"),
         ],
+        "Why it answers": [
+            st.Page(PAGES / "mechanism.py", title="How it answers", icon=":material/psychology:"),
+            st.Page(PAGES / "heads.py", title="Heads across all inputs", icon=":material/grid_view:"),
+        ],
         "Your own model": [
             st.Page(PAGES / "train.py", title="Train", icon=":material/model_training:"),
         ],

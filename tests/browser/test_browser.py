@@ -43,6 +43,8 @@ PAGES = {  # sidebar title -> does the page draw charts (before anything is clic
     "Residual, LayerNorm & FFN": True,
     "Output & softmax": True,
     "Backprop": True,
+    "How it answers": True,
+    "Heads across all inputs": True,
     "Train": False,
 }
 
