@@ -14,7 +14,12 @@ text and the loss curve's number of points changed on screen (the curve is count
 than 500 points; longer runs are thinned to 500), and the CPU seconds used meanwhile by the server,
 Chromium and this script. The changes are recorded in the page by a MutationObserver, so that measuring does not
 poll the browser (Playwright checks for the end of the run every 0.25 s). It also prints the same run
-headless (benchmarks/train_defaults.py).
+headless (benchmarks/train_defaults.py, with one BLAS thread as the server has), and at the end the median
+steps/s of each kind of run over rounds 2-N.
+
+The page snapshots every 10 steps up to step 200 (and measures the mechanism on a probe set at every
+snapshot), so a run's figures include those measurements. Compare two checkouts by running this script
+(the same copy of it) from each.
 """
 
 import contextlib
@@ -72,7 +77,7 @@ def progress_text(page) -> str:
 
 def start(page) -> None:
     page.locator(".st-key-train_start button").click()
-    page.wait_for_function(STOP_ENABLED_JS)
+    page.wait_for_function(STOP_ENABLED_JS, timeout=120_000)  # a loaded machine can take a while
 
 
 def rate(page) -> dict:
@@ -159,7 +164,8 @@ def headless() -> str:
     args += [sys.executable, str(ROOT / "benchmarks" / "train_defaults.py")]
     if os.environ.get("STEPS"):
         args.append(os.environ["STEPS"])
-    return subprocess.run(args, capture_output=True, text=True, cwd=ROOT).stdout.strip()
+    env = os.environ | {"OPENBLAS_NUM_THREADS": "1"}  # as the server (explainer/state.py): one BLAS thread
+    return subprocess.run(args, capture_output=True, text=True, cwd=ROOT, env=env).stdout.strip()
 
 
 def configure(page) -> None:
@@ -179,7 +185,7 @@ def configure(page) -> None:
 
 def main() -> None:
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 3
-    slowdowns = []
+    slowdowns, rates = [], {"attached": [], "away": [], "headless": []}
     with running_app() as url, sync_playwright() as p, chromium_context(p) as ctx:
         if PINNED:
             for pid in processes("streamlit"):
@@ -198,7 +204,13 @@ def main() -> None:
             print("  attached (page open):   ", attached, flush=True)
             away = run_away(page, wait_s=attached["train_s"] * 1.3)
             print("  away (another page):    ", away, flush=True)
-            print("  headless (no server):   ", headless(), flush=True)
+            alone = headless()
+            print("  headless (no server):   ", alone, flush=True)
+            if r > 1:
+                rates["attached"].append(attached["steps_per_s"])
+                rates["away"].append(away["steps_per_s"])
+                m = re.search(r"([\d.]+) steps/s", alone)
+                rates["headless"] += [float(m[1])] if m else []
             print("  load average:", open("/proc/loadavg").read().strip(), flush=True)
             slowdown = 1 - attached["steps_per_s"] / away["steps_per_s"]
             print(f"  attached is {slowdown:.0%} slower than away", flush=True)
@@ -206,6 +218,8 @@ def main() -> None:
             page.close()
     if len(slowdowns) > 1:
         print(f"median slowdown, rounds 2-{rounds}: {statistics.median(slowdowns[1:]):.0%}")
+        print(f"median steps/s, rounds 2-{rounds}: " + ", ".join(
+            f"{k} {statistics.median(v):.1f}" for k, v in rates.items() if v))
 
 
 if __name__ == "__main__":

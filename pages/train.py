@@ -1,5 +1,6 @@
 """Train: train a new model in the background, watch its curves and heads form, then open it in every page."""
 
+import time
 from types import MappingProxyType
 
 import numpy as np
@@ -7,8 +8,11 @@ import pandas as pd
 import streamlit as st
 
 from explainer import charts, live_charts, state
+from explainer.charts import attention as attention_charts
+from explainer.charts.training import mechanism_over_training
 from model_core import CheckpointError, ModelConfig, store
 from model_core.analysis.attention import strongest_attention
+from model_core.interp import probe
 from model_core.presets import train_page_defaults
 from model_core.training import job as tj
 
@@ -17,9 +21,12 @@ ADDED = state.TRAIN_ADDED  # {job id: the name it has in the sidebar}
 UPLOAD_RESULT = "train_upload_result"  # ("success" | "error", message) of the last upload
 SETTINGS = "train_settings"  # the settings' values, kept while the user is on other pages
 BARS_TITLE = "Validation accuracy per operation, latest evaluation"
-HISTORY_TITLE = "Validation accuracy per operation over training"
 LIVE_EVERY_S = 0.4  # while training, the progress, curves and bars refresh this often
-DYNAMICS_EVERY_S = 3.0  # and the accuracy history and the attention snapshots this often
+DYNAMICS_EVERY_S = 3.0  # and the mechanism chart and the attention snapshots this often
+PLAY_EVERY_S = 0.5  # after it, "Play" shows the next snapshot this often
+PLAYING = "train_playing"  # True while the snapshots play
+PLAYED_AT = "train_played_at"  # when play last moved on (time.monotonic)
+PLAY_TIMER = "train_play_timer"  # whether the app's last run gave the snapshots' fragment the play timer
 
 _PRESET = train_page_defaults()  # the one source of the recipe (model_core/presets.py)
 _MODEL, _TRAIN = ModelConfig(**_PRESET.model), _PRESET.train
@@ -72,7 +79,7 @@ def _on_start() -> None:
              "grad_clip": float(s["train_clip"]), "eval_every": s["train_eval_every"],
              "stop_at_accuracy": 1.0 if s["train_stop_at"] else None}  # fmt: skip
     job = tj.TrainingJob(task, train, model, probe=ss.get("example"))
-    ss[JOB] = job
+    ss[JOB], ss[PLAYING] = job, False
     job.start()  # a refused job ("failed") does not start; the page shows its message
 
 
@@ -117,7 +124,9 @@ st.markdown(
     "Training repeats one step thousands of times: draw a batch of $B$ expressions, run the model, score it "
     "with the cross-entropy of the right answer, backpropagate, and let the optimiser move every weight a "
     "little downhill. Every few steps the model answers the held-back **validation** expressions, and the "
-    "probe example's attention patterns are saved, so you can watch the heads form."
+    "probe example's attention patterns are saved, so you can watch the heads form. At the same snapshots a fixed "
+    "**probe set** measures the mechanism: where each head looks from `=`, which head or MLP the answers depend "
+    "on most, and the accuracy per operation, all on one time axis."
 )
 st.latex(
     r"L(\theta) = -\frac{1}{B}\sum_{b=1}^{B} \log p_\theta\left(y_b \mid x_b\right)"
@@ -243,40 +252,149 @@ def live() -> None:
                f"Hardest operation: **{worst}** ({ev.per_op[worst]:.1%}).")  # fmt: skip
 
 
-# The history of the run: it changes once per evaluation, and every chart redrawn in the live view costs
+# The history of the run: it changes once per snapshot, and every chart redrawn in the live view costs
 # the browser (on this page's machine, the same cores as training) about 0.1 s, so while training it
-# refreshes every few seconds rather than with the curves.
-@st.fragment(run_every=DYNAMICS_EVERY_S if running else None)
+# refreshes every few seconds rather than with the curves. After the run it follows the snapshot scrubber,
+# and while the scrubber plays it reruns every PLAY_EVERY_S to show the next snapshot.
+def _mechanism_frame(snap: tj.JobSnapshot, shown: int | None) -> pd.DataFrame:
+    """The mechanism chart's one dataset (`JobSnapshot.mechanism_columns`), its panels and series as categories."""
+    c = snap.mechanism_columns(shown=shown)
+    df = pd.DataFrame(c)
+    df["panel"] = pd.Categorical(c["panel"], categories=[*tj.MECHANISM_PANELS, tj.SHOWN])
+    df["series"] = pd.Categorical(c["series"], categories=list(snap.mechanism_series()))
+    return df
+
+
+def _draw_mechanism(snap: tj.JobSnapshot, shown: int) -> None:
+    ops, heads = list(snap.operations), list(snap.heads)
+    components = list(snap.components)
+    live_charts.draw(f"mechanism {len(ops)} ops {len(heads)} heads",
+                     lambda df: mechanism_over_training(df, panels=tj.MECHANISM_PANELS, shown=tj.SHOWN, operations=ops,
+                                                        heads=heads, components=components),
+                     _mechanism_frame(snap, shown))  # fmt: skip
+
+
+def _step_to(offset: int, steps: list[int]) -> None:
+    """Callback of the previous / next buttons: the snapshot `offset` places away (clamped to the run's); it
+    pauses play."""
+    ss[PLAYING] = False
+    i = steps.index(ss.train_snapshot) if ss.get("train_snapshot") in steps else len(steps) - 1
+    ss.train_snapshot = steps[min(max(i + offset, 0), len(steps) - 1)]
+
+
+def _toggle_play(steps: list[int]) -> None:
+    """Callback of Play / Pause. A callback, so that a pause takes effect before the rerun could advance; play
+    from the last snapshot starts again from the first."""
+    playing = not ss.get(PLAYING)
+    if playing and ss.get("train_snapshot") == steps[-1]:
+        ss.train_snapshot = steps[0]
+    ss[PLAYING], ss[PLAYED_AT] = playing, time.monotonic()
+
+
+def _advance(steps: list[int]) -> None:
+    """While playing: the next snapshot, at most once per PLAY_EVERY_S; at the last one, stop playing."""
+    now = time.monotonic()
+    if now - ss.get(PLAYED_AT, 0.0) < 0.8 * PLAY_EVERY_S:  # another rerun in between (a click, the sidebar)
+        return
+    ss[PLAYED_AT] = now
+    i = steps.index(ss.train_snapshot)
+    if i + 1 < len(steps):
+        ss.train_snapshot = steps[i + 1]
+    if i + 2 >= len(steps):  # the last snapshot is shown: stop (an app rerun drops the fragment's timer)
+        ss[PLAYING] = False
+        st.rerun(scope="app")
+
+
+def _snapshot_controls(snap: tj.JobSnapshot, steps: list[int]) -> int:
+    """The layer, previous / play or pause / next, and the scrubber; returns the step shown. The buttons come
+    first (play may move the scrubber, which can only be set before it is drawn)."""
+    playing = bool(ss.get(PLAYING))
+    row = st.container(horizontal=True, vertical_alignment="bottom")  # one row, on a phone too
+    with row:
+        n_layers = snap.evals[0].attention.shape[0]
+        state.keep_valid("train_layer", range(n_layers))  # the run before may have had more blocks
+        st.selectbox("Layer", range(n_layers), key="train_layer", format_func=lambda i: f"layer {i}", width=110)
+        st.button("Previous", key="train_prev", on_click=_step_to, args=(-1, steps), icon=":material/skip_previous:",
+                  disabled=ss.train_snapshot == steps[0], help="The snapshot before.")  # fmt: skip
+        st.button("Pause" if playing else "Play", key="train_play", type="primary", on_click=_toggle_play,
+                  args=(steps,), icon=":material/pause:" if playing else ":material/play_arrow:",
+                  help=f"Show each snapshot in turn, one every {PLAY_EVERY_S} s.")  # fmt: skip
+        st.button("Next", key="train_next", on_click=_step_to, args=(1, steps), icon=":material/skip_next:",
+                  disabled=ss.train_snapshot == steps[-1], help="The snapshot after.")  # fmt: skip
+    return st.select_slider("Snapshot (training step)", steps, key="train_snapshot",
+                            help="Scrub through training: the probe's attention and the mechanism at each snapshot.")
+
+
+def _mechanism_notes(snap: tj.JobSnapshot) -> None:
+    if not snap.mechanism:
+        if snap.mechanism_error:
+            st.warning(f"The mechanism could not be measured on this run: {snap.mechanism_error}")
+        return
+    steps, metrics = zip(*snap.mechanism, strict=True)
+    every, until = tj.EARLY_SNAPSHOTS
+    st.caption(f"Snapshots every {every} steps up to step {until}, then every {snap.eval_every} (validation "
+               f"accuracy only at those). Probe set: {snap.probe_set_text}. Dashed line: the snapshot shown below. "
+               "Hover for each operation's values.")  # fmt: skip
+    lines = probe.describe_history(steps, metrics)
+    st.markdown("**What the curves show** (computed from these snapshots)\n\n" + "\n".join(f"- {t}" for t in lines))
+
+
+def _shown_mechanism_text(snap: tj.JobSnapshot, at_step: int) -> str:
+    m = snap.evals[[e.step for e in snap.evals].index(at_step)].mechanism
+    if m is None:
+        return ""
+    ops = ", ".join(f"{op} {v:.0%}" for op, v in m.per_op.items())
+    top = (f"zeroing **{m.top_component}** costs the most: {m.accuracy:.0%} → {m.ablated_accuracy[m.top]:.0%}"
+           if m.top_drop > 0 else "zeroing any one head or MLP costs no accuracy")  # fmt: skip
+    return f" On the probe set at this step: accuracy {m.accuracy:.0%} ({ops}); {top}."
+
+
+ss[PLAY_TIMER] = bool(ss.get(PLAYING))
+
+
+@st.fragment(run_every=PLAY_EVERY_S if ss[PLAY_TIMER] else DYNAMICS_EVERY_S if running else None)
 def dynamics() -> None:
+    if ss.get(PLAY_TIMER) != bool(ss.get(PLAYING)):  # played or paused in here: the app run sets or drops the timer
+        st.rerun(scope="app")
     job = _job()
     snap = job.snapshot() if job is not None else None
     if snap is None or not snap.evals or snap.status == "failed":
         return
     st.subheader("How the model learned")
-    history = pd.DataFrame(snap.op_accuracy_history())
-    live_charts.draw("op_history", lambda df: charts.op_accuracy_over_time(df, title=HISTORY_TITLE), history)
-    n_layers = snap.evals[0].attention.shape[0]
-    state.keep_valid("train_layer", range(n_layers))  # the run before may have had more blocks
     steps = [e.step for e in snap.evals]
-    a, b = st.columns([1, 3])
-    layer = a.selectbox("Layer", range(n_layers), key="train_layer")
     if snap.done:
-        if "train_snapshot" not in ss:
-            ss.train_snapshot = steps[-1]
+        ss.setdefault("train_snapshot", steps[-1])
         state.keep_valid("train_snapshot", steps, default=steps[-1])  # a step of another run: the last one
-        at_step = b.select_slider("Snapshot (training step)", steps, key="train_snapshot",
-                                  help="Scrub through training: the probe's attention at each evaluation.")  # fmt: skip
+        if ss.get(PLAYING):
+            _advance(steps)  # before anything that shows the snapshot
+        shown = ss.train_snapshot
     else:
-        at_step = steps[-1]
-        b.caption(f"Live: the latest snapshot (step {at_step}), refreshed every {DYNAMICS_EVERY_S:.0f} s. "
-                  "Scrub through all of them when training ends.")  # fmt: skip
+        shown = steps[-1]
+    if snap.mechanism:
+        _draw_mechanism(snap, shown)
+    _mechanism_notes(snap)
+    if snap.done:
+        at_step = _snapshot_controls(snap, steps)
+    else:
+        ss[PLAYING] = False
+        n_layers = snap.evals[0].attention.shape[0]
+        state.keep_valid("train_layer", range(n_layers))
+        st.selectbox("Layer", range(n_layers), key="train_layer", format_func=lambda i: f"layer {i}", width=110)
+        at_step = shown
+        st.caption(f"Live: the latest snapshot (step {at_step}), refreshed every {DYNAMICS_EVERY_S:.0f} s. "
+                  "Scrub through all of them, or play them, when training ends.")  # fmt: skip
+    layer = ss.train_layer
     pattern = snap.evals[steps.index(at_step)].attention[layer]  # [head, q_pos, k_pos]
     tokens = list(snap.probe_tokens)
-    # The frame's categories are the probe's tokens; its spec also depends on the layer (titles) and the
-    # number of heads (panels), hence the name.
-    live_charts.draw(f"heads L{layer} of {len(pattern)}",
-                     lambda _: charts.heads_small_multiples(pattern, tokens, layer=layer),
-                     charts.heads_frame(pattern, tokens))
+    # One panel per head, up to four in a row (on a phone the columns stack). A panel's frame's categories are
+    # the probe's tokens; its spec also depends on the layer and the head (its title), hence the name.
+    per_row = min(len(pattern), 4)
+    for start in range(0, len(pattern), per_row):
+        for h, col in zip(range(start, min(start + per_row, len(pattern))), st.columns(per_row), strict=False):
+            with col:
+                live_charts.draw(f"head panel L{layer} H{h}",
+                                 lambda _, h=h: attention_charts.head_panel(pattern[h], tokens, layer=layer, head=h),
+                                 charts.heads_frame(pattern[h : h + 1], tokens).assign(head=h))  # fmt: skip
     query = snap.probe_tokens.index("=")
     head, key, weight = strongest_attention(pattern, query)
     head0, key0, weight0 = strongest_attention(snap.evals[0].attention[layer], query)
@@ -284,7 +402,8 @@ def dynamics() -> None:
         f"What to notice: on the probe **{snap.probe_text}** at step {at_step}, the strongest attention from `=` "
         f"in layer {layer} is head {head}'s **{weight:.2f}** on `{snap.probe_tokens[key]}` (position {key}); "
         f"before training (step 0) it was head {head0}'s {weight0:.2f} on `{snap.probe_tokens[key0]}` "
-        f"(position {key0}). Scrub through the snapshots and compare with the accuracy per operation above.",
+        f"(position {key0})." + _shown_mechanism_text(snap, at_step)
+        + " Scrub or play through the snapshots and compare with the curves above.",
         icon=":material/lightbulb:",
     )
 

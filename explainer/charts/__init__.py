@@ -19,7 +19,6 @@ from explainer.charts.attention import (
     attention_heatmap,
     attention_scores_heatmap,
     heads_frame,
-    heads_small_multiples,
 )
 from explainer.charts.common import ordered_unique, position_labels
 from explainer.charts.embedding import embedding_scatter, sinusoid_lines
@@ -35,7 +34,6 @@ from explainer.charts.training import (
     metric_curve,
     norms_by_layer_bars,
     op_accuracy_bars,
-    op_accuracy_over_time,
     training_curves,
 )
 
@@ -46,7 +44,6 @@ __all__ = [
     "before_after_bars",
     "embedding_scatter",
     "heads_frame",
-    "heads_small_multiples",
     "norms_by_layer_bars",
     "logit_bars",
     "logit_lens_lines",
@@ -54,7 +51,6 @@ __all__ = [
     "metric_curve",
     "neuron_histogram",
     "op_accuracy_bars",
-    "op_accuracy_over_time",
     "ordered_unique",
     "position_labels",
     "probability_bars",

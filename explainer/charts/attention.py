@@ -26,7 +26,6 @@ from explainer.charts.heatmap import grey_when_masked, grid_chart, grid_frame
 # Scores at or below this are treated as masked fill values (-1e9, -1e10, finfo.min):
 # real scaled Q.K scores of a small model are nowhere near it.
 MASKED_SCORE_THRESHOLD = -1e4
-SMALL_MULTIPLE_SIZE = 150
 
 
 def _attention_frame(
@@ -220,7 +219,7 @@ def attention_bars(
 
 
 def heads_frame(patterns: np.ndarray, tokens: Sequence[str], *, masked: np.ndarray | None = None) -> pd.DataFrame:
-    """The data of `heads_small_multiples`: one row per (head, query, key) cell of ``patterns`` [head, q, k].
+    """The data of a layer's `head_panel`s: one row per (head, query, key) cell of ``patterns`` [head, q, k].
 
     Its spec depends only on the tokens, the layer and the number of heads, so a live view can keep the
     spec and send a new frame when the weights change.
@@ -233,59 +232,6 @@ def heads_frame(patterns: np.ndarray, tokens: Sequence[str], *, masked: np.ndarr
         frames.append(df)
     return pd.concat(frames, ignore_index=True)
 
-
-def heads_small_multiples(
-    patterns: np.ndarray,
-    tokens: Sequence[str],
-    *,
-    layer: int,
-    highlight_head: int | None = None,
-    masked: np.ndarray | None = None,
-    columns: int = 4,
-    size: int = SMALL_MULTIPLE_SIZE,
-) -> alt.ConcatChart:
-    """One compact heatmap per head of ``patterns`` [head, q, k], titled "L{layer} H{h}".
-
-    All panels share the fixed [0, 1] colour scale, so heads compare directly. (A fixed-size concat: for a
-    page that must fit a phone, draw one `head_panel` per head in columns instead.)
-    """
-    data = heads_frame(patterns, tokens, masked=masked)
-    n_heads = len(patterns)
-    labels = position_labels(tokens)
-    colour = alt.Color("weight:Q", scale=probability_scale(), title="attention weight")
-    base = (
-        alt.Chart(data)
-        .mark_rect()
-        .encode(
-            # Compact axes: no titles, small labels; the panel title names the head.
-            x=alt.X(
-                "key_label:N",
-                sort=labels,
-                axis=alt.Axis(labelFontSize=8, labelAngle=-90, title=None),
-            ),
-            y=alt.Y("query_label:N", sort=labels, axis=alt.Axis(labelFontSize=8, title=None)),
-            color=grey_when_masked(colour) if masked is not None else colour,
-            tooltip=[alt.Tooltip("head:Q", title="head")]
-            + _query_tooltips(value_tooltip("weight", "weight"), masked is not None),
-        )
-    )
-    panels = []
-    for h in range(n_heads):
-        hi = h == highlight_head
-        panel = base.transform_filter(alt.datum.head == h).properties(
-            width=size,
-            height=size,
-            title=alt.TitleParams(
-                f"L{layer} H{h}",
-                color=HIGHLIGHT_COLOUR if hi else None,
-                fontWeight="bold" if hi else "normal",
-            ),
-        )
-        if hi:
-            # Outline the whole panel, not its cells: the head is what is highlighted.
-            panel = panel.properties(view=alt.ViewBackground(stroke=HIGHLIGHT_COLOUR, strokeWidth=3))
-        panels.append(panel)
-    return alt.concat(*panels, columns=columns).resolve_scale(color="shared")
 
 
 def head_panel(

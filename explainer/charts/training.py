@@ -5,7 +5,7 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 
-from explainer.charts.common import ordered_unique, value_tooltip, with_title
+from explainer.charts.common import BASE_COLOUR, ordered_unique, value_tooltip, with_title
 
 UNIT_DOMAIN = [0.0, 1.0]
 PANEL_HEIGHT = 220
@@ -158,26 +158,6 @@ def op_accuracy_bars(df: pd.DataFrame, *, title: str | None = None) -> alt.Layer
     )
 
 
-def op_accuracy_over_time(df: pd.DataFrame, *, title: str | None = None) -> alt.Chart:
-    """Accuracy per operation against step, on [0, 1]. ``df`` columns: step, operation, accuracy."""
-    df = df[["step", "operation", "accuracy"]]
-    chart = (
-        alt.Chart(df)
-        .mark_line(point=alt.OverlayMarkDef(size=15))
-        .encode(
-            x=alt.X("step:Q", title="training step"),
-            y=alt.Y("accuracy:Q", scale=alt.Scale(domain=UNIT_DOMAIN), title="accuracy"),
-            # Same category order as op_accuracy_bars, so an operation keeps its colour.
-            color=alt.Color("operation:N", sort=ordered_unique(df["operation"]), title="operation"),
-            tooltip=[
-                alt.Tooltip("operation:N", title="operation"),
-                alt.Tooltip("step:Q", title="step"),
-                value_tooltip("accuracy", "accuracy"),
-            ],
-        )
-    )
-    return with_title(chart, title, width="container")
-
 
 def before_after_bars(
     df: pd.DataFrame, *, value_title: str = "loss", title: str | None = None, text_format: str = ".4g"
@@ -196,3 +176,96 @@ def before_after_bars(
         text_format=text_format,
         title=title,
     )
+
+
+MECHANISM_HEIGHTS = (110, 110, 110, 90, 60, 60)  # the panels of `mechanism_over_training`, top to bottom
+MECHANISM_TITLES = (
+    ["Accuracy per operation on the probe set"],
+    ["Attention from = to the operation token", "per head, mean over operations"],
+    ["Attention from = to the answer's slot", "per head, mean over operations"],
+    ["Accuracy lost when the most important", "component (head or MLP) is zeroed"],
+    ["Learning rate"],
+    ["Gradient norm (before clipping, log scale)"],
+)
+
+
+def mechanism_over_training(
+    df: pd.DataFrame,
+    *,
+    panels: tuple[str, ...],
+    shown: str,
+    operations: list[str],
+    heads: list[str],
+    components: list[str],
+    title: str | None = None,
+) -> alt.VConcatChart:
+    """How the mechanism forms, one panel above the other on one shared training-step axis.
+
+    ``df`` is long-form, one dataset for every panel: columns step, panel, series, value, then per-operation
+    columns (named by ``operations``: a head's attention for that operation), validation, clean, without.
+    ``panels`` names the six panels as the ``panel`` column does, top to bottom: probe accuracy per operation
+    (series: operations), attention to the operation token and to the answer's slot (series: heads), the top
+    component's accuracy drop (series: components), learning rate, gradient norm. The row whose panel is
+    ``shown`` marks the snapshot shown elsewhere on the page: a dashed rule in every panel.
+    """
+    accuracy, to_op, to_slot, top, lr, grad = panels
+    base = alt.Chart(df)
+    x = alt.X("step:Q", title=None)  # the axis title only under the last panel (the axis is shared)
+    rule = base.transform_filter(alt.datum.panel == shown).mark_rule(color="#666", strokeDash=[4, 3]).encode(
+        x=x, tooltip=[alt.Tooltip("step:Q", title="snapshot shown")])
+
+    def legend(title: str, n: int) -> alt.Legend:  # under its panel, in rows of <= 5: it fits a phone too
+        return alt.Legend(title=None, orient="bottom", direction="horizontal", columns=min(n, 5), labelLimit=90,
+                          symbolSize=40, labelFontSize=10, columnPadding=8, rowPadding=2, offset=4)  # fmt: skip
+
+    def panel(name: str):
+        return base.transform_filter(alt.datum.panel == name)
+
+    def colour(series: list[str], title: str) -> alt.Color:
+        return alt.Color("series:N", sort=series, scale=alt.Scale(domain=series), legend=legend(title, len(series)),
+                         title=title)  # fmt: skip
+
+    op_tips = [alt.Tooltip(f"{op}:Q", title=f"{op}", format=".2f") for op in operations]
+    step_tip = alt.Tooltip("step:Q", title="step")
+    unit = alt.Scale(domain=UNIT_DOMAIN)
+    charts = [
+        panel(accuracy).mark_line(point=alt.OverlayMarkDef(size=14, filled=True)).encode(
+            x=x, y=alt.Y("value:Q", scale=unit, title="accuracy"), color=colour(operations, "operation"),
+            tooltip=[alt.Tooltip("series:N", title="operation"), step_tip,
+                     alt.Tooltip("value:Q", title="probe accuracy", format=".1%"),
+                     alt.Tooltip("validation:Q", title="validation accuracy", format=".1%")]),
+    ]  # fmt: skip
+    for name in (to_op, to_slot):
+        charts.append(panel(name).mark_line(point=alt.OverlayMarkDef(size=10, filled=True)).encode(
+            x=x, y=alt.Y("value:Q", scale=unit, title="attention"), color=colour(heads, "head"),
+            tooltip=[alt.Tooltip("series:N", title="head"), step_tip,
+                     alt.Tooltip("value:Q", title="mean over operations", format=".2f"), *op_tips]))  # fmt: skip
+    top_base = panel(top).encode(x=x, y=alt.Y("value:Q", title="accuracy lost", axis=alt.Axis(format=".0%")))
+    charts.append(alt.layer(
+        top_base.mark_line(color="#bbb"),
+        top_base.mark_point(size=36, filled=True).encode(
+            color=colour(components, "component"),
+            tooltip=[alt.Tooltip("series:N", title="most important"), step_tip,
+                     alt.Tooltip("value:Q", title="accuracy lost", format=".1%"),
+                     alt.Tooltip("clean:Q", title="probe accuracy", format=".1%"),
+                     alt.Tooltip("without:Q", title="with it zeroed", format=".1%")]),
+    ))  # fmt: skip
+    charts.append(panel(lr).mark_line().encode(
+        x=x, y=alt.Y("value:Q", title=None, axis=alt.Axis(format=".0e", tickCount=3)),
+        color=alt.value(BASE_COLOUR)))  # fmt: skip
+    charts.append(panel(grad).mark_line().encode(
+        x=alt.X("step:Q", title="training step"),
+        y=alt.Y("value:Q", title=None, scale=alt.Scale(type="log"), axis=alt.Axis(tickCount=3)),
+        color=alt.value(BASE_COLOUR)))
+
+    def heading(lines: list[str]) -> alt.TitleParams:
+        extra = {"subtitle": lines[1:]} if len(lines) > 1 else {}
+        return alt.TitleParams(lines[0], anchor="start", fontSize=12, subtitleFontSize=11, **extra)
+
+    layered = [alt.layer(c, rule).properties(title=heading(t), height=h)
+               for c, t, h in zip(charts, MECHANISM_TITLES, MECHANISM_HEIGHTS, strict=True)]  # fmt: skip
+    chart = alt.vconcat(*layered, spacing=10).resolve_scale(x="shared", color="independent").properties(
+        autosize=FIT_WIDTH)
+    # every y axis as wide as the widest, so that the panels line up and no axis title is cut off on the left
+    chart = chart.configure_axisY(minExtent=42, maxExtent=42)
+    return chart.properties(title=title) if title else chart

@@ -12,6 +12,8 @@
     steering     steer(model, tokens, query, ["L1H2"], key) -> the answer with heads forced onto one key
                  (steered_logits: its logits)
     story        story.explain(model, text, space_run) -> the evidence on one example and claims written from it
+    probe        probe_set(task) -> a fixed probe set; mechanism_metrics(model, probe) -> head roles, accuracy per
+                 operation and the component whose zeroing costs the most (the Train page, at every snapshot)
     ablation     ablate(model, tokens, positions, [["L0H3"], ["L1.mlp"]], mean=...) -> many ablations, one pass;
                  model.evaluate(exprs, fwd_hooks=ablation_hooks(model, ["L0H3"])) -> accuracy with it off
 
@@ -56,3 +58,9 @@ __all__ = [
     "input_space", "story", "patched_logits", "PatchedRun", "recovery", "roles", "steer", "steered_logits",
     "steering_hooks", "sweep_hooks",
 ]  # fmt: skip
+
+# (after the list above, which stays as it is)
+from . import probe  # noqa: E402
+from .probe import MechanismMetrics, mechanism_metrics, probe_set  # noqa: E402
+
+__all__ += ["MechanismMetrics", "mechanism_metrics", "probe", "probe_set"]

@@ -15,6 +15,11 @@ always agree in length and step. Stop with `job.stop()`; the trainer checks betw
 Bad hyperparameters never raise out of here: a `ConfigError`, `TaskError` or a broken
 limit makes the job "failed" at once with the error's message; a loss that turns NaN
 ends it as "diverged" with the trainer's message.
+
+Every snapshot also measures the mechanism on a fixed probe set (`model_core.interp.probe`:
+head roles, accuracy per operation, the component whose zeroing costs the most), and the job
+snapshots every `EARLY_SNAPSHOTS[0]` steps up to step `EARLY_SNAPSHOTS[1]` besides the
+`eval_every` schedule, where most of the mechanism forms.
 """
 
 from __future__ import annotations
@@ -28,12 +33,13 @@ from typing import Any
 import numpy as np
 
 from ..config import ConfigError, ModelConfig, TrainConfig
+from ..interp.probe import ROLE_MEASURES, MechanismMetrics, describe_probe, held_out, mechanism_metrics, probe_set
 from ..params import param_shapes
-from ..task import Expression, TaskConfig, TaskError, check_compatible
+from ..task import Expression, ExpressionSet, TaskConfig, TaskError, check_compatible, make_splits
 from ..task.parser import ParseError
 from ..task.vocab import DEFAULT_VOCAB
 from ..task_model import TaskModel
-from .trainer import EvalMetrics, StepMetrics, Trainer
+from .trainer import EvalMetrics, StepMetrics, Trainer, snapshot_steps
 
 # ----------------------------------------------------------------------------- limits
 # What one session may train here: a 2-core machine shared by every user.
@@ -51,6 +57,17 @@ MAX_POINTS = 500  # most points a live curve sends to the browser (see `thin_ind
 # The categories of `Snapshot.curves`: training loss and accuracy at every step, validation accuracy.
 CURVE_METRICS = (LOSS, ACCURACY) = ("loss", "accuracy")
 CURVE_SPLITS = (CURVE_TRAIN, CURVE_VALIDATION) = ("train", "validation")
+
+# Snapshots (attention and mechanism) every 10 steps up to step 100 too, where the page's default run forms its
+# heads (its probe accuracy rises most between steps 40 and 90). Up to step 200 cost the default run about 15% of
+# its steps/s (22 snapshots instead of 6), up to 100 a few percent (14): see benchmarks/train_page_speed.py.
+EARLY_SNAPSHOTS = (10, 100)
+
+# The panels of `JobSnapshot.mechanism_columns`, top to bottom, and the one row that marks the snapshot shown.
+MECHANISM_PANELS = (PANEL_ACCURACY, PANEL_TO_OP, PANEL_TO_SLOT, PANEL_TOP, PANEL_LR, PANEL_GRAD) = (
+    "probe accuracy", *ROLE_MEASURES, "top component", "learning rate", "gradient norm")
+SHOWN = "shown snapshot"  # its panel and series
+OPTIMIZER_SERIES = ("learning rate", "gradient norm")
 
 STATUSES = ("pending", "running", "finished", "reached_target", "stopped", "diverged", "failed")
 ENDED = frozenset(STATUSES[2:])
@@ -143,6 +160,11 @@ class JobSnapshot:
     probe_text: str = ""
     probe_tokens: tuple[str, ...] = ()
     operations: tuple[str, ...] = field(default=())
+    probe_set_text: str = ""  # what the mechanism's probe set is (`describe_probe`), once the run has started
+    heads: tuple[str, ...] = ()  # "L0H0", ... of the model trained
+    components: tuple[str, ...] = ()  # every head and MLP, as `every_component` names them
+    mechanism_error: str = ""  # why the mechanism metrics are missing, if they are
+    eval_every: int = 0  # validation accuracy every this many steps
 
     @property
     def steps_done(self) -> int:
@@ -169,7 +191,18 @@ class JobSnapshot:
         return self.steps_done / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
     @property
+    def validations(self) -> tuple[EvalMetrics, ...]:
+        """The snapshots at which validation accuracy was measured (the `eval_every` schedule)."""
+        return tuple(e for e in self.evals if e.validated)
+
+    @property
     def latest_eval(self) -> EvalMetrics | None:
+        """The latest snapshot with validation accuracy."""
+        validations = self.validations
+        return validations[-1] if validations else None
+
+    @property
+    def latest_snapshot(self) -> EvalMetrics | None:
         return self.evals[-1] if self.evals else None
 
     def curves(self, max_points: int = MAX_POINTS) -> dict[str, np.ndarray]:
@@ -179,8 +212,8 @@ class JobSnapshot:
         then validation accuracy at every evaluation.
         """
         idx = thin_indices(self.steps_done, max_points)
-        ev_step = np.array([e.step for e in self.evals], dtype=np.int64)
-        ev_acc = np.array([e.accuracy for e in self.evals], dtype=np.float64)
+        ev_step = np.array([e.step for e in self.validations], dtype=np.int64)
+        ev_acc = np.array([e.accuracy for e in self.validations], dtype=np.float64)
         k, m = len(idx), len(ev_step)
         return {
             "step": np.concatenate([self.step[idx], self.step[idx], ev_step]),
@@ -191,19 +224,71 @@ class JobSnapshot:
 
     def op_accuracy(self, which: int = -1) -> dict[str, list]:
         """Columns (operation, accuracy) of evaluation `which` (the latest by default)."""
-        if not self.evals:
+        validations = self.validations
+        if not validations:
             return {"operation": [], "accuracy": []}
-        per_op = self.evals[which].per_op
+        per_op = validations[which].per_op
         return {"operation": list(per_op), "accuracy": [float(v) for v in per_op.values()]}
 
-    def op_accuracy_history(self) -> dict[str, list]:
-        """Columns (step, operation, accuracy): every evaluation's validation accuracy per operation."""
-        rows = [(e.step, op, acc) for e in self.evals for op, acc in e.per_op.items()]
-        return {
-            "step": [r[0] for r in rows],
-            "operation": [r[1] for r in rows],
-            "accuracy": [float(r[2]) for r in rows],
-        }
+    @property
+    def mechanism(self) -> tuple[tuple[int, MechanismMetrics], ...]:
+        """(step, metrics) of every snapshot that has its mechanism measured."""
+        return tuple((e.step, e.mechanism) for e in self.evals if e.mechanism is not None)
+
+    def mechanism_columns(self, shown: int | None = None, max_points: int = MAX_POINTS) -> dict[str, np.ndarray]:
+        """Long-form columns for `charts.mechanism_over_training`: every panel on one time axis, `step`.
+
+        Columns: step, panel (one of MECHANISM_PANELS, or SHOWN), series (an operation, a head, a component
+        or one of OPTIMIZER_SERIES), value; then, for the tooltips, one column per operation (a head's attention
+        for that operation; NaN in other panels), "validation" (the operation's validation accuracy at that
+        step, where it was measured), "clean" and "without" (probe accuracy, and with the top component zeroed).
+
+        - probe accuracy: a row per snapshot and operation; the attention panels: a row per snapshot and head,
+          the mean over operations (`MechanismMetrics.role_mean`); top component: a row per snapshot, its
+          accuracy drop (series: its name); at <= max_points snapshots (thinned, never averaged);
+        - learning rate, gradient norm: at <= max_points recorded steps (thinned, never averaged);
+        - SHOWN: one row at step `shown` (none if None), where the chart marks the snapshot shown.
+        """
+        ops = list(self.operations)
+        records = self.mechanism
+        records = [records[i] for i in thin_indices(len(records), max_points)]
+        blocks: list[dict[str, np.ndarray]] = []
+
+        def block(step, panel: str, series, value, **extra) -> None:
+            step = np.asarray(step, dtype=np.int64)
+            cols = {"step": step, "panel": np.full(len(step), panel, dtype=object),
+                    "series": np.asarray(series, dtype=object), "value": np.asarray(value, dtype=np.float64)}
+            for k in (*ops, "validation", "clean", "without"):
+                cols[k] = np.asarray(extra[k], dtype=np.float64) if k in extra else np.full(len(step), np.nan)
+            blocks.append(cols)
+
+        if records:
+            steps = np.array([s for s, _ in records], dtype=np.int64)
+            metrics = [m for _, m in records]
+            validation = {e.step: e.per_op for e in self.validations}
+            acc = [[m.per_op.get(op, np.nan) for op in ops] for m in metrics]  # [snapshot, op]
+            val = [[validation.get(int(s), {}).get(op, np.nan) for op in ops] for s in steps]
+            block(np.repeat(steps, len(ops)), PANEL_ACCURACY, np.tile(np.array(ops, dtype=object), len(steps)),
+                  np.ravel(acc), validation=np.ravel(val))  # fmt: skip
+            heads = np.array(metrics[-1].heads, dtype=object)
+            for panel in ROLE_MEASURES:
+                table = np.stack([m.role_table(panel) for m in metrics])  # [snapshot, head, op]
+                per_op = {op: table[:, :, k].ravel() for k, op in enumerate(metrics[-1].operations) if op in ops}
+                block(np.repeat(steps, len(heads)), panel, np.tile(heads, len(steps)),
+                      np.ravel([m.role_mean(panel) for m in metrics]), **per_op)  # fmt: skip
+            block(steps, PANEL_TOP, [m.top_component for m in metrics], [m.top_drop for m in metrics],
+                  clean=[m.accuracy for m in metrics], without=[m.ablated_accuracy[m.top] for m in metrics])
+        idx = thin_indices(self.steps_done, max_points)
+        for panel, values in ((PANEL_LR, self.lr), (PANEL_GRAD, self.grad_norm)):
+            block(self.step[idx], panel, np.full(len(idx), panel, dtype=object), values[idx])
+        if shown is not None:
+            block([shown], SHOWN, [SHOWN], [0.0])
+        return {k: np.concatenate([b[k] for b in blocks]) for k in blocks[0]}
+
+    def mechanism_series(self) -> tuple[str, ...]:
+        """Every value `mechanism_columns`'s series column can take, in drawing order (for a stable chart spec)."""
+        return (*self.operations, *self.heads, *[c for c in self.components if c not in self.heads],
+                *OPTIMIZER_SERIES, SHOWN)  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- the job
@@ -230,6 +315,8 @@ class TrainingJob:
         self._started_at: float | None = None
         self._ended_at: float | None = None
         self._probe_text, self._probe_tokens = "", ()
+        self._probe_set_text, self._mechanism_error = "", ""
+        self.probe_set: ExpressionSet | None = None  # the mechanism's probe set, once the run has started
         self._model: TaskModel | None = None
         self.task: TaskConfig | None = None
         self.train: TrainConfig | None = None
@@ -333,17 +420,36 @@ class TrainingJob:
                 probe_text=self._probe_text,
                 probe_tokens=self._probe_tokens,
                 operations=self.task.operations if self.task else (),
+                probe_set_text=self._probe_set_text,
+                heads=self._heads(),
+                components=self._components(),
+                mechanism_error=self._mechanism_error,
+                eval_every=self.train.eval_every if self.train else 0,
             )
+
+    def _heads(self) -> tuple[str, ...]:
+        cfg = self.model_config
+        return tuple(f"L{i}H{h}" for i in range(cfg.n_layers) for h in range(cfg.n_heads)) if cfg else ()
+
+    def _components(self) -> tuple[str, ...]:  # as `interp.every_component` names them
+        cfg = self.model_config
+        return self._heads() + tuple(f"L{i}.mlp" for i in range(cfg.n_layers)) if cfg else ()
 
     # ------------------------------------------------------------ the worker (no UI calls here)
     def _work(self) -> None:
         try:
             # Overflow on the way to a NaN is reported as "diverged" by the trainer, not as warnings.
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                trainer = Trainer(self._model, self.train, probe=self._probe)
+                splits = make_splits(self.task, seed=self.train.seed)  # the trainer's own (same seed)
+                self.probe_set = probe_set(self.task, seed=self.train.seed, splits=splits)
+                trainer = Trainer(self._model, self.train, probe=self._probe, splits=splits,
+                                  early_snapshots=EARLY_SNAPSHOTS, measure=self._measure)  # fmt: skip
                 tokens = tuple(self._model.vocab.decode(trainer.probe_tokens[0]))
+                where = "held-out (validation) expressions" if held_out(self.probe_set, splits) else \
+                    "expressions drawn from the whole task (its validation split is too small)"  # fmt: skip
                 with self._lock:
                     self._probe_text, self._probe_tokens = trainer.probe.text, tokens
+                    self._probe_set_text = f"{describe_probe(self.probe_set)}; {where}"
                     self._message = "Training…"
                 for event in trainer.run(self._stop):
                     self._record(event)
@@ -358,6 +464,20 @@ class TrainingJob:
         for array in self._model.transformer.params.values():
             array.setflags(write=False)  # the trained model is handed out; nothing may change it now
         self._end(status, message)
+
+    def _measure(self, model: TaskModel) -> MechanismMetrics | None:
+        """The mechanism metrics of a snapshot; None (and a note for the UI) if they cannot be measured:
+        an analysis that fails must not end the training run."""
+        try:
+            return mechanism_metrics(model, self.probe_set)
+        except Exception as err:  # noqa: BLE001 - shown on the page; training goes on without them
+            with self._lock:
+                self._mechanism_error = f"{type(err).__name__}: {err}"
+            return None
+
+    def snapshot_steps(self) -> list[int]:
+        """The steps this job snapshots at if it runs to its last step."""
+        return snapshot_steps(self.train, EARLY_SNAPSHOTS) if self.train else []
 
     def _record(self, event: StepMetrics | EvalMetrics) -> None:
         with self._lock:

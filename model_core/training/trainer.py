@@ -6,14 +6,23 @@ validation accuracy per operation and a snapshot of the probe expression's
 attention patterns, so a UI can replay how the heads formed. It stops between
 steps when a `threading.Event` is set, and stops with a message (keeping the last
 finite weights) if the loss or the gradient becomes NaN or infinite.
+
+With `early_snapshots=(every, until)` it also snapshots every `every` steps up to step
+`until` (the Train page: every 10 steps up to 100, when most heads form): those
+`EvalMetrics` carry the attention and the `measure` but no validation accuracy
+(`accuracy` and `per_op` are None), so the validation schedule, its cost and the early
+stop are those of `eval_every`. `measure(model)`, if given, is called at every snapshot
+and its result kept as `EvalMetrics.mechanism` (the Train page measures the mechanism
+on a probe set, `model_core.interp.probe`). Neither changes the weights or the batches.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -37,11 +46,37 @@ class StepMetrics:
 
 @dataclass(frozen=True)
 class EvalMetrics:
+    """A snapshot at one step: the probe's attention, and validation accuracy on the `eval_every` schedule."""
+
     step: int
-    accuracy: float  # exact match on the validation split
-    per_op: dict[str, float]
+    accuracy: float | None  # exact match on the validation split; None at an early snapshot between evaluations
+    per_op: dict[str, float] | None
     attention: np.ndarray  # [layer, head, q_pos, k_pos] the probe's patterns at this step
     elapsed_s: float
+    mechanism: Any = None  # what the trainer's `measure(model)` returned at this step (None without one)
+
+    @property
+    def validated(self) -> bool:
+        """Whether validation accuracy was measured at this step."""
+        return self.accuracy is not None
+
+
+def is_validation_step(step: int, cfg: TrainConfig) -> bool:
+    """Validation accuracy is measured at step 0, every `eval_every` steps and at the last step."""
+    return step % cfg.eval_every == 0 or step == cfg.steps
+
+
+def is_snapshot_step(step: int, cfg: TrainConfig, early: tuple[int, int] | None = None) -> bool:
+    """A snapshot (attention, measure) is taken at every validation step and, with `early` = (every, until),
+    every `every` steps up to step `until`."""
+    if is_validation_step(step, cfg):
+        return True
+    return early is not None and step <= early[1] and step % early[0] == 0
+
+
+def snapshot_steps(cfg: TrainConfig, early: tuple[int, int] | None = None) -> list[int]:
+    """The steps of every snapshot of a run that goes to its last step."""
+    return [s for s in range(cfg.steps + 1) if is_snapshot_step(s, cfg, early)]
 
 
 @dataclass
@@ -55,7 +90,8 @@ class TrainResult:
 
 class Trainer:
     def __init__(self, model: TaskModel, cfg: TrainConfig, *, probe: str | Expression | None = None,
-                 splits: Splits | None = None):  # fmt: skip
+                 splits: Splits | None = None, early_snapshots: tuple[int, int] | None = None,
+                 measure: Callable[[TaskModel], Any] | None = None):  # fmt: skip
         # A step allocates hundreds of short-lived arrays and many small matrix products:
         # keep freed memory for reuse and fault in OpenBLAS's buffer once (see _alloc).
         _alloc.keep_freed_memory()
@@ -70,6 +106,10 @@ class Trainer:
         self.probe = model.parse(probe) if isinstance(probe, str) else probe
         self.probe_tokens = model.encode(model.expressions([self.probe])).tokens  # [1, T]
         self.result: TrainResult | None = None
+        if early_snapshots is not None and not (early_snapshots[0] >= 1 and early_snapshots[1] >= 0):
+            raise ValueError(f"early_snapshots must be (every >= 1, until >= 0), got {early_snapshots!r}")
+        self.early_snapshots = early_snapshots
+        self.measure = measure
 
     def probe_attention(self) -> np.ndarray:
         """[layer, head, q_pos, k_pos] attention patterns of the probe expression, now."""
@@ -78,9 +118,11 @@ class Trainer:
         )
         return np.stack([cache[f"blocks.{i}.attn.hook_pattern"][0] for i in range(self.model.transformer.cfg.n_layers)])
 
-    def _evaluate(self, step: int, start: float) -> EvalMetrics:
-        ev = self.model.evaluate(self.splits.val)
-        return EvalMetrics(step, ev["accuracy"], ev["per_op"], self.probe_attention(), time.perf_counter() - start)
+    def _evaluate(self, step: int, start: float, validate: bool = True) -> EvalMetrics:
+        ev = self.model.evaluate(self.splits.val) if validate else {"accuracy": None, "per_op": None}
+        mechanism = self.measure(self.model) if self.measure is not None else None
+        return EvalMetrics(step, ev["accuracy"], ev["per_op"], self.probe_attention(), time.perf_counter() - start,
+                           mechanism)  # fmt: skip
 
     def run(self, stop: threading.Event | None = None) -> Iterator[StepMetrics | EvalMetrics]:
         cfg, model = self.cfg, self.model
@@ -109,10 +151,10 @@ class Trainer:
             step += 1
             right = exact_match_at_rows(logits, batch.targets)  # logits: [target rows, vocab]
             yield StepMetrics(step, loss, float(right.mean()), lr, float(norm), time.perf_counter() - start)
-            if step % cfg.eval_every == 0 or step == cfg.steps:
-                ev = self._evaluate(step, start)
+            if is_snapshot_step(step, cfg, self.early_snapshots):
+                ev = self._evaluate(step, start, validate=is_validation_step(step, cfg))
                 yield ev
-                if cfg.stop_at_accuracy is not None and ev.accuracy >= cfg.stop_at_accuracy:
+                if ev.validated and cfg.stop_at_accuracy is not None and ev.accuracy >= cfg.stop_at_accuracy:
                     status = "reached_target"
                     message = f"Reached {ev.accuracy:.1%} validation accuracy after {step} steps."
                     break

@@ -13,9 +13,13 @@ from app_helpers import chart_titles, charts, open_app, set_example
 
 from model_core import TaskConfig, TaskModel, store
 from model_core.analysis.attention import strongest_attention
+from model_core.interp import probe as pr
+from model_core.training import job as tj
 
 PAGE = "../pages/train.py"
 TINY = {"train_layers": 1, "train_heads": 2, "train_d_model": 16, "train_d_ff": 32}
+MECHANISM = "Accuracy per operation on the probe set"  # the mechanism chart's first panel
+PLAY_EVERY_S = 0.5  # pages/train.py: play shows the next snapshot this often
 
 
 def configure(at, steps: int = 40, eval_every: int = 20, **numbers):
@@ -54,6 +58,13 @@ def frame(at, title: str) -> list[pd.DataFrame]:
         if any(t.startswith(title) for t in titles(spec)):
             return frames
     raise AssertionError(f"no chart titled {title!r} in {chart_titles(at)}")
+
+
+def heads_weights(at, layer: int = 0) -> np.ndarray:
+    """Layer `layer`'s attention weights drawn in the head panels, [head, query, key] flattened."""
+    titles = [f"L{layer} H{h}" for h in range(8) if f"L{layer} H{h}" in chart_titles(at)]
+    heads = pd.concat([f for t in titles for f in frame(at, t)])
+    return heads.set_index(["head", "query_pos", "key_pos"])["weight"].sort_index().to_numpy()
 
 
 def unit_sort(spec: dict, mark: str) -> list:
@@ -111,16 +122,13 @@ def test_a_small_run_joins_the_model_list_and_opens_in_other_pages(trained):
     pd.testing.assert_frame_equal(curves, pd.DataFrame(snap.curves())[curves.columns], check_dtype=False)
     (bars,) = frame(at, "Validation accuracy per operation, latest evaluation")
     assert dict(zip(bars["operation"], bars["accuracy"], strict=True)) == snap.evals[-1].per_op
-    (history,) = frame(at, "Validation accuracy per operation over training")
-    assert sorted(set(history["step"])) == [0, 20, 40] and len(history) == 3 * 5
+    assert [e.step for e in snap.validations] == [0, 20, 40]
     assert {"L0 H0", "L0 H1"} <= set(chart_titles(at))
-    # Scrub back to the first snapshot: the heads show that snapshot's patterns.
-    assert list(at.select_slider(key="train_snapshot").options) == ["0", "20", "40"]
+    # Scrub back to the first snapshot: the heads show that snapshot's patterns (every 10 steps early on).
+    assert list(at.select_slider(key="train_snapshot").options) == ["0", "10", "20", "30", "40"]
     at.select_slider(key="train_snapshot").set_value(0).run()
-    heads = pd.concat(frame(at, "L0 H0"))
     first = snap.evals[0].attention[0]  # [head, q, k]
-    got = heads.set_index(["head", "query_pos", "key_pos"])["weight"].sort_index()
-    np.testing.assert_allclose(got.to_numpy(), first.reshape(-1), rtol=1e-6)
+    np.testing.assert_allclose(heads_weights(at), first.reshape(-1), rtol=1e-6)
     h, k, w = strongest_attention(first, query=8)  # `=` is the probe's 9th token
     assert any(f"probe **Min ( 4 8 1 )** at step 0, the strongest attention from `=` in layer 0 is head {h}'s "
                f"**{w:.2f}**" in i.value for i in at.info)  # fmt: skip
@@ -257,9 +265,128 @@ def test_snapshot_layer_the_browser_still_shows_from_a_deeper_run(trained):
     """A layer label of an earlier, deeper run (the browser still shows it) falls back to layer 0."""
     at, job = trained  # one block
     node = at.selectbox(key="train_layer")
-    node.options.append("2")  # what the browser's list held for a three-block run
-    node.set_value("2")
+    node.options.append("layer 2")  # what the browser's list held for a three-block run
+    node.set_value("2")  # shown as "layer 2": the label the browser sends back
     at.run()
     assert not at.exception, at.exception
     assert at.selectbox(key="train_layer").value == 0
     assert {"L0 H0", "L0 H1"} <= set(chart_titles(at))
+
+
+def mechanism_frame(at) -> pd.DataFrame:
+    (df,) = frame(at, MECHANISM)
+    return df.astype({"panel": str, "series": str}).reset_index(drop=True)
+
+
+def test_the_mechanism_chart_draws_mechanism_metrics_of_each_snapshots_weights(trained):
+    at, job = trained
+    snap = job.snapshot()
+    df = mechanism_frame(at)
+    # the chart's one dataset is the job's record, the shown snapshot (the last) marked
+    want = pd.DataFrame(snap.mechanism_columns(shown=40))
+    pd.testing.assert_frame_equal(df, want[df.columns], check_dtype=False)
+    assert df.loc[df["panel"] == tj.SHOWN, "step"].tolist() == [40]
+    # ... and those are `mechanism_metrics` on the probe set with the weights of that snapshot: the untrained
+    # model at step 0 (the same seed), the trained model at the last step
+    cfg = job.model_config
+    untrained = TaskModel.new(job.task, **{k: getattr(cfg, k) for k in ("n_layers", "n_heads", "d_model", "d_ff",
+                                                                         "causal", "norm", "seed")})  # fmt: skip
+    for step, model in ((0, untrained), (40, job.model)):
+        m = pr.mechanism_metrics(model, job.probe_set)
+        at_step = df[df["step"] == step]
+        acc = at_step[at_step["panel"] == tj.PANEL_ACCURACY]
+        assert dict(zip(acc["series"], acc["value"], strict=True)) == m.per_op
+        for panel, table in ((tj.PANEL_TO_OP, m.to_op), (tj.PANEL_TO_SLOT, m.to_answer_slot)):
+            rows = at_step[at_step["panel"] == panel]
+            assert rows["series"].tolist() == m.heads
+            np.testing.assert_allclose(rows["value"], table.mean(axis=1), rtol=1e-12)
+            np.testing.assert_allclose(rows[list(m.operations)], table, rtol=1e-12)
+        (top,) = at_step[at_step["panel"] == tj.PANEL_TOP].itertuples()
+        assert (top.series, top.value, top.clean, top.without) == (
+            m.top_component, m.top_drop, m.accuracy, m.ablated_accuracy[m.top])
+    lr = df[df["panel"] == tj.PANEL_LR]
+    np.testing.assert_array_equal(lr["step"], snap.step)
+    np.testing.assert_array_equal(lr["value"], snap.lr)
+    np.testing.assert_array_equal(df.loc[df["panel"] == tj.PANEL_GRAD, "value"], snap.grad_norm)
+    # its builder's spec is valid Vega-Lite (the page skips validation: live_charts)
+    from explainer.charts.training import mechanism_over_training
+
+    mechanism_over_training(want, panels=tj.MECHANISM_PANELS, shown=tj.SHOWN, operations=list(snap.operations),
+                            heads=list(snap.heads), components=list(snap.components)).to_dict(validate=True)
+    # the sentences under it are computed from the same numbers
+    steps, metrics = zip(*snap.mechanism, strict=True)
+    text = next(m.value for m in at.markdown if "What the curves show" in m.value)
+    for line in pr.describe_history(steps, metrics):
+        assert f"- {line}" in text
+    assert any("Probe set: 50 expressions, 10 per operation; held-out" in c.value for c in at.caption)
+
+
+def test_play_shows_each_snapshot_in_turn_then_stops(trained):
+    at, job = trained
+    snap = job.snapshot()
+    steps = [e.step for e in snap.evals]
+    assert at.session_state["train_snapshot"] == 40 and at.button(key="train_play").label == "Play"
+    at.button(key="train_play").click().run()  # at the last snapshot: play starts from the first
+    assert not at.exception, at.exception
+    assert at.session_state["train_snapshot"] == 0 and at.button(key="train_play").label == "Pause"
+    shown = []
+    for _ in range(10):  # the fragment reruns every PLAY_EVERY_S in a browser; here each at.run() polls it
+        time.sleep(PLAY_EVERY_S)
+        at.run()
+        assert not at.exception, at.exception
+        shown.append(at.session_state["train_snapshot"])
+        i = steps.index(shown[-1])
+        # the views that follow the scrubber follow play: the heads, the marked step, the note
+        np.testing.assert_allclose(heads_weights(at), snap.evals[i].attention[0].reshape(-1), rtol=1e-6)
+        df = mechanism_frame(at)
+        assert df.loc[df["panel"] == tj.SHOWN, "step"].tolist() == [shown[-1]]
+        assert any(f"at step {shown[-1]}," in n.value for n in at.info)
+        if not at.session_state["train_playing"]:
+            break
+    assert shown == [10, 20, 30, 40]  # one snapshot per tick, then it stops at the last
+    assert at.button(key="train_play").label == "Play"
+
+
+def test_pause_and_the_step_buttons(trained):
+    at, job = trained
+    snap = job.snapshot()
+    assert at.button(key="train_next").disabled and not at.button(key="train_prev").disabled
+    at.button(key="train_prev").click().run()
+    at.button(key="train_prev").click().run()
+    assert at.session_state["train_snapshot"] == 20
+    np.testing.assert_allclose(heads_weights(at), snap.evals[2].attention[0].reshape(-1), rtol=1e-6)
+    at.button(key="train_next").click().run()
+    assert at.session_state["train_snapshot"] == 30 and not at.exception
+    at.select_slider(key="train_snapshot").set_value(0).run()
+    assert at.button(key="train_prev").disabled
+    df = mechanism_frame(at)
+    assert df.loc[df["panel"] == tj.SHOWN, "step"].tolist() == [0]
+    at.button(key="train_play").click().run()  # play from step 0 ...
+    time.sleep(PLAY_EVERY_S)
+    at.run()
+    assert at.session_state["train_snapshot"] == 10 and at.button(key="train_play").label == "Pause"
+    at.button(key="train_play").click().run()  # ... pause
+    assert not at.session_state["train_playing"] and at.button(key="train_play").label == "Play"
+    time.sleep(PLAY_EVERY_S)
+    at.run()
+    assert at.session_state["train_snapshot"] == 10
+    at.button(key="train_play").click().run()  # play again, then a step button pauses it
+    at.button(key="train_next").click().run()
+    assert not at.session_state["train_playing"] and at.session_state["train_snapshot"] == 20
+    time.sleep(PLAY_EVERY_S)
+    at.run()
+    assert at.session_state["train_snapshot"] == 20 and not at.exception
+
+
+def test_a_0_99_run_probes_mostly_two_digit_values():
+    at = open_app(PAGE)
+    at.selectbox(key="train_max_value").select(99).run()
+    configure(at, steps=20, eval_every=20).button(key="train_start").click().run()
+    job = wait_until_done(at)
+    assert job.status == "finished" and job.model_config.causal
+    probe = job.probe_set
+    two = (probe.values >= 10).all(axis=1)
+    assert len(probe) == 50 and two.sum() == 40 and (probe.values[~two] < 10).any(axis=1).all()
+    assert any("40 with only two-digit values, 10 with a one-digit value" in c.value for c in at.caption)
+    df = mechanism_frame(at)
+    assert sorted(set(df.loc[df["panel"] == tj.PANEL_ACCURACY, "step"])) == [0, 10, 20]

@@ -275,28 +275,6 @@ def test_attention_bars(rng):
     assert df["key_label"].tolist() == LABELS
 
 
-# --- 5. heads_small_multiples -------------------------------------------------------------
-
-
-def test_heads_small_multiples(rng):
-    patterns = row_stochastic(rng, (3, T, T), CAUSAL)
-    spec = spec_of(charts.heads_small_multiples(patterns, TOKENS, layer=1, highlight_head=2))
-    panels = spec["concat"]
-    assert [p["title"]["text"] for p in panels] == ["L1 H0", "L1 H1", "L1 H2"]
-    assert spec["resolve"]["scale"]["color"] == "shared"
-    for h, p in enumerate(panels):
-        assert mark(p) == "rect" and p["width"] == p["height"] == 150
-        assert p["transform"] == [{"filter": f"(datum.head === {h})"}]
-        assert_probability_scale(p["encoding"]["color"]["scale"])
-        assert ("view" in p) == (h == 2)  # only the highlighted head is outlined
-    df = data_of(spec, "head", "query_pos", "key_pos", "weight")
-    assert len(df) == patterns.size
-    np.testing.assert_array_equal(df["weight"], patterns[df["head"], df["query_pos"], df["key_pos"]])
-    # The live Train page swaps in heads_frame's data under the same spec: it must be the chart's data.
-    live = charts.heads_frame(patterns, TOKENS)
-    pd.testing.assert_frame_equal(data_of(spec, "head")[list(live.columns)], live, check_dtype=False)
-
-
 # --- 6. sinusoid_lines -----------------------------------------------------------------------
 
 
@@ -561,20 +539,6 @@ def test_op_accuracy_bars():
     assert tooltip_fields(bar["encoding"])["accuracy"]["format"] == ".4f"
     assert unit_with_mark(spec, "text")["encoding"]["text"]["field"] == "accuracy"
     pd.testing.assert_frame_equal(data_of(spec, "operation", "accuracy"), df_in)
-
-
-def test_op_accuracy_over_time():
-    df_in = pd.DataFrame(
-        [(s, op, min(1.0, s / (100 * (k + 1)))) for s in range(0, 200, 20) for k, op in enumerate(["Max", "Sum"])],
-        columns=["step", "operation", "accuracy"],
-    )
-    spec = spec_of(charts.op_accuracy_over_time(df_in))
-    assert mark(spec) == "line"
-    enc = spec["encoding"]
-    assert enc["y"]["scale"]["domain"] == [0.0, 1.0]
-    assert enc["color"]["field"] == "operation" and enc["color"]["sort"] == ["Max", "Sum"]
-    assert tooltip_fields(enc)["accuracy"]["format"] == ".4f"
-    pd.testing.assert_frame_equal(data_of(spec, "step", "operation", "accuracy"), df_in)
 
 
 def test_before_after_bars():

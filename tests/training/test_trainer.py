@@ -90,3 +90,57 @@ def test_training_reports_the_learning_rate_schedule():
     lrs = [e.lr for e in trainer.run() if isinstance(e, StepMetrics)]
     assert lrs[0] == pytest.approx(1e-3) and lrs[9] == pytest.approx(1e-2)  # linear warm-up
     assert lrs[-1] < lrs[10]  # then cosine decay
+
+
+def test_the_snapshot_schedule_adds_early_snapshots_to_the_evaluations():
+    from model_core.training.trainer import is_validation_step, snapshot_steps
+
+    cfg = TrainConfig(steps=300, eval_every=50)
+    assert snapshot_steps(cfg) == [0, 50, 100, 150, 200, 250, 300]
+    assert snapshot_steps(cfg, (10, 200)) == list(range(0, 201, 10)) + [250, 300]
+    assert snapshot_steps(TrainConfig(steps=95, eval_every=40), (10, 200)) == list(range(0, 91, 10)) + [95]
+    assert snapshot_steps(TrainConfig(steps=500, eval_every=25), (10, 100))[:13] == [0, 10, 20, 25, 30, 40, 50, 60,
+                                                                                     70, 75, 80, 90, 100]  # fmt: skip
+    assert [s for s in range(301) if is_validation_step(s, cfg)] == snapshot_steps(cfg)
+
+
+def test_early_snapshots_measure_the_model_without_changing_the_run():
+    model, trainer = tiny(steps=60, eval_every=25)
+    seen = []  # (step, a copy of a weight) at every call of `measure`
+
+    def measure(m):
+        seen.append(m.transformer.params["blocks.0.attn.W_Q"].copy())
+        return len(seen)
+
+    trainer.early_snapshots, trainer.measure = (10, 40), measure
+    weights_at = {}
+    evals = []
+    for event in trainer.run():
+        if isinstance(event, StepMetrics):
+            weights_at[event.step] = model.transformer.params["blocks.0.attn.W_Q"].copy()
+        else:
+            evals.append(event)
+    assert [e.step for e in evals] == [0, 10, 20, 25, 30, 40, 50, 60]
+    assert [e.step for e in evals if e.validated] == [0, 25, 50, 60]  # validation on its own schedule only
+    assert all(e.accuracy is None and e.per_op is None for e in evals if e.step in (10, 20, 30, 40))
+    assert [e.mechanism for e in evals] == list(range(1, 9))  # measured once at every snapshot, in order
+    for e, w in zip(evals[1:], seen[1:], strict=True):
+        np.testing.assert_array_equal(w, weights_at[e.step])  # of the weights after that many steps
+    plain, t2 = tiny(steps=60, eval_every=25)
+    list(t2.run())
+    for name, value in plain.transformer.params.items():  # the snapshots change nothing in the run
+        np.testing.assert_array_equal(value, model.transformer.params[name])
+
+
+def test_the_early_stop_reads_validation_only():
+    model, trainer = tiny(steps=2000, eval_every=100, stop_at_accuracy=1.0)
+    trainer.early_snapshots = (5, 400)
+    evals = [e for e in trainer.run() if isinstance(e, EvalMetrics)]
+    assert trainer.result.status == "reached_target" and trainer.result.steps % 100 == 0
+    assert evals[-1].validated and evals[-1].accuracy == 1.0
+
+
+def test_training_records_the_gradient_norm_before_clipping():
+    model, trainer = tiny(steps=5, grad_clip=0.1)
+    norms = [e.grad_norm for e in trainer.run() if isinstance(e, StepMetrics)]
+    assert len(norms) == 5 and all(n > 0.1 for n in norms)  # above the clip: the norm before clipping

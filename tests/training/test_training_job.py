@@ -18,6 +18,7 @@ from model_core import (
     enumerate_all,
 )
 from model_core.analysis.attention import strongest_attention
+from model_core.interp import probe as pr
 from model_core.training import job as tj
 from model_core.training.job import TrainingJob
 
@@ -44,7 +45,8 @@ def test_runs_to_the_end_and_the_trained_model_answers():
     snap = job.snapshot()
     assert job.status == snap.status == "finished" and snap.progress == 1.0 and snap.steps_done == 300
     assert "Trained for 300 steps" in job.message and "Held-out accuracy" in job.message
-    assert [e.step for e in snap.evals] == [0, 50, 100, 150, 200, 250, 300]
+    assert [e.step for e in snap.validations] == [0, 50, 100, 150, 200, 250, 300]
+    assert [e.step for e in snap.evals] == list(range(0, 101, 10)) + [150, 200, 250, 300] == job.snapshot_steps()
     assert snap.loss[-20:].mean() < snap.loss[:20].mean() / 2
     assert snap.steps_per_s > 0 and snap.elapsed_s > 0
     model = job.model
@@ -222,7 +224,7 @@ def test_curves_show_recorded_values_at_thinned_steps():
     val = cols["split"] == "validation"
     assert cols["step"][val].tolist() == [0, n] and cols["value"][val].tolist() == [0.1, 0.9]
     assert snap.op_accuracy() == {"operation": ["Max"], "accuracy": [0.9]}
-    assert snap.op_accuracy_history() == {"step": [0, n], "operation": ["Max", "Max"], "accuracy": [0.1, 0.9]}
+    assert [(e.step, e.per_op) for e in snap.validations] == [(0, {"Max": 0.1}), (n, {"Max": 0.9})]
     assert snap.steps_per_s == n / 2.0
 
 
@@ -236,3 +238,91 @@ def test_strongest_attention_matches_a_loop():
 def test_default_name():
     cfg = tj.model_config({})
     assert tj.default_name(TaskConfig(), cfg, 0) == "trained: 0-9, 2×4 d64 (seed 0)"
+
+
+def test_every_snapshot_records_the_mechanism_on_the_probe_set():
+    job = tiny_job(steps=60, task=TaskConfig(operations=("First", "Max")), eval_every=25)
+    job.start()
+    assert job.join(60) and job.status == "finished"
+    snap = job.snapshot()
+    assert [e.step for e in snap.evals] == [0, 10, 20, 25, 30, 40, 50, 60] == job.snapshot_steps()
+    assert [e.step for e in snap.validations] == [0, 25, 50, 60]
+    assert snap.latest_eval.step == 60 and snap.op_accuracy()["operation"] == ["First", "Max"]
+    # the probe set: held-out expressions of the task, the same ones the job was given
+    probe = job.probe_set
+    np.testing.assert_array_equal(probe.ids(), pr.probe_set(job.task, seed=0).ids())
+    assert snap.probe_set_text == "50 expressions, 25 per operation; held-out (validation) expressions"
+    assert [s for s, _ in snap.mechanism] == [e.step for e in snap.evals] and not snap.mechanism_error
+    # the first snapshot is the untrained model's, the last the trained model's
+    first, last = snap.mechanism[0][1], snap.mechanism[-1][1]
+    untrained = TaskModel.new(job.task, **TINY)
+    for got, model in ((first, untrained), (last, job.model)):
+        want = pr.mechanism_metrics(model, probe)
+        np.testing.assert_array_equal(got.to_op, want.to_op)
+        np.testing.assert_array_equal(got.ablated_accuracy, want.ablated_accuracy)
+        assert got.per_op == want.per_op and got.top_component == want.top_component
+    assert snap.heads == ("L0H0", "L0H1") and snap.components == ("L0H0", "L0H1", "L0.mlp")
+
+
+def test_mechanism_columns_put_every_panel_on_one_step_axis():
+    job = tiny_job(steps=30, task=TaskConfig(operations=("First", "Max")), eval_every=30)
+    job.start()
+    assert job.join(60)
+    snap = job.snapshot()
+    cols = snap.mechanism_columns(shown=20)
+    assert len({len(v) for v in cols.values()}) == 1
+    panel, series, step, value = cols["panel"], cols["series"], cols["step"], cols["value"]
+    assert set(panel) == {*tj.MECHANISM_PANELS, tj.SHOWN} and set(series) <= set(snap.mechanism_series())
+    m = dict(snap.mechanism)
+    acc = panel == tj.PANEL_ACCURACY
+    assert sorted(set(step[acc])) == [0, 10, 20, 30]
+    for s_, op, v in zip(step[acc], series[acc], value[acc], strict=True):
+        assert v == m[s_].per_op[op]
+    on = (panel == tj.PANEL_TO_OP) & (step == 30)
+    np.testing.assert_allclose(value[on], m[30].to_op.mean(axis=1))
+    np.testing.assert_allclose(cols["First"][on], m[30].to_op[:, 0])
+    top = panel == tj.PANEL_TOP
+    assert list(series[top]) == [m[s_].top_component for s_ in (0, 10, 20, 30)]
+    np.testing.assert_allclose(value[top], [m[s_].top_drop for s_ in (0, 10, 20, 30)])
+    np.testing.assert_array_equal(value[panel == tj.PANEL_GRAD], snap.grad_norm)  # 30 steps: none thinned
+    np.testing.assert_array_equal(value[panel == tj.PANEL_LR], snap.lr)
+    assert step[panel == tj.SHOWN].tolist() == [20]
+    assert tj.SHOWN not in snap.mechanism_columns()["panel"]
+    long = tiny_job(steps=1200, task=MAX2, eval_every=600)  # a long curve is thinned to <= MAX_POINTS
+    long.start()
+    assert long.join(120)
+    lr_steps = long.snapshot().mechanism_columns()["step"][long.snapshot().mechanism_columns()["panel"] == tj.PANEL_LR]
+    assert len(lr_steps) <= tj.MAX_POINTS and lr_steps[0] == 1 and lr_steps[-1] == 1200
+
+
+def test_a_failing_measurement_does_not_end_the_run(monkeypatch):
+    def broken(model, probe):
+        raise ValueError("no luck")
+
+    monkeypatch.setattr(tj, "mechanism_metrics", broken)
+    job = tiny_job(steps=20)
+    job.start()
+    assert job.join(30) and job.status == "finished"
+    snap = job.snapshot()
+    assert snap.mechanism_error == "ValueError: no luck" and snap.mechanism == () and len(snap.evals) == 3
+
+
+def test_mechanism_columns_thin_a_long_run_to_max_points_snapshots():
+    from model_core.interp.input_space import HeadRoles
+
+    z = np.zeros((2, 1))
+    m = pr.MechanismMetrics(HeadRoles(["L0H0", "L0H1"], ["Max"], z + 0.5, z + 0.25, z, z, n=4), 0.75, {"Max": 0.75},
+                            ("L0H0", "L0H1", "L0.mlp"), np.array([0.5, 0.75, 0.75]), np.zeros((3, 1)), n=4)  # fmt: skip
+    n = 2000
+    evals = tuple(EvalMetrics(s, None, None, np.zeros((1, 2, 2, 2)), 0.0, m) for s in range(0, n + 1, 2))
+    snap = tj.JobSnapshot("finished", "", n, np.arange(1, n + 1), np.ones(n), np.ones(n), np.ones(n), np.ones(n),
+                          evals, 1.0, operations=("Max",), heads=("L0H0", "L0H1"),
+                          components=("L0H0", "L0H1", "L0.mlp"))  # fmt: skip
+    cols = snap.mechanism_columns()
+    for panel in tj.MECHANISM_PANELS:
+        steps = cols["step"][cols["panel"] == panel]
+        assert len(set(steps)) <= tj.MAX_POINTS and steps.min() in (0, 1) and steps.max() == n, panel
+    top = cols["panel"] == tj.PANEL_TOP
+    assert set(cols["series"][top]) == {"L0H0"} and np.allclose(cols["value"][top], 0.25)
+    on = cols["panel"] == tj.PANEL_TO_OP
+    assert np.allclose(cols["value"][on], 0.5) and np.allclose(cols["Max"][on], 0.5)
