@@ -43,6 +43,17 @@ a JSON string::
 owns its meaning, so the caller validates it (`model_core.store` does). Likewise
 `train_config` is only checked to be an object or null.
 
+Limits
+------
+Loading is bounded in time and memory by construction: every size the file states is
+checked against `model_core.limits` before anything of that size is parsed, allocated or
+built, and every check takes time linear in the file. In order: the file's bytes, the
+header's bytes and JSON nesting depth, the metadata's bytes and depth, then the model's
+sizes (the limits the Train page trains within: blocks, heads, widths, max_len, vocabulary,
+parameters), then the vocabulary's length, then every array's name, shape and dtype in the
+header, before any array is read. A JSON object that lists a key twice is refused. Whatever
+goes wrong, even an error none of these checks foresaw, is a CheckpointError.
+
 From PyTorch
 ------------
     import json
@@ -57,8 +68,12 @@ From PyTorch
 
 from __future__ import annotations
 
+import gc
 import json
 import os
+import re
+from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -67,15 +82,17 @@ from typing import Any
 import numpy as np
 import safetensors.numpy
 
+from . import limits
 from .config import ConfigError, ModelConfig
+from .limits import MAX_HEADER_BYTES, MAX_JSON_DEPTH, MAX_METADATA_BYTES, LimitError
 from .model import Transformer
 from .params import param_shapes
-from .training.optim import STATE_PREFIX, check_state_dict
+from .training.optim import SLOTS, STATE_PREFIX, STEP_KEY, check_state_dict
 
 FORMAT = "transformer-explainer-checkpoint"
 FORMAT_VERSION = 1
 META_KEY = "transformer_explainer"
-MAX_BYTES = 50_000_000
+MAX_BYTES = limits.MAX_CHECKPOINT_BYTES  # the default `max_bytes`
 
 # safetensors dtype codes -> the names people know
 _DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "I64": "int64",
@@ -110,6 +127,10 @@ def save_checkpoint(model: Transformer, *, vocab_tokens: list[str], task: dict, 
     checkpoint that saves also loads.
     """
     cfg = model.cfg
+    try:
+        limits.check_model(cfg)
+    except LimitError as err:
+        raise CheckpointError(f"cannot save a model that would not load again: {err}") from None
     shapes = param_shapes(cfg)
     missing = [n for n in shapes if n not in model.params]
     extra = [n for n in model.params if n not in shapes]
@@ -124,11 +145,16 @@ def save_checkpoint(model: Transformer, *, vocab_tokens: list[str], task: dict, 
             raise CheckpointError(f"parameter '{n}' holds NaN or infinite values; refusing to save a broken model")
         tensors[n] = p
     if optimizer_state:
+        # Stored as loading accepts it (float32 slots, an int64 step counter), as the parameters are; checked
+        # again after the cast, which can overflow a float64 value to infinity.
+        stored = {k: np.ascontiguousarray(v, dtype=np.int64 if k == STEP_KEY else np.float32)
+                  for k, v in optimizer_state.items()}  # fmt: skip
         try:
             check_state_dict(optimizer_state, shapes)
+            check_state_dict(stored, shapes)
         except ValueError as err:
             raise CheckpointError(f"cannot save the optimiser state: {err}") from None
-        tensors |= {k: np.ascontiguousarray(v) for k, v in optimizer_state.items()}
+        tensors |= stored
     _check_vocab(vocab_tokens, cfg.vocab_size)
     for what, value, ok in (("task", task, isinstance(task, dict)),
                             ("train_config", train_config, train_config is None or isinstance(train_config, dict)),
@@ -170,13 +196,29 @@ def load_checkpoint(source: str | Path | bytes, *, max_bytes: int = MAX_BYTES) -
 
     Never executes anything from the file. Raises CheckpointError, whose message
     names the problem (and the array, if one is at fault), for anything that is not
-    a complete, consistent checkpoint of this format.
+    a complete, consistent checkpoint of this format, or that is beyond `model_core.limits`
+    (see "Limits" above). It raises nothing else.
     """
-    data, label = _read(source, max_bytes)
+    label = _label(source)
+    try:
+        return _load(_read(source, label, max_bytes), label)
+    except CheckpointError:
+        raise
+    except (RecursionError, MemoryError) as err:
+        # The limits should make both impossible; should one get through, it is still a refusal, not a crash.
+        raise CheckpointError(f"{label} is too large or too deeply nested to load ({type(err).__name__})") from None
+    except Exception as err:  # a check nobody foresaw failed: refuse the file; the message names no internals
+        raise CheckpointError(f"{label} could not be loaded ({type(err).__name__} while checking it)") from err
+
+
+def _load(data: bytes, label: str) -> Checkpoint:
     header = _parse_header(data, label)
     meta = _parse_meta(header, label)
     try:
         cfg = ModelConfig.from_dict(meta["model_config"])
+        limits.check_model(cfg)  # before anything is built from it, or even its blocks listed
+    except LimitError as err:
+        raise CheckpointError(f"{label}: {err}") from None
     except (ConfigError, TypeError) as err:
         raise CheckpointError(f"{label} has an invalid model config: {err}") from None
     vocab = meta["vocab"]
@@ -214,20 +256,27 @@ def load_checkpoint(source: str | Path | bytes, *, max_bytes: int = MAX_BYTES) -
     )
 
 
-def _read(source: str | Path | bytes, max_bytes: int) -> tuple[bytes, str]:
-    """The file's bytes and how to name it in messages; never more than max_bytes."""
+def _label(source: Any) -> str:
+    """How messages name the file: its path as given, or "the checkpoint data"."""
+    return f"'{Path(source)}'" if isinstance(source, (str, Path)) else "the checkpoint data"
+
+
+def _read(source: str | Path | bytes, label: str, max_bytes: int) -> bytes:
+    """The file's bytes; never more than max_bytes."""
     if isinstance(source, (bytes, bytearray, memoryview)):
-        data, label = bytes(source), "the checkpoint data"
+        data = bytes(source)
     elif isinstance(source, (str, Path)):
         path = Path(source)
-        label = f"'{path}'"
         if not path.exists():
             raise CheckpointError(f"no checkpoint file at {label}; check the path")
         if not path.is_file():
             raise CheckpointError(f"{label} is not a file; give the path of a .safetensors checkpoint")
         try:
             with open(path, "rb") as f:
-                data = f.read(max_bytes + 1)  # a file that grows after stat still cannot get past the limit
+                # f.read(n) allocates n bytes before it reads, so read no more than the file holds (read(max_bytes + 1)
+                # cost 50 MB for every small file). The extra byte makes a file beyond the limit fail the check below;
+                # one that grows meanwhile is read in part, and refused as truncated.
+                data = f.read(min(os.fstat(f.fileno()).st_size, max_bytes) + 1)
         except OSError as err:
             raise CheckpointError(f"{label} could not be read: {err.strerror or err}") from None
     else:
@@ -237,7 +286,7 @@ def _read(source: str | Path | bytes, max_bytes: int) -> tuple[bytes, str]:
             f"{label} is larger than the {max_bytes:,}-byte limit for checkpoints; this app's models are far "
             f"smaller. If you trust the file, load it with a larger max_bytes."
         )
-    return data, label
+    return data
 
 
 def _parse_header(data: bytes, label: str) -> dict[str, Any]:
@@ -255,10 +304,12 @@ def _parse_header(data: bytes, label: str) -> dict[str, Any]:
             f"{label} is not a safetensors checkpoint, or is truncated: its first 8 bytes announce a {n:,}-byte "
             f"header but only {len(data) - 8:,} bytes follow"
         )
-    try:
-        header = json.loads(data[8 : 8 + n].decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as err:
-        raise CheckpointError(f"{label} has a corrupt safetensors header (not valid JSON: {err})") from None
+    if n > MAX_HEADER_BYTES:
+        raise CheckpointError(
+            f"{label} has a {n:,}-byte safetensors header; this app reads headers of at most {MAX_HEADER_BYTES:,} "
+            "bytes (its own checkpoints' are about 5 KB)"
+        )
+    header = _parse_json(data[8 : 8 + n], label, "a corrupt safetensors header", "its safetensors header")
     if not isinstance(header, dict):
         raise CheckpointError(f"{label} has a corrupt safetensors header (not a JSON object)")
     end = 0
@@ -304,10 +355,16 @@ def _parse_meta(header: dict[str, Any], label: str) -> dict[str, Any]:
     metadata = header.get("__metadata__")
     if not isinstance(metadata, dict) or META_KEY not in metadata:
         raise CheckpointError(f"{not_ours}: it has no '{META_KEY}' metadata")
-    try:
-        meta = json.loads(metadata[META_KEY])
-    except (TypeError, ValueError) as err:
-        raise CheckpointError(f"{label} has corrupt metadata (not valid JSON: {err})") from None
+    text = metadata[META_KEY]
+    if not isinstance(text, str):
+        raise CheckpointError(f"{label} has corrupt metadata (not a JSON string)")
+    raw = text.encode("utf-8", "surrogatepass")  # JSON may escape a lone surrogate; still one measure of size
+    if len(raw) > MAX_METADATA_BYTES:
+        raise CheckpointError(
+            f"{label} has {len(raw):,} bytes of metadata; this app reads at most {MAX_METADATA_BYTES:,} "
+            "(its own checkpoints have about 1.2 KB)"
+        )
+    meta = _parse_json(raw, label, "corrupt metadata", "its metadata")
     if not isinstance(meta, dict):
         raise CheckpointError(f"{label} has corrupt metadata (not a JSON object)")
     if meta.get("format") != FORMAT:
@@ -330,14 +387,84 @@ def _parse_meta(header: dict[str, Any], label: str) -> dict[str, Any]:
     return meta
 
 
+# A JSON string, from its opening quote to its closing one (or the end of a text cut inside it). Possessive
+# (`++`, `*+`): it never backtracks, so removing every string takes one linear pass even over hostile text.
+_JSON_STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+"?', re.DOTALL)
+_OPEN, _CLOSE = np.frombuffer(b"[{", np.uint8), np.frombuffer(b"]}", np.uint8)
+
+
+def _json_depth(raw: bytes) -> int:
+    """How deeply arrays and objects nest in this JSON text, found by one linear scan, without parsing it.
+
+    Brackets inside strings do not count, so the strings are cut out first; every bracket left is one
+    json.loads would descend into (up to the first error, in invalid JSON).
+    """
+    structure = np.frombuffer(_JSON_STRING.sub(b"", raw), np.uint8)
+    steps = np.isin(structure, _OPEN).astype(np.int32) - np.isin(structure, _CLOSE)
+    return int(np.cumsum(steps, dtype=np.int32).max(initial=0))
+
+
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str):
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """json.loads' object_pairs_hook: a dict, unless a key appears twice (json.loads would keep the last)."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise _DuplicateKey(next(k for k, n in Counter(k for k, _ in pairs).items() if n > 1))
+    return obj
+
+
+@contextmanager
+def _no_garbage_collection():
+    """The cyclic garbage collector paused: json.loads makes up to a few hundred thousand containers, none in a
+    cycle, and each batch of them would start a collection that scans the whole process's heap (in a test
+    session or a busy server, seconds). With it paused, parsing takes time linear in the text."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _parse_json(raw: bytes, label: str, corrupt: str, where: str) -> Any:
+    """JSON text parsed once its depth is known to be small (json.loads recurses once per level)."""
+    depth = _json_depth(raw)
+    if depth > MAX_JSON_DEPTH:
+        raise CheckpointError(
+            f"{label} has JSON nested {depth:,} levels deep in {where}; this app reads at most {MAX_JSON_DEPTH} "
+            "levels (its own checkpoints nest 3)"
+        )
+    try:
+        with _no_garbage_collection():
+            return json.loads(raw.decode("utf-8", "surrogatepass"), object_pairs_hook=_unique_keys)
+    except _DuplicateKey as err:
+        raise CheckpointError(f"{label} has {corrupt}: it lists {err.key!r} twice in one JSON object") from None
+    except (UnicodeDecodeError, ValueError) as err:
+        raise CheckpointError(f"{label} has {corrupt} (not valid JSON: {err})") from None
+
+
 def _check_vocab(vocab: Any, vocab_size: int) -> None:
-    if not isinstance(vocab, (list, tuple)) or not all(isinstance(t, str) for t in vocab):
+    """The vocabulary, in time linear in its length: the length first, then the types, then one counting pass."""
+    if not isinstance(vocab, (list, tuple)):
         raise CheckpointError("the vocab must be a list of token strings")
-    if len(set(vocab)) != len(vocab):
-        dupes = sorted({t for t in vocab if vocab.count(t) > 1})
-        raise CheckpointError(f"the vocab has duplicate tokens {dupes}; each token needs one id")
+    if len(vocab) > limits.MAX_VOCAB:
+        raise CheckpointError(
+            f"the vocab has {len(vocab):,} tokens; this app loads models of at most {limits.MAX_VOCAB:,} tokens"
+        )
     if len(vocab) != vocab_size:
         raise CheckpointError(f"the vocab has {len(vocab)} tokens but the model config says vocab_size {vocab_size}")
+    if not all(isinstance(t, str) for t in vocab):
+        raise CheckpointError("the vocab must be a list of token strings")
+    dupes = sorted(t for t, n in Counter(vocab).items() if n > 1)
+    if dupes:
+        listed = f"{dupes[:5]}" + (f" and {len(dupes) - 5} more" if len(dupes) > 5 else "")
+        raise CheckpointError(f"the vocab has duplicate tokens {listed}; each token needs one id")
 
 
 def _check_table(header: dict[str, Any], shapes: dict[str, tuple[int, ...]], label: str) -> None:
@@ -360,4 +487,24 @@ def _check_table(header: dict[str, Any], shapes: dict[str, tuple[int, ...]], lab
         if dtype != "F32":
             raise CheckpointError(
                 f"{label}: parameter '{n}' is {_DTYPES.get(dtype, dtype)}; parameters must be float32"
+            )
+    # The optimiser state too, so that every array in the file is one of known size before any is read.
+    # (Which slots are present, and their values, are checked once read, by `check_state_dict`.)
+    unusable = f"{label} has unusable optimiser state"
+    for key, entry in table.items():
+        if not key.startswith(STATE_PREFIX):
+            continue
+        dtype, got = entry["dtype"], tuple(entry["shape"])
+        if key == STEP_KEY:
+            if dtype != "I64" or got not in ((), (1,)):
+                raise CheckpointError(f"{unusable}: '{key}' must be int64 [1], got {_DTYPES.get(dtype, dtype)} {got}")
+            continue
+        slot, _, name = key.removeprefix(STATE_PREFIX).partition(".")
+        if slot not in SLOTS or name not in shapes:
+            raise CheckpointError(f"{unusable}: unexpected optimiser state array '{key}'")
+        if got != shapes[name]:
+            raise CheckpointError(f"{unusable}: optimiser state array '{key}' has shape {got}, expected {shapes[name]}")
+        if dtype != "F32":
+            raise CheckpointError(
+                f"{unusable}: optimiser state array '{key}' is {_DTYPES.get(dtype, dtype)}; it must be float32"
             )

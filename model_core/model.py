@@ -48,7 +48,10 @@ class Transformer:
         self.cfg = cfg
         self.params = params if params is not None else init_params(cfg, dtype)
         self.dtype = next(iter(self.params.values())).dtype
-        self._sinusoid = L.sinusoidal_positions(cfg.max_len, cfg.d_model).astype(self.dtype)
+        # The sinusoid table's first rows, made on first use and grown only as far as a run needs: building all
+        # max_len rows here (in float64) would let a config, e.g. a checkpoint's, allocate memory it never uses.
+        # A row depends on its position alone, so rows [:T] are the same numbers whatever the table's length.
+        self._sinusoid: np.ndarray | None = None
 
     # ------------------------------------------------------------ public API
     @property
@@ -58,10 +61,18 @@ class Transformer:
     def hook_names(self) -> list[str]:
         return hook_names(self.cfg)
 
-    def positional_table(self) -> np.ndarray:
+    def positional_table(self, n: int | None = None) -> np.ndarray:
         """What the model adds to the token embeddings at position p: row p of [max_len, d_model]
-        (the learned `pos_embed.W_pos`, or the fixed sinusoid table in the model's dtype)."""
-        return self.params["pos_embed.W_pos"] if self.cfg.positional == "learned" else self._sinusoid
+        (the learned `pos_embed.W_pos`, or the fixed sinusoid table in the model's dtype).
+        With `n`, only its first n rows, [n, d_model]: all a run of n tokens reads."""
+        n = self.cfg.max_len if n is None else min(n, self.cfg.max_len)
+        if self.cfg.positional == "learned":
+            table = self.params["pos_embed.W_pos"]
+        else:
+            table = self._sinusoid
+            if table is None or len(table) < n:
+                table = self._sinusoid = L.sinusoidal_positions(n, self.cfg.d_model).astype(self.dtype)
+        return table if len(table) == n else table[:n]
 
     def astype(self, dtype) -> Transformer:
         """A copy of this model whose parameters (and arithmetic) are in `dtype`."""
@@ -189,7 +200,7 @@ class Transformer:
         first, from_mid, x = start if start is not None else (0, False, None)
         if start is None:
             embed = run("hook_embed", p["embed.W_E"][tokens])  # [batch, pos, d_model]
-            pos = run("hook_pos_embed", np.broadcast_to(self.positional_table()[:T], (B, T, cfg.d_model)))
+            pos = run("hook_pos_embed", np.broadcast_to(self.positional_table(T), (B, T, cfg.d_model)))
             x = embed + pos
         # Added to the scores: 0 where a query may attend to a key, -inf where it may not
         # (padding; the future when causal). The same numbers as np.where(mask, scores, -inf),

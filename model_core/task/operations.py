@@ -12,6 +12,7 @@ test are split *by distinct expression*: no test expression is ever trained on.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from functools import cached_property
@@ -94,7 +95,7 @@ class TaskConfig:
             if op not in OPERATIONS:
                 raise TaskError(f"Unknown operation {op!r}. Known: {_known()}.")
         if len(set(ops)) != len(ops):
-            dupes = sorted({op for op in ops if ops.count(op) > 1})
+            dupes = sorted(op for op, n in Counter(ops).items() if n > 1)  # one pass: a list may be long
             raise TaskError(f"Each operation may appear once; repeated: {', '.join(dupes)}.")
         for name in ("min_value", "max_value", "n_args"):
             if not _is_int(getattr(self, name)):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -10,6 +11,7 @@ from .operations import OPERATIONS
 PAD, EOS, EQUALS = "<pad>", "<eos>", "="
 SPECIALS = (PAD, EOS, "(", ")", ",", EQUALS)
 DIGITS = tuple(str(d) for d in range(10))
+KNOWN_TOKENS = frozenset(SPECIALS + tuple(OPERATIONS) + DIGITS)
 
 
 @dataclass(frozen=True)
@@ -25,12 +27,19 @@ class Vocabulary:
         bad = [t for t in tokens if not isinstance(t, str) or not t]
         if bad:
             raise ValueError(f"Every token must be a non-empty string; bad: {bad[:5]!r}.")
-        dupes = sorted({t for t in tokens if tokens.count(t) > 1})
+        # One counting pass: tokens.count per token would take quadratic time on a long (uploaded) list.
+        dupes = sorted(t for t, n in Counter(tokens).items() if n > 1)
         if dupes:
             raise ValueError(f"Tokens must be unique; repeated: {dupes}.")
         missing = [t for t in SPECIALS + DIGITS if t not in tokens]
         if missing:
             raise ValueError(f"The vocabulary is missing required tokens: {missing}.")
+        # Only tokens a task can write: an uploaded checkpoint's extra token could never be an input or a right
+        # answer, and it would reach every page's text (the pages show predicted tokens).
+        unknown = [t for t in tokens if t not in KNOWN_TOKENS]
+        if unknown:
+            raise ValueError(f"The vocabulary has {len(unknown):,} token(s) no task uses, e.g. {unknown[0][:40]!r}; "
+                             f"tokens are the specials, operation names and digits.")  # fmt: skip
         object.__setattr__(self, "tokens", tuple(tokens))
         # token -> id, built once; not a dataclass field, so not part of eq/repr
         object.__setattr__(self, "_index", {t: i for i, t in enumerate(tokens)})

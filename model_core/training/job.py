@@ -1,10 +1,11 @@
 """A training run in a background thread that a UI polls.
 
-`TrainingJob` checks its configuration against the limits below before it starts, runs a
-`Trainer` in a daemon worker thread (the thread never touches the UI), and keeps every
-step's metrics under a lock. A UI reads `job.snapshot()`: one consistent copy of the
-status, the per-step arrays and the evaluations so far, taken in one go, so its arrays
-always agree in length and step. Stop with `job.stop()`; the trainer checks between steps.
+`TrainingJob` checks its configuration against the limits below (the model's sizes are in
+`model_core.limits`) before it starts, runs a `Trainer` in a daemon worker thread (the thread
+never touches the UI), and keeps every step's metrics under a lock. A UI reads
+`job.snapshot()`: one consistent copy of the status, the per-step arrays and the evaluations
+so far, taken in one go, so its arrays always agree in length and step. Stop with
+`job.stop()`; the trainer checks between steps.
 
     job = TrainingJob(TaskConfig(), TrainConfig(steps=500), {"n_layers": 1, "d_model": 32})
     job.start()
@@ -34,7 +35,18 @@ import numpy as np
 
 from ..config import ConfigError, ModelConfig, TrainConfig
 from ..interp.probe import ROLE_MEASURES, MechanismMetrics, describe_probe, held_out, mechanism_metrics, probe_set
-from ..params import param_shapes
+from ..limits import (  # the model's limits, shared with loading; the page reads tj.MAX_LAYERS, ...
+    MAX_D_FF,
+    MAX_D_MODEL,
+    MAX_HEADS,
+    MAX_LAYERS,
+    MAX_PARAMS,
+    LimitError,
+    check_param_count,
+    model_checks,
+)
+from ..limits import count_params as count_params  # re-exported (tj.count_params)
+from ..limits import model_limits_text as model_limits_text  # re-exported: the Train page's uploader states them
 from ..task import Expression, ExpressionSet, TaskConfig, TaskError, check_compatible, make_splits
 from ..task.parser import ParseError
 from ..task.vocab import DEFAULT_VOCAB
@@ -42,12 +54,8 @@ from ..task_model import TaskModel
 from .trainer import EvalMetrics, StepMetrics, Trainer, snapshot_steps
 
 # ----------------------------------------------------------------------------- limits
-# What one session may train here: a 2-core machine shared by every user.
-MAX_D_MODEL = 256
-MAX_LAYERS = 4
-MAX_HEADS = 8
-MAX_D_FF = 1024
-MAX_PARAMS = 2_000_000
+# What one session may train here: a 2-core machine shared by every user. The model's sizes are in
+# model_core/limits.py, shared with checkpoint loading (so every model trained here loads again).
 MAX_STEPS = 20_000
 MAX_BATCH = 512
 MAX_TRAIN_VALUE = 99  # the Train page's tasks: values in 0-99 at most
@@ -73,10 +81,6 @@ STATUSES = ("pending", "running", "finished", "reached_target", "stopped", "dive
 ENDED = frozenset(STATUSES[2:])
 
 
-class LimitError(ConfigError):
-    """A configuration beyond what this app trains; the message names the limit."""
-
-
 def limits_text() -> str:
     """The limits in one line, for the UI."""
     return (
@@ -84,11 +88,6 @@ def limits_text() -> str:
         f"{MAX_PARAMS:,} parameters; values 0-{MAX_TRAIN_VALUE}, up to {MAX_ARGS} values; "
         f"{MAX_STEPS:,} steps; batch {MAX_BATCH}"
     )
-
-
-def count_params(cfg: ModelConfig) -> int:
-    """Parameters a model of this config has, without building it."""
-    return sum(int(np.prod(shape)) for shape in param_shapes(cfg).values())
 
 
 def model_config(model_options: dict[str, Any]) -> ModelConfig:
@@ -99,10 +98,7 @@ def model_config(model_options: dict[str, Any]) -> ModelConfig:
 def check_limits(task: TaskConfig, model: ModelConfig, train: TrainConfig) -> None:
     """Raise LimitError (a ConfigError) naming the first limit this configuration breaks."""
     checks = [
-        ("Width (d_model)", model.d_model, MAX_D_MODEL),
-        ("Blocks (layers)", model.n_layers, MAX_LAYERS),
-        ("Heads", model.n_heads, MAX_HEADS),
-        ("FFN width (d_ff)", model.d_ff, MAX_D_FF),
+        *model_checks(model),
         ("Training steps", train.steps, MAX_STEPS),
         ("Batch size", train.batch_size, MAX_BATCH),
         ("The largest value", task.max_value, MAX_TRAIN_VALUE),
@@ -111,12 +107,7 @@ def check_limits(task: TaskConfig, model: ModelConfig, train: TrainConfig) -> No
     for what, value, most in checks:
         if value > most:
             raise LimitError(f"{what} is {value:,}; this app trains at most {most:,}.")
-    n = count_params(model)
-    if n > MAX_PARAMS:
-        raise LimitError(
-            f"This model would have {n:,} parameters; this app trains at most {MAX_PARAMS:,}. "
-            "Use fewer blocks, a smaller d_model or a narrower FFN."
-        )
+    check_param_count(model)
 
 
 def default_name(task: TaskConfig, model: ModelConfig, seed: int) -> str:

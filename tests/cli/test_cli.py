@@ -174,3 +174,36 @@ def test_heads_json_is_the_head_role_table():
             assert 0 <= h["to_op"][op] + h["to_answer_slot"][op] + h["to_other_slots"][op] <= 1 + 1e-4
     out = run_cli("heads", "--model", "no-such-model")
     assert out.returncode == 2 and "No shipped model" in out.stderr
+
+
+def _hostile(kind: str) -> bytes:
+    """A hostile checkpoint made from the shipped digits-0-9 (see tests/model/test_checkpoint_hostile.py)."""
+    data = (ROOT / "pretrained" / "digits-0-9.safetensors").read_bytes()
+    n = int.from_bytes(data[:8], "little")
+    header, body = json.loads(data[8 : 8 + n]), data[8 + n :]
+    meta = json.loads(header["__metadata__"]["transformer_explainer"])
+    if kind == "deep-header":
+        return (200_000).to_bytes(8, "little") + b"[" * 100_000 + b"]" * 100_000
+    if kind == "deep-metadata":
+        meta["metrics"] = "[" * 100_000 + "]" * 100_000
+        text = json.dumps(meta).replace('"' + meta["metrics"] + '"', meta["metrics"])
+    else:
+        meta["model_config"] |= {"huge-max-len": {"max_len": 10**12}, "2800-layers": {"n_layers": 2800}}[kind]
+        text = json.dumps(meta)
+    header["__metadata__"]["transformer_explainer"] = text
+    raw = json.dumps(header).encode()
+    return len(raw).to_bytes(8, "little") + raw + body
+
+
+@pytest.mark.parametrize("kind, phrase", [
+    ("huge-max-len", "Positions (max_len) is 1,000,000,000,000; this app loads models of at most 4 blocks"),
+    ("2800-layers", "Blocks (layers) is 2,800"),
+    ("deep-header", "levels deep in its safetensors header"),
+    ("deep-metadata", "levels deep in its metadata"),
+])  # fmt: skip
+def test_a_hostile_checkpoint_gets_one_error_line(tmp_path, kind, phrase):
+    path = tmp_path / f"{kind}.safetensors"
+    path.write_bytes(_hostile(kind))
+    out = run_cli("predict", "--model", str(path), "Max ( 1 2 3 )")
+    assert out.returncode == 2 and out.stderr.startswith("error: ") and phrase in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr and len(out.stderr.splitlines()) == 1 and out.stdout == ""
