@@ -14,9 +14,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from explainer import charts
-
-ALTAIR_DEFAULT_CONFIG = {"view": {"continuousWidth": 300, "continuousHeight": 300}}  # the default theme's (dropped)
+from explainer import charts, vega
 
 
 def categories(data: pd.DataFrame) -> tuple:
@@ -31,11 +29,14 @@ def _spec(name: str, categories: tuple, _build: Callable[[], alt.TopLevelMixin])
 
     Building and validating a spec with Altair holds the interpreter lock long enough (the curves' is the
     dearest) for the training thread to feel it. It is not validated here: the tests validate every
-    builder's output. Shared by all sessions and never modified (`draw` copies it).
+    builder's output. It is built by `vega.spec_of`, under Streamlit's Altair lock (another session's
+    chart cannot strip its data), and checked to carry its one dataset before it is cached: a bad spec
+    raises rather than being kept for every later session. Shared by all sessions and never modified
+    (`draw` copies it).
     """
-    spec = _build().to_dict(validate=False)
-    if spec.get("config") == ALTAIR_DEFAULT_CONFIG:  # what st.altair_chart leaves out too
-        del spec["config"]
+    spec = vega.spec_of(_build())
+    if len(spec["datasets"]) != 1:
+        raise vega.SpecError(f"a live chart needs one dataset, {name!r} has {len(spec['datasets'])}")
     return spec
 
 

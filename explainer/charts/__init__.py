@@ -4,7 +4,7 @@ No Streamlit and no model maths here: every value drawn is passed in by the call
 The builders live in topic modules (one module per kind of chart); import them from here:
 
     from explainer import charts
-    st.altair_chart(charts.attention_heatmap(pattern, tokens), width="stretch")
+    vega.draw(charts.attention_heatmap(pattern, tokens))  # explainer.vega: st.altair_chart, safely and faster
 
 Conventions shared by all of them (see ``explainer.charts.common``):
 - positions are labelled ``"{i}: {token}"`` and sorted by position, so repeated tokens

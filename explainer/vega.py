@@ -1,0 +1,108 @@
+"""Altair charts to Vega-Lite specs, safely beside Streamlit, and drawn without a second validation.
+
+Altair's theme and data transformer are process-wide. `st.altair_chart` switches both while it
+converts a chart (under a lock of its own), so a spec built at the same moment in another session's
+thread without that lock comes out with Streamlit's transformer: its data is missing ("datasets" is
+empty). `spec_of` converts under the same lock, with a transformer of its own, and checks the result.
+
+`draw` is `st.altair_chart` without validating the spec on every rerun: Altair's validation is most
+of the cost of a chart on a page that reruns on every edit. The tests set EXPLAINER_VALIDATE_CHARTS=1
+(tests/conftest.py), so every chart a page draws under test is validated.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from contextlib import nullcontext
+from typing import Any
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+try:  # the lock st.altair_chart converts under: holding it keeps its transformer out of ours
+    from streamlit.elements.vega_charts import _altair_globals_lock as ALTAIR_LOCK
+except ImportError:  # a Streamlit without it: at least our own conversions never interleave
+    ALTAIR_LOCK = threading.Lock()
+
+TRANSFORMER = "explainer_frames"
+VALIDATE = os.environ.get("EXPLAINER_VALIDATE_CHARTS") == "1"  # see above
+
+
+class SpecError(RuntimeError):
+    """A converted spec that lost its data (it must never be drawn or cached)."""
+
+
+def _content_key(data: Any) -> tuple:
+    """Equal frames get one key: a builder may hand Altair several copies of one frame (filters, layers)."""
+    if isinstance(data, pd.DataFrame):
+        rows = pd.util.hash_pandas_object(data, index=True).to_numpy()
+        return (tuple(data.columns), tuple(map(str, data.dtypes)), rows.tobytes())
+    return ("object", id(data))
+
+
+def _keep_frames(data: Any, frames: dict[tuple, tuple[str, Any]]) -> dict[str, str]:
+    """Data transformer: name each distinct dataset "data-0", "data-1", ... in the order the chart meets
+    them (stable across reruns, so an unchanged chart keeps its spec) and keep the frame itself."""
+    key = _content_key(data)
+    if key not in frames:
+        frames[key] = (f"data-{len(frames)}", data)
+    return {"name": frames[key][0]}
+
+
+alt.data_transformers.register(TRANSFORMER, _keep_frames)
+
+
+def spec_of(chart: alt.TopLevelMixin, *, validate: bool | None = None) -> dict:
+    """The chart's Vega-Lite spec, its data frames under "datasets" by name (Streamlit serialises them).
+
+    Built under Streamlit's Altair lock, with the "none" theme as st.altair_chart uses (the default
+    theme's 300 x 300 view would fix every chart's size). Raises SpecError if a dataset the spec
+    names is missing, so a corrupt spec is never drawn or cached. `validate` defaults to VALIDATE.
+    """
+    validate = VALIDATE if validate is None else validate
+    frames: dict[tuple, tuple[str, Any]] = {}
+    with ALTAIR_LOCK:
+        theme = alt.theme.enable("none") if alt.theme.active == "default" else nullcontext()
+        with theme, alt.data_transformers.enable(TRANSFORMER, frames=frames):
+            spec = chart.to_dict(validate=validate)
+    datasets = {**spec.get("datasets", {}), **dict(frames.values())}
+    named = _dataset_names(spec)
+    if named - set(datasets):
+        raise SpecError(f"the chart's spec names data it does not carry: {sorted(named - set(datasets))}")
+    spec["datasets"] = {name: datasets[name] for name in sorted(datasets)}
+    return spec
+
+
+def _dataset_names(spec: Any) -> set[str]:
+    """Every {"data": {"name": ...}} the spec refers to, at any depth (layers, concatenations)."""
+    found: set[str] = set()
+    stack = [spec]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            data = node.get("data")
+            if isinstance(data, dict) and isinstance(data.get("name"), str):
+                found.add(data["name"])
+            stack.extend(v for k, v in node.items() if k != "datasets")
+        elif isinstance(node, list):
+            stack.extend(node)
+    return found
+
+
+def draw(chart: alt.TopLevelMixin | dict, *, where: Any = None, **kwargs: Any):
+    """`st.altair_chart(chart, **kwargs)` (in container `where`, e.g. a column), unvalidated (see above).
+
+    `chart` may be a spec already made by `spec_of` (a page caches the specs of charts that depend only on
+    the model; Streamlit copies it, so a shared one is never changed). Returns the selection event, if any.
+    """
+    kwargs.setdefault("width", "stretch")
+    spec = chart if isinstance(chart, dict) else spec_of(chart)
+    return (where if where is not None else st).vega_lite_chart(spec, **kwargs)
+
+
+def frame_of(spec: dict) -> pd.DataFrame:
+    """The one data frame of a spec built by `spec_of` (a live chart has exactly one)."""
+    (frame,) = spec["datasets"].values()
+    return frame
