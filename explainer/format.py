@@ -10,13 +10,23 @@ A confident model gives its answer 0.99993 of the probability; a fixed format (`
   answers still differ: "−6.75e-5", "−0.0238", "−1.60". `logprob(p)` takes the probability instead.
 - `logit(x)` writes a logit or a logit difference with two decimals; `signed(x)` a change, with its sign.
 
-Pure functions of floats (no Streamlit), so they are unit-tested directly (tests/app/test_format.py).
+And how they put text that someone else wrote (a typed example, a parse error that quotes it, a model's name
+from an uploaded checkpoint, a token of its vocabulary) into Markdown, so that it shows as typed:
+
+- `literal(text)` escapes it for st.markdown, st.info / warning / error / success, st.caption, widget labels and
+  help, radio / segmented-control / select-slider options, metric labels, progress text. No image, link, emphasis,
+  code, math, HTML, emoji, icon or colour directive can come out of it, nor a new block.
+- `code(text)` shows it as inline code (a token): a code span whose backtick fence is longer than any in the text.
+
+Pure functions (no Streamlit), so they are unit-tested directly (tests/app/test_format.py,
+tests/app/test_markdown_escaping.py).
 """
 
 from __future__ import annotations
 
 import math
 import re
+import string
 
 MINUS = "\u2212"  # the typographic minus sign, as in "−∞" elsewhere on the pages
 TINY = 1e-6  # closer than this to 0 or 1, a probability is written as "≈0% (p)" or "≈100% (1 − q)"
@@ -123,3 +133,57 @@ def signed_log_prob(x: float) -> str:
     """A change of log-probability with its sign and three significant digits: "+1.20e-5", "−0.0238"."""
     text = log_prob(x)
     return text if text in ("—", "0") or text.startswith(MINUS) else "+" + text
+
+
+# ---------------------------------------------------------------- text from users, in Markdown
+# Streamlit renders Markdown (CommonMark, GFM, math, emoji shortcodes and its own `:color[...]` and
+# `:material/icon:`) in the browser. A backslash makes any ASCII punctuation character literal in CommonMark,
+# which stops images, links, emphasis, code, math, HTML and directives. Two things a backslash does not stop:
+# - GFM autolink literals (`http://...`, `www.x.y`, `a@b.c`) are found in the text after escapes are decoded,
+#   so a WORD JOINER (U+2060, invisible, no line break) goes where they would start: after a ":" that a
+#   non-space follows, between "www" and ".", after "@". (That also keeps `:name:` emoji shortcodes apart.)
+# - Whitespace starts blocks: a line ending in the text becomes a space, and leading or trailing whitespace is
+#   written as character references (`&#32;`), so it can neither indent a code block nor end a paragraph.
+WORD_JOINER = "\u2060"
+_PUNCTUATION = frozenset(string.punctuation)  # all of ASCII's: each can be backslash-escaped
+_LINE_ENDING = re.compile(r"\r\n|\r|\n")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # C0 but tab and line feed, DEL, C1
+_AUTOLINK_START = re.compile(r"(?<=:)(?=\S)|(?<=www)(?=\.)|(?<=@)", re.IGNORECASE)
+
+
+def _plain(text: object) -> str:
+    """The text as one line: line endings become spaces, control characters (but tab) U+FFFD, the replacement
+    character (as CommonMark does with NUL and with character references to controls)."""
+    return _CONTROL.sub("\ufffd", _LINE_ENDING.sub(" ", str(text)))
+
+
+def _references(whitespace: str) -> str:
+    return "".join(f"&#{ord(c)};" for c in whitespace)
+
+
+def literal(text: object) -> str:
+    """`text` (any string) as Markdown that renders as exactly that text, on one line, in a paragraph or inside
+    the page's own Markdown (e.g. `f"Model **{literal(name)}**"`).
+
+    Every ASCII punctuation character is backslash-escaped ("Max ( 7 2 9 )" is written "Max \\( 7 2 9 \\)" and
+    shows as typed); line endings become spaces; leading and trailing whitespace becomes character references;
+    an invisible WORD_JOINER breaks what GFM would turn into a link (after "http:", between "www" and ".", after
+    "@")."""
+    text = _AUTOLINK_START.sub(WORD_JOINER, _plain(text))
+    body = text.lstrip()
+    lead = text[: len(text) - len(body)]
+    body = body.rstrip()
+    tail = text[len(lead) + len(body) :]
+    escaped = "".join("\\" + c if c in _PUNCTUATION else c for c in body)
+    return _references(lead) + escaped + _references(tail)
+
+
+def code(text: object) -> str:
+    """`text` as an inline code span (e.g. a token): fenced by more backticks than its longest run of them, with a
+    space inside the fence where the text starts or ends with a backtick. Backslash escapes do not work in code,
+    so this is the only safe way to put text between backticks. One line, like `literal`."""
+    text = _plain(text)
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if text.strip(" ") and (text.startswith(("`", " ")) or text.endswith(("`", " "))) else ""
+    return f"{fence}{pad}{text or ' '}{pad}{fence}"

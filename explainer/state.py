@@ -18,6 +18,7 @@ import numpy as np
 import streamlit as st
 from threadpoolctl import threadpool_limits
 
+from explainer import format as fmt
 from model_core import ParseError, TaskModel, load_model, shipped_names
 from model_core.analysis import ExampleRun, ablate_heads, run_example
 from model_core.interp.input_space import SpaceRun, space_run
@@ -266,10 +267,10 @@ def sidebar() -> Current:
                       help=f"An operation and {task.n_args} values in {task.min_value}-{task.max_value}, "
                            "e.g. Max ( 7 2 9 ) or min(4, 8, 1).")  # fmt: skip
         if ss.get("example_error"):
-            st.error(ss.example_error, icon=":material/error:")
+            st.error(fmt.literal(ss.example_error), icon=":material/error:")  # it may quote what was typed
             st.caption(f"Still showing the last valid example: **{ss.example}**")
         if ss.get("example_note"):
-            st.info(ss.pop("example_note"))
+            st.info(fmt.literal(ss.pop("example_note")))
         st.selectbox("Operation", task.operations, key="example_op", on_change=_on_widgets)
         cols = st.columns(task.n_args)
         for j, col in enumerate(cols):

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from explainer import charts, state
+from explainer import charts, state, vega
 from explainer import format as fmt
 from explainer.charts import attention as attention_charts
 from model_core.analysis import attention as aa
@@ -48,9 +48,9 @@ st.latex(
 
 top_key, top_weight = aa.strongest_key(pattern[answer_at])
 st.info(
-    f"What to notice: in L{layer} H{head} the answer position `{run.labels[answer_at]}` ({answer_at}) puts "
-    f"**{top_weight:.2f}** of its attention on `{run.labels[top_key]}` (position {top_key}); its largest scaled "
-    f"score is {scores[answer_at, top_key]:.3f}. Compare the other heads of the layer below, and switch heads "
+    f"What to notice: in L{layer} H{head} the answer position {fmt.code(run.labels[answer_at])} ({answer_at}) puts "
+    f"**{top_weight:.2f}** of its attention on {fmt.code(run.labels[top_key])} (position {top_key}); its largest "
+    f"scaled score is {scores[answer_at, top_key]:.3f}. Compare the other heads of the layer below, and switch heads "
     "off at the bottom of the page to see which ones the answer needs.",
     icon=":material/lightbulb:",
 )
@@ -59,7 +59,7 @@ st.info(
 st.subheader("1 · Queries, keys and values")
 st.markdown(f"Each is [positions × d_head] = [{T} × {dh}] for this head, computed from the block's input.")
 shown = st.segmented_control("Show", ["Q", "K", "V"], default="Q", key="attn_qkv") or "Q"
-st.altair_chart(
+vega.draw(
     charts.matrix_heatmap(cache[attn + f"hook_{shown.lower()}"][0, :, head], labels, x_title="d_head dimension",
                           value_title=shown, title=f"{shown} of L{layer} H{head}"),
     width="stretch",
@@ -75,16 +75,16 @@ else:
     masking = f"Bidirectional model, no padding: nothing is masked, every query may read all {T} keys."
 st.markdown(f"Dividing by √{dh} = {dh**0.5:.4g} keeps the scores from growing with d_head. {masking}")
 c1, c2 = st.columns([3, 2])
-c1.altair_chart(
+vega.draw(
     charts.attention_scores_heatmap(scores, run.labels, title=f"Scaled scores, L{layer} H{head}"),
     width="stretch",
-)
-c2.altair_chart(
+where=c1)
+vega.draw(
     charts.matrix_heatmap((~masked).astype(float), labels, labels, kind="probability", x_title="key position",
                           y_title="query position", value_title="may attend (1) / masked (0)",
                           title="Mask (read from the −∞ scores)"),
     width="stretch",
-)  # fmt: skip
+where=c2)  # fmt: skip
 
 # ---------------------------------------------------------------- step 3: softmax pattern
 st.subheader("3 · Softmax: the attention pattern")
@@ -94,16 +94,16 @@ picked = [int(p["query_pos"]) for p in (event.get("selection") or {}).get("query
 picked = [q for q in picked if 0 <= q < T]  # a selection can outlive an edit of the example
 query = picked[0] if picked else answer_at
 c1, c2 = st.columns([3, 2])
-c1.altair_chart(
+vega.draw(
     charts.attention_heatmap(pattern, run.labels, title=f"Attention pattern, L{layer} H{head}", selected_query=query,
                              masked=masked if n_masked else None),
     width="stretch", on_select="rerun", key="attn_pattern_click",
-)  # fmt: skip
-c2.altair_chart(charts.attention_bars(pattern[query], run.labels, query_label=labels[query]), width="stretch")
+where=c1)  # fmt: skip
+vega.draw(charts.attention_bars(pattern[query], run.labels, query_label=labels[query]), width="stretch", where=c2)
 q_key, q_weight = aa.strongest_key(pattern[query])
 c2.caption(
-    f"Query {labels[query]}{' (the answer position)' if query == answer_at else ''}: "
-    f"most attention ({q_weight:.4f}) on {labels[q_key]}."
+    f"Query {fmt.literal(labels[query])}{' (the answer position)' if query == answer_at else ''}: "
+    f"most attention ({q_weight:.4f}) on {fmt.literal(labels[q_key])}."
 )
 
 st.subheader(f"All {cfg.n_heads} heads of layer {layer}")
@@ -133,11 +133,11 @@ patterns = cache[attn + "hook_pattern"][0]  # [head, q_pos, k_pos]
 per_row = min(cfg.n_heads, 4)
 for start in range(0, cfg.n_heads, per_row):
     for h, col in zip(range(start, min(start + per_row, cfg.n_heads)), st.columns(per_row), strict=False):
-        col.altair_chart(
+        vega.draw(
             attention_charts.head_panel(patterns[h], run.labels, layer=layer, head=h, highlight=h == head,
                                         masked=masked if n_masked else None, selection_name="head"),
             width="stretch", on_select="rerun", key=panel_key(h, click_gen),
-        )  # fmt: skip
+        where=col)  # fmt: skip
 
 # ---------------------------------------------------------------- step 4: output
 st.subheader("4 · The head's output and what it writes into the stream")
@@ -148,16 +148,16 @@ st.markdown(
     f"The {cfg.n_heads} heads' writes plus $b_O$ are exactly the layer's attention output."
 )
 c1, c2 = st.columns([1, 2])
-c1.altair_chart(
+vega.draw(
     charts.matrix_heatmap(cache[attn + "hook_z"][0, :, head], labels, x_title="d_head dimension", value_title="z",
                           title=f"z, L{layer} H{head}"),
     width="stretch",
-)  # fmt: skip
-c2.altair_chart(
+where=c1)  # fmt: skip
+vega.draw(
     charts.matrix_heatmap(write, labels, x_title="d_model dimension", value_title="z·W_O",
                           title=f"z·W_O (hook_result), L{layer} H{head}"),
     width="stretch",
-)  # fmt: skip
+where=c2)  # fmt: skip
 
 # ---------------------------------------------------------------- ablation
 st.subheader("Switch heads off")
@@ -195,7 +195,7 @@ def true_next(pos: int) -> str | None:
 
 
 def at_position(pos: int) -> str:
-    return f"position {pos} (`{run.labels[pos]}`)"
+    return f"position {pos} ({fmt.code(run.labels[pos])})"
 
 
 positions = ao.answer_positions(T, answer_at, cfg.causal)
@@ -239,7 +239,7 @@ else:
     without = f"without {', '.join(off_names)}"
     both = [{"position_label": labels[p], "run": name, "logit_diff": float(v)} for i, p in enumerate(positions)
             for name, v in (("all heads", res.clean_logit_diff[i]), (without, res.logit_diff[0, i]))]  # fmt: skip
-    st.altair_chart(
+    vega.draw(
         attention_charts.logit_diff_before_after(
             pd.DataFrame(both), title=f"Logit difference at {where}"),
         width="stretch",
@@ -251,12 +251,13 @@ else:
             p, new, was, behind = positions[i], tok(res.top[0, i]), tok(res.answer[i]), -float(res.logit_diff[0, i])
             right = " (the true next token)" if new == true_next(p) else ""
             gap = "is tied with it" if behind == 0 else f"is now {fmt.logit(behind)} logits behind it"
-            changes.append(f"at {at_position(p)} the model now predicts `{new}`{right}; `{was}` {gap} (log-prob "
-                           f"{fmt.log_prob(res.logprob[0, i])}, probability {fmt.percent(np.exp(res.logprob[0, i]))})")
+            changes.append(f"at {at_position(p)} the model now predicts {fmt.code(new)}{right}; {fmt.code(was)} {gap} "
+                           f"(log-prob {fmt.log_prob(res.logprob[0, i])}, "
+                           f"probability {fmt.percent(np.exp(res.logprob[0, i]))})")
         st.warning("The answer changes: " + "; ".join(changes) + ".", icon=":material/swap_horiz:")
     else:
         kept = [
-            (f"`{tok(res.answer[i])}` at {at_position(p)}: " if cfg.causal else "")
+            (f"{fmt.code(tok(res.answer[i]))} at {at_position(p)}: " if cfg.causal else "")
             + f"logit difference {fmt.logit(res.clean_logit_diff[i])} → "
             f"{fmt.logit(res.logit_diff[0, i])} ({fmt.signed(res.delta_logit_diff[0, i])}), log-prob "
             f"{fmt.log_prob(res.clean_logprob[i])} → {fmt.log_prob(res.logprob[0, i])}, probability "
@@ -265,7 +266,8 @@ else:
             for i, p in enumerate(positions)
         ]  # fmt: skip
         first = ("every answer position still predicts the same token. " if cfg.causal
-                 else f"`{tok(res.answer[0])}` still comes first at `{run.labels[answer_at]}`: ")  # fmt: skip
+                 else f"{fmt.code(tok(res.answer[0]))} still comes first at "
+                      f"{fmt.code(run.labels[answer_at])}: ")  # fmt: skip
         st.success(f"The answer survives: {first}" + "; ".join(kept) + ".", icon=":material/check:")
 
 # ---------------------------------------------------------------- every head alone
@@ -278,7 +280,7 @@ def most_important_head(every, n_pos: int) -> str:
     k, i = (int(v) for v in np.unravel_index(int(np.argmax(np.abs(d))), d.shape))
     name, delta, margin = every.labels[k], float(d[k, i]), float(every.clean_logit_diff[i])
     at = f" at {at_position(positions[i])}" if n_pos > 1 else ""
-    what = f"`{tok(every.answer[i])}`{at}"
+    what = f"{fmt.code(tok(every.answer[i]))}{at}"
     flips = [(every.labels[h], int(j)) for h, j in zip(*np.nonzero(every.flipped), strict=True)]
     if delta == 0:
         text = f"No single head changes {what}'s logit difference ({fmt.logit(margin)}) at all."
@@ -287,7 +289,7 @@ def most_important_head(every, n_pos: int) -> str:
                 f"{fmt.logit(abs(delta))} (switching off {name}): this answer hangs on no one head.")  # fmt: skip
     elif every.flipped[k, i]:
         text = (f"Switching off {name} alone costs {what} {fmt.logit(-delta)} logits, more than its "
-                f"{fmt.logit(margin)} logit margin: the model then predicts `{tok(every.top[k, i])}` "
+                f"{fmt.logit(margin)} logit margin: the model then predicts {fmt.code(tok(every.top[k, i]))} "
                 "there.")  # fmt: skip
     elif delta < 0:
         text = (f"Switching off {name} alone costs {what} {fmt.logit(-delta)} of its {fmt.logit(margin)} logit "
@@ -337,7 +339,7 @@ for i, p in enumerate(positions):
         "logit_diff": every.logit_diff[:, i], "top": [tok(t) for t in every.top[:, i]],
         "flipped": every.flipped[:, i],
     })  # fmt: skip
-    st.altair_chart(
+    vega.draw(
         attention_charts.head_ablation_bars(
             frame, x_domain=domain,
             title=alt.TitleParams(f"Each head off alone, at {labels[p]}",

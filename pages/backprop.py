@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from explainer import charts, state
+from explainer import charts, state, vega
 from explainer import format as fmt
 from model_core.analysis import gradients as bp
 
@@ -87,8 +87,8 @@ def norm_bars(norms: list[tuple[str, float]], title: str):
 
 
 left, right = st.columns(2)
-left.altair_chart(norm_bars(act_norms, "‖d loss / d activation‖, in forward order"), width="stretch")
-right.altair_chart(norm_bars(par_norms, "‖d loss / d parameter‖, by layer"), width="stretch")
+vega.draw(norm_bars(act_norms, "‖d loss / d activation‖, in forward order"), width="stretch", where=left)
+vega.draw(norm_bars(par_norms, "‖d loss / d parameter‖, by layer"), width="stretch", where=right)
 st.caption("Labels drop `blocks.` and `hook_`: `1.attn.pattern` is `blocks.1.attn.hook_pattern`.")
 
 # ---------------------------------------------------------------- one gradient in full
@@ -108,12 +108,12 @@ for col, name, array in (
     (right, par_name, grads.param_grads[par_name]),
 ):
     view = bp.view_2d(name, array, cur.head, positions, vocab.to_list())
-    col.altair_chart(
+    vega.draw(
         charts.matrix_heatmap(view.values, view.row_labels, view.col_labels,
                               title=f"d loss / d {name}" + (f" ({view.sliced})" if view.sliced else ""),
                               x_title=view.x_title, y_title=view.y_title, value_title="gradient", kind="signed"),
         width="stretch",
-    )  # fmt: skip
+    where=col)  # fmt: skip
 
 # ---------------------------------------------------------------- one SGD step
 st.subheader("One step of gradient descent")
@@ -127,7 +127,7 @@ if st.button("Take one SGD step on this example", key="bp_step", icon=":material
 stored = st.session_state.get("bp_step_result")
 if stored is not None and stored[0] == step_key:
     step = stored[1]
-    st.altair_chart(
+    vega.draw(
         charts.before_after_bars(pd.DataFrame({"label": ["before", "after"],
                                                "value": [step.loss_before, step.loss_after]}),
                                  title=f"Loss on {expr.text} before and after one step (η = {lr:g})"),

@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from explainer import format as fmt
-from explainer import state
+from explainer import state, vega
 from explainer.charts import heads as head_charts
 from model_core.interp import input_space as isp
 from model_core.interp.ablation import parse_component
@@ -34,7 +34,7 @@ def views(model_key: str, _model, _space):
 
 @st.cache_resource(show_spinner=False, max_entries=8)
 def charts(model_key: str, _v: dict, _task):
-    """The page's charts that depend only on the model (built once: Altair's checks take most of a rerun)."""
+    """The specs of the page's charts that depend only on the model (built once: Altair takes most of a rerun)."""
     roles, matrix, (stages, ops, lens) = _v["roles"], _v["matrix"], _v["lens"]
     out = {}
     for j, (name, values) in enumerate(PANELS):
@@ -58,7 +58,7 @@ def charts(model_key: str, _v: dict, _task):
         out["map"] = head_charts.accuracy_map(frame, operations=ops, n_values=_task.n_values, min_value=_task.min_value,
                                               blocks=_task.n_values if _task.n_args == 3 else 1, selection="expr",
                                               title=f"Right or wrong, all {len(sp.exprs):,} expressions")
-    return out
+    return {name: vega.spec_of(chart) for name, chart in out.items()}
 
 
 @st.cache_resource(show_spinner=False, max_entries=64)
@@ -67,10 +67,10 @@ def score_charts(model_key: str, pick: str, _v: dict, _task) -> list:
     finite = table[np.isfinite(table)]
     domain = (float(finite.min()), float(finite.max())) if finite.size else None
     slots = [f"slot {j + 1}" for j in range(_task.n_args)]
-    return [head_charts.score_lines(
+    return [vega.spec_of(head_charts.score_lines(
         pd.DataFrame([{"value": _task.min_value + x, "slot": slots[j], "score": table[k, j, x]}
                       for j in range(_task.n_args) for x in range(_task.n_values)]),
-        slots=slots, title=f"{op} · {pick}", y_domain=domain) for k, op in enumerate(_task.operations)]
+        slots=slots, title=f"{op} · {pick}", y_domain=domain)) for k, op in enumerate(_task.operations)]
 
 
 def has_map(task, n: int) -> bool:
@@ -99,8 +99,8 @@ def by_op(pairs: list[tuple[str, str]]) -> str:
 
 
 st.title("Heads across all inputs")
-st.caption(f"**{cur.model_name}** over {over}: one pass of the model, computed when the page first opened for "
-           f"this model and kept. Clean accuracy {fmt.percent(float(space.right.mean()))}.")  # fmt: skip
+st.caption(f"**{fmt.literal(cur.model_name)}** over {over}: one pass of the model, computed when the page first "
+           f"opened for this model and kept. Clean accuracy {fmt.percent(float(space.right.mean()))}.")  # fmt: skip
 st.markdown("The other pages follow one example. This one asks what each part of the model does **on every input**: "
             "where a head looks from the answer position `=`, which parts the answers cannot do without, and at "
             "which stage the answer is already there.")  # fmt: skip
@@ -117,7 +117,7 @@ st.markdown(f"Each head's mean attention from `=` over the expressions of each o
 for j, (name, _) in enumerate(PANELS):
     if j % 2 == 0:
         cols = st.columns(2)
-    cols[j % 2].altair_chart(drawn[name], width="stretch")
+    vega.draw(drawn[name], where=cols[j % 2])
 said = {h: isp.head_role(roles, h) for h in roles.heads}
 st.markdown(f"**What the numbers say each head does** (a head *attends to X* for an operation when X gets at least "
             f"{isp.ROLE_THRESHOLD:.2f} of its attention on average):\n\n" +
@@ -143,7 +143,7 @@ st.markdown(f"The mean **scaled score** (Q·K/√d_head, before the softmax) fro
 for k, chart in enumerate(score_charts(cur.model_key, pick, v, task)):
     if k % 3 == 0:  # rows of three, so that a narrow screen stacks them in order
         cols = st.columns(3)
-    cols[k % 3].altair_chart(chart, width="stretch")
+    vega.draw(chart, where=cols[k % 3])
 
 
 def trend(r: np.ndarray) -> str | None:
@@ -175,7 +175,7 @@ st.markdown(f"Accuracy per operation with one head or MLP **switched off** (its 
 event = ss.get("heads_ablation_click") or {}
 cells = [c for c in (event.get("selection") or {}).get("cell", [])
          if c.get("row") in matrix.components and c.get("operation") in ops]  # fmt: skip
-st.altair_chart(drawn["matrix"], width="stretch", on_select="rerun", key="heads_ablation_click")
+vega.draw(drawn["matrix"], on_select="rerun", key="heads_ablation_click")
 needed = []
 for k, op in enumerate(ops):
     i = int(np.argmin(np.nan_to_num(matrix.accuracy[:, k], nan=np.inf)))  # (NaN: no expression of op)
@@ -204,7 +204,7 @@ else:
 st.subheader("4 · Where the answer appears")
 st.markdown(f"The stream at `=` after each stage, decoded as the output does (the logit lens): the share of "
             f"inputs for which {answer} is already the top token.")  # fmt: skip
-st.altair_chart(drawn["lens"], width="stretch")
+vega.draw(drawn["lens"])
 
 def reached(k: int) -> str:
     """The first stage where the answer is the top token for half, and for all, of operation k's inputs."""
@@ -247,7 +247,7 @@ if MAP:
     st.markdown(f"**Every expression at once.** Each cell is one expression: blue where the model is right (from white "
                 f"at margin 0 to the darkest at {fmt.logit(top)}), orange where it is wrong. Hover for the expression; "
                 "click a cell to open it on the Overview.")  # fmt: skip
-    st.altair_chart(drawn["map"], width="stretch", on_select="rerun", key="heads_map_click")
+    vega.draw(drawn["map"], on_select="rerun", key="heads_map_click")
     picked = (ss.get("heads_map_click") or {}).get("selection", {}).get("expr", [])
     picked = [p["expression"] for p in picked if p.get("expression") in v["texts"]]
     if picked and ss.get("_heads_map_opened") != picked[0]:

@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from explainer import format as fmt
-from explainer import state
+from explainer import state, vega
 from explainer.charts import mechanism as mc
 from model_core import ParseError, interp
 from model_core.analysis import output as ao
@@ -87,7 +87,7 @@ ex = explanation(cur.model_key, cur.text, model, space)
 
 st.title("How it answers")
 st.caption(
-    f"**{cur.text}** on **{cur.model_name}**. Four experiments on this example, then the story they tell. "
+    f"**{cur.text}** on **{fmt.literal(cur.model_name)}**. Four experiments on this example, then the story they tell. "
     f"Claims about all inputs use the {len(space.exprs):,} expressions of the Heads page"
     + (" (every one)." if len(space.exprs) == model.task.space_size else " (a sample of held-out ones).")
 )
@@ -95,7 +95,7 @@ st.caption(
 # ---------------------------------------------------------------- which answer step
 positions = ao.answer_positions(len(run.tokens), run.answer_pos, cfg.causal)
 if cfg.causal and len(positions) > 1:
-    names = [f"step {k + 1}: reading {run.labels[p]}" for k, p in enumerate(positions)]
+    names = [f"step {k + 1}: reading {fmt.literal(run.labels[p])}" for k, p in enumerate(positions)]  # Markdown
     state.keep_valid("mech_step", names)
     picked = st.segmented_control("Answer step", names, default=names[0], key="mech_step") or names[0]
     position = positions[names.index(picked)]
@@ -108,9 +108,10 @@ total = float(att.diff_total[0])
 # ---------------------------------------------------------------- 1 · who writes the answer
 st.subheader("1 · Who writes the answer")
 st.markdown(
-    f"At position {position} (`{run.labels[position]}`) the model's top token is **`{answer}`**, "
-    f"**{fmt.logit(total)}** logits above the strongest other token `{wrong}`. That logit difference is a sum: every "
-    "component writes a vector into the residual stream, and the unembedding reads each one's share directly."
+    f"At position {position} ({fmt.code(run.labels[position])}) the model's top token is **{fmt.code(answer)}**, "
+    f"**{fmt.logit(total)}** logits above the strongest other token {fmt.code(wrong)}. That logit difference is "
+    "a sum: every component writes a vector into the residual stream, and the unembedding reads each one's share "
+    "directly."
 )
 def what_it_is(name: str) -> str:
     fixed = {"embed": "token embedding", "pos_embed": "positional embedding", "b_U": "unembedding bias"}
@@ -124,7 +125,7 @@ def what_it_is(name: str) -> str:
 rows = [{"component": n.replace("blocks.", "L"), "value": float(v), "what": what_it_is(n)}
         for n, v in zip(att.names, att.diff[0], strict=True)]  # fmt: skip
 rows.append({"component": "total", "value": total, "what": "the real logit difference"})
-st.altair_chart(mc.attribution_bars(pd.DataFrame(rows), value_title=f"contribution to logit({answer}) − logit({wrong})",
+vega.draw(mc.attribution_bars(pd.DataFrame(rows), value_title=f"contribution to logit({answer}) − logit({wrong})",
                                     title=f"Direct contributions at {run.labels[position]}, summing to "
                                           f"{fmt.logit(total)}"), width="stretch")  # fmt: skip
 st.caption(f"{att.note} Sum of the parts − real value: {att.diff[0].sum() - total:+.1e}.")
@@ -137,14 +138,14 @@ res = zero if how == "zeroing" else mean
 effect = pd.DataFrame({"component": res.labels, "value": res.delta_logit_diff[:, 0],
                        "logprob": res.delta_logprob[:, 0], "flipped": res.flipped[:, 0],
                        "answer": [tok(t) for t in res.top[:, 0]]})  # fmt: skip
-st.altair_chart(mc.ranked_effect_bars(effect, value_title=f"change in logit({answer}) − strongest other",
+vega.draw(mc.ranked_effect_bars(effect, value_title=f"change in logit({answer}) − strongest other",
                                       title="Each head and MLP switched off alone", select_name="comp"),
                 width="stretch", on_select="rerun", key="mech_ablation_click")  # fmt: skip
 worst = effect.sort_values("value", kind="stable").iloc[0]
 flips = list(effect.loc[effect["flipped"], "component"])
 st.markdown(
     (f"Switching off **{worst['component']}** costs the most: {fmt.signed(worst['value'])} of {fmt.logit(total)} "
-     f"(log-probability of `{answer}` {fmt.signed_log_prob(worst['logprob'])}). " if worst["value"] < 0 else
+     f"(log-probability of {fmt.code(answer)} {fmt.signed_log_prob(worst['logprob'])}). " if worst["value"] < 0 else
      "No single component's removal lowers the logit difference. ")
     + (f"Removing any one of **{', '.join(flips)}** flips the answer (orange)." if flips else
        "No single removal flips the answer.")
@@ -157,8 +158,8 @@ if clicked and clicked[0] in res.labels:
     if c.kind == "head":
         state.open_view("attention.py", heads_off=[(c.layer, c.index)], layer=c.layer, head=c.index)
     k = res.labels.index(clicked[0])
-    st.info(f"Without {clicked[0]} the model's top token here is `{tok(res.top[k, 0])}` "
-            f"(logit difference of `{answer}` {res.logit_diff[k, 0]:+.2f}).")  # fmt: skip
+    st.info(f"Without {clicked[0]} the model's top token here is {fmt.code(tok(res.top[k, 0]))} "
+            f"(logit difference of {fmt.code(answer)} {res.logit_diff[k, 0]:+.2f}).")  # fmt: skip
 
 # ---------------------------------------------------------------- 3 · where the information flows
 st.subheader("3 · Where the information flows")
@@ -178,7 +179,8 @@ if choice == "type one":
         try:
             ss.mech_cf_last = model.parse(typed).text
         except ParseError as err:
-            st.error(f"{err} Still using {ss.get('mech_cf_last') or 'nothing yet'}.", icon=":material/error:")
+            st.error(f"{fmt.literal(err)} Still using {ss.get('mech_cf_last') or 'nothing yet'}.",  # err quotes it
+                     icon=":material/error:")  # fmt: skip
     corrupt = ss.get("mech_cf_last")
 else:
     corrupt = generated[choice.split(": ", 1)[0]]
@@ -187,20 +189,20 @@ if corrupt:
     try:
         sweep = sweep_of(cur.model_key, cur.text, corrupt, model)
     except interp.PatchError as err:
-        st.warning(f"{corrupt}: {err}", icon=":material/info:")
+        st.warning(f"{corrupt}: {fmt.literal(err)}", icon=":material/info:")
 if sweep is not None:
     cols = [f"{t} {r}" for t, r in enumerate(sweep.roles)]
-    st.altair_chart(mc.recovery_heatmap(sweep.grid, [hook_label(h) for h in sweep.hooks], cols,
+    vega.draw(mc.recovery_heatmap(sweep.grid, [hook_label(h) for h in sweep.hooks], cols,
                                         x_title="position (role)", y_title=None,
                                         title=f"Patching {cur.text} into {corrupt}", select_name="cell"),
                     width="stretch", on_select="rerun", key="mech_patch_click")  # fmt: skip
-    st.altair_chart(mc.recovery_heatmap(sweep.heads, [f"layer {i}" for i in range(cfg.n_layers)],
+    vega.draw(mc.recovery_heatmap(sweep.heads, [f"layer {i}" for i in range(cfg.n_layers)],
                                         [f"H{h}" for h in range(cfg.n_heads)], x_title="head", y_title=None,
                                         title="Each head's z patched (all positions)"),
                     width="stretch")  # fmt: skip
-    st.markdown(f"Unpatched, {corrupt} answers `{tok(sweep.corrupt_answer)}`, {-sweep.corrupt_diff:.2f} logits "
-                f"above `{tok(sweep.clean_answer)}`. " + flow_sentence(sweep) + " Click a cell to see that "
-                "patched run's answer.")  # fmt: skip
+    st.markdown(f"Unpatched, {corrupt} answers {fmt.code(tok(sweep.corrupt_answer))}, {-sweep.corrupt_diff:.2f} "
+                f"logits above {fmt.code(tok(sweep.clean_answer))}. " + flow_sentence(sweep)
+                + " Click a cell to see that patched run's answer.")  # fmt: skip
     cell = ((ss.get("mech_patch_click") or {}).get("selection") or {}).get("cell", [])
     if cell and 0 <= int(cell[0]["row"]) < len(sweep.hooks) and 0 <= int(cell[0]["col"]) < len(sweep.roles):
         h, t = sweep.hooks[int(cell[0]["row"])], int(cell[0]["col"])
@@ -208,11 +210,11 @@ if sweep is not None:
         probs = np.exp(pr.logits - pr.logits.max())
         probs /= probs.sum()
         top = int(pr.logits.argmax())
-        st.info(f"Patching {h} at position {t} ({sweep.roles[t]}): the corrupted run now answers `{tok(top)}` "
+        st.info(f"Patching {h} at position {t} ({sweep.roles[t]}): the corrupted run now answers {fmt.code(tok(top))} "
                 f"with probability {fmt.with_log(probs[top])}; recovery {pr.recovery:.2f}.",
                 icon=":material/healing:")  # fmt: skip
         toks = list(dict.fromkeys([sweep.clean_answer, sweep.corrupt_answer, top]))
-        st.altair_chart(mc.probability_compare(pd.DataFrame([{"token": tok(i), "run": f"patched {h} @ {t}",
+        vega.draw(mc.probability_compare(pd.DataFrame([{"token": tok(i), "run": f"patched {h} @ {t}",
                         "probability": float(probs[i]), "logprob": float(np.log(probs[i]))} for i in toks])),
                         width="stretch")  # fmt: skip
 
@@ -245,8 +247,8 @@ target = str(expr.values[slot - 1])[0]
 follows = tok(new) == target
 rate, n_used = follow(cur.model_key, tuple(heads), slot, model, space.exprs.subset(np.arange(0, len(space.exprs), 10)))
 st.markdown(
-    f"Steered, the model's top token at `=` is **`{tok(new)}`** (probability {fmt.with_log(p[new])}); slot {slot} "
-    f"holds `{expr.values[slot - 1]}`: the answer **{'follows' if follows else 'does not follow'}**"
+    f"Steered, the model's top token at `=` is **{fmt.code(tok(new))}** (probability {fmt.with_log(p[new])}); "
+    f"slot {slot} holds `{expr.values[slot - 1]}`: the answer **{'follows' if follows else 'does not follow'}**"
     + (" (it was that token already)." if tok(new) == answer and follows else ".")
     + (f" Across {n_used:,} inputs whose answer does not already start with slot {slot}'s digit, steering "
        f"{', '.join(heads)} there makes the answer follow on **{fmt.percent(rate)}**." if n_used else "")

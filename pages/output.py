@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from explainer import charts, state
+from explainer import charts, state, vega
 from explainer import format as fmt
 from model_core.analysis import output as ao
 
@@ -40,15 +40,16 @@ true_tok = vocab.decode([true_id])[0] if true_id is not None else None
 logits = run.cache["hook_logits"][0, pos]  # [vocab]
 tokens = vocab.to_list()
 st.caption(
-    f"Reading position {pos} (`{run.labels[pos]}`) of `{' '.join(run.labels)}`"
-    + (f", where the model wrote `{answer.answer_tokens[step]}`" if model.causal else "")
+    f"Reading position {pos} ({fmt.code(run.labels[pos])}) of {fmt.code(' '.join(run.labels))}"  # tokens it wrote
+    + (f", where the model wrote {fmt.code(answer.answer_tokens[step])}" if model.causal else "")
     + "; the true next token is "
-    + (f"`{true_tok}`." if true_tok is not None else "— (the model wrote more tokens than the true answer has).")
+    + (f"{fmt.code(true_tok)}." if true_tok is not None
+       else "— (the model wrote more tokens than the true answer has).")  # fmt: skip
 )
 
 # ---------------------------------------------------------------- logits
 st.subheader("Logits")
-st.altair_chart(
+vega.draw(
     charts.logit_bars(logits, tokens, highlight=true_tok, title=f"Logits at position {pos} (hook_logits), "
                       "true answer outlined"),
     width="stretch",
@@ -65,15 +66,15 @@ st.markdown(
 )
 probs_t = ao.softmax_with_temperature(logits, temperature)
 probs = ao.softmax_with_temperature(logits, 1.0)
-st.altair_chart(
+vega.draw(
     charts.probability_bars(probs_t, tokens, highlight=true_tok,
                             title=f"Probabilities at position {pos}, softmax(logits / {temperature:g})"),
     width="stretch",
 )  # fmt: skip
 top = int(probs.argmax())
 st.info(
-    f"What to notice: at T = 1 the top token `{tokens[top]}` gets {fmt.with_log(probs[top])}"
-    + (f"; the true `{true_tok}` gets {fmt.with_log(probs[true_id])}" if true_id is not None and true_id != top
+    f"What to notice: at T = 1 the top token {fmt.code(tokens[top])} gets {fmt.with_log(probs[top])}"
+    + (f"; the true {fmt.code(true_tok)} gets {fmt.with_log(probs[true_id])}" if true_id is not None and true_id != top
        else "")
     + (f". At T = {temperature:g} the top token gets {fmt.percent(probs_t[top])}." if temperature != 1.0 else ".")
     + f" Its logit is {logits[top]:.2f}; the runner-up's {logits[probs.argsort()[-2]]:.2f}: a gap of g logits "
@@ -103,9 +104,9 @@ st.markdown(
 )  # fmt: skip
 if true_id is not None and not ao.same_context(run.tokens, run.train_tokens, pos, model.causal):
     st.warning(
-        f"The bars come from the run that read `{' '.join(run.labels)}`; the loss from the training sequence "
-        f"`{' '.join(vocab.decode(run.train_tokens))}`. Position {pos} read different tokens in the two, "
-        "so −log of the highlighted bar is not exactly the loss here.",
+        f"The bars come from the run that read {fmt.code(' '.join(run.labels))}; the loss from the training "
+        f"sequence {fmt.code(' '.join(vocab.decode(run.train_tokens)))}. Position {pos} read different tokens in "
+        "the two, so −log of the highlighted bar is not exactly the loss here.",
         icon=":material/info:",
     )
 
@@ -124,17 +125,17 @@ frame = pd.DataFrame(
     [{"stage": s, "token": tokens[c], "probability": float(lens_probs[i, c])} for i, s in enumerate(stages)
      for c in cands]
 )  # fmt: skip
-st.altair_chart(
+vega.draw(
     charts.logit_lens_lines(frame, title=f"Logit lens at position {pos}: each candidate's probability, stage by stage"),
     width="stretch",
 )
 if true_id is not None:
     first = ao.first_top_stage(lens_probs, true_id)
     st.info(
-        f"What to notice: the true `{true_tok}` first becomes the top token at stage **{stages[first]}** "
+        f"What to notice: the true {fmt.code(true_tok)} first becomes the top token at stage **{stages[first]}** "
         f"({fmt.percent(lens_probs[first, true_id])}), and ends at {fmt.with_log(lens_probs[-1, true_id])}."
         if first is not None
-        else f"What to notice: the true `{true_tok}` is the top token at no stage; it ends at "
+        else f"What to notice: the true {fmt.code(true_tok)} is the top token at no stage; it ends at "
         f"{fmt.with_log(lens_probs[-1, true_id])}.",
         icon=":material/lightbulb:",
     )

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from explainer import charts, state
+from explainer import charts, state, vega
 from explainer import format as fmt
 
 cur = state.current()
@@ -14,7 +14,8 @@ expr = answer.expression
 
 st.title("Inside a transformer")
 st.caption(
-    f"Model **{cur.model_name}**: {'causal (GPT-style) decoder' if cfg.causal else 'bidirectional encoder'}, "
+    f"Model **{fmt.literal(cur.model_name)}**: "
+    f"{'causal (GPT-style) decoder' if cfg.causal else 'bidirectional encoder'}, "
     f"{cfg.n_layers} blocks × {cfg.n_heads} heads, d_model {cfg.d_model}, "
     f"{model.transformer.n_params:,} parameters. Task: {', '.join(model.task.operations)} of "
     f"{model.task.n_args} values in {model.task.min_value}-{model.task.max_value}."
@@ -23,7 +24,8 @@ st.caption(
 wrote = answer.value if answer.value is not None else " ".join(answer.answer_tokens)
 c1, c2, c3 = st.columns(3)
 c1.metric("Example", expr.text)
-c2.metric("Model's answer", wrote, delta="correct" if answer.correct else f"wrong: the answer is {expr.answer}",
+c2.metric("Model's answer", fmt.literal(wrote),  # tokens it wrote: a metric's value is Markdown
+          delta="correct" if answer.correct else f"wrong: the answer is {expr.answer}",
           delta_color="normal" if answer.correct else "inverse")  # fmt: skip
 c3.metric(
     "Confidence",
@@ -76,7 +78,7 @@ else:
     )
 probs = answer.step_probs[0]
 p_true = probs[model.vocab.id(str(expr.answer)[0])]
-st.altair_chart(
+vega.draw(
     charts.probability_bars(probs, model.vocab.to_list(), highlight=str(expr.answer)[0],
                             title=f"First answer token: probabilities at position {run.answer_pos} (`=`)"),
     width="stretch",

@@ -3,7 +3,8 @@
 import pandas as pd
 import streamlit as st
 
-from explainer import charts, state
+from explainer import charts, state, vega
+from explainer import format as fmt
 from model_core.analysis import residual as res
 
 TOP_K = 10
@@ -19,7 +20,7 @@ pre = cfg.norm == "pre"
 
 st.title("Residual stream, LayerNorm & FFN")
 st.caption(
-    f"Model **{cur.model_name}** ({'pre' if pre else 'post'}-norm, {ACTIVATION[cfg.activation]} FFN) on "
+    f"Model **{fmt.literal(cur.model_name)}** ({'pre' if pre else 'post'}-norm, {ACTIVATION[cfg.activation]} FFN) on "
     f"**{cur.text}**; block **{layer}** (choose it in the sidebar)."
 )
 
@@ -51,7 +52,7 @@ top_idx, top_val = res.top_neurons(post[answer_at], TOP_K)
 first_norm, last_norm = stages[0][1][answer_at], stages[-1][1][answer_at]
 biggest = max(writes, key=lambda w: w[2][answer_at])
 st.info(
-    f"What to notice: at `{run.labels[answer_at]}` (position {answer_at}) the stream's norm goes from "
+    f"What to notice: at {fmt.code(run.labels[answer_at])} (position {answer_at}) the stream's norm goes from "
     f"{first_norm:.3f} ({stages[0][0]}) to {last_norm:.3f} ({stages[-1][0]}); the largest write into it there is "
     f"block {biggest[0]}'s {biggest[1]} (norm {biggest[2][answer_at]:.3f}). In block {layer}'s FFN, "
     f"{active[answer_at]:.1%} of the {cfg.d_ff} neurons are active at this position; the strongest is neuron "
@@ -71,14 +72,14 @@ st.markdown(
         "write is simply added to it (the final LayerNorm acts only on the way out)."
     )
 )
-st.altair_chart(
+vega.draw(
     charts.stage_norms(
         pd.DataFrame([{"stage": name, "position_label": labels[i], "norm": float(n[i])}
                       for name, n in stages for i in range(len(labels))]),
         title="Residual-stream norm per position and stage"),
     width="stretch",
 )  # fmt: skip
-st.altair_chart(
+vega.draw(
     charts.sublayer_contributions(
         pd.DataFrame([{"block": b, "sublayer": s, "position_label": labels[i], "norm": float(n[i])}
                       for b, s, n in writes for i in range(len(labels))]),
@@ -99,22 +100,23 @@ scale = cache[f"{prefix}.hook_scale"][0, :, 0]  # [pos]
 mean_in, std_in = res.row_mean_std(ln_in)
 mean_out, std_out = res.row_mean_std(ln_out)
 st.markdown(
-    f"`{prefix}` normalises {norms[prefix]}. At `{run.labels[answer_at]}` its input has mean {mean_in[answer_at]:.4f} "
-    f"and standard deviation {std_in[answer_at]:.4f} (the model's `hook_scale`, √(σ²+ε) = {scale[answer_at]:.4f}); "
-    f"after it, mean {mean_out[answer_at]:.4f} and std {std_out[answer_at]:.4f}. The normalisation alone gives "
-    "mean 0 and std just under 1 (ε); the learned gain w and bias b then stretch and shift each dimension."
+    f"`{prefix}` normalises {norms[prefix]}. At {fmt.code(run.labels[answer_at])} its input has mean "
+    f"{mean_in[answer_at]:.4f} and standard deviation {std_in[answer_at]:.4f} (the model's `hook_scale`, "
+    f"√(σ²+ε) = {scale[answer_at]:.4f}); after it, mean {mean_out[answer_at]:.4f} and std {std_out[answer_at]:.4f}. "
+    "The normalisation alone gives mean 0 and std just under 1 (ε); the learned gain w and bias b then stretch and "
+    "shift each dimension."
 )
 c1, c2 = st.columns(2)
-c1.altair_chart(
+vega.draw(
     charts.matrix_heatmap(ln_in, labels, x_title="d_model dimension", value_title="LN input",
                           title=f"Before {prefix}"),
     width="stretch",
-)  # fmt: skip
-c2.altair_chart(
+where=c1)  # fmt: skip
+vega.draw(
     charts.matrix_heatmap(ln_out, labels, x_title="d_model dimension", value_title="LN output",
                           title=f"After {prefix} (hook_out)"),
     width="stretch",
-)  # fmt: skip
+where=c2)  # fmt: skip
 st.dataframe(
     pd.DataFrame({"position": labels, "mean before": mean_in, "std before": std_in, "hook_scale": scale,
                   "mean after": mean_out, "std after": std_out}),
@@ -131,18 +133,18 @@ zero_note = (
 )
 st.markdown(
     f"{cfg.d_ff} hidden neurons per position (`mlp.hook_post`, after the activation). {zero_note} "
-    f"At `{run.labels[answer_at]}`, {active[answer_at]:.1%} of them are > 0."
+    f"At {fmt.code(run.labels[answer_at])}, {active[answer_at]:.1%} of them are > 0."
 )
-st.altair_chart(
+vega.draw(
     charts.matrix_heatmap(post, labels, x_title="neuron", value_title="activation",
                           title=f"FFN hidden activations, block {layer}"),
     width="stretch",
 )  # fmt: skip
 c1, c2, c3 = st.columns([2, 1, 1])
-c1.altair_chart(
+vega.draw(
     charts.neuron_histogram(post, title=f"All {post.size} activations of block {layer} ({len(labels)} positions)"),
     width="stretch",
-)
+where=c1)
 c2.dataframe(
     pd.DataFrame({"position": labels, "active (> 0)": active}), hide_index=True,
     column_config={"active (> 0)": st.column_config.ProgressColumn(format="%.3f", min_value=0, max_value=1)},
@@ -151,4 +153,4 @@ c3.dataframe(
     pd.DataFrame({"neuron": top_idx, "activation": top_val}), hide_index=True,
     column_config={"activation": st.column_config.NumberColumn(format="%.4f")},
 )  # fmt: skip
-c3.caption(f"Top {TOP_K} neurons at `{run.labels[answer_at]}` (position {answer_at}).")
+c3.caption(f"Top {TOP_K} neurons at {fmt.code(run.labels[answer_at])} (position {answer_at}).")

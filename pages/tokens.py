@@ -3,7 +3,8 @@
 import pandas as pd
 import streamlit as st
 
-from explainer import charts, state
+from explainer import charts, state, vega
+from explainer import format as fmt
 from model_core.analysis import embeddings as emb
 
 
@@ -64,7 +65,7 @@ st.dataframe(table)
 # ---------------------------------------------------------------- 2. token embeddings
 st.subheader("2 · Token embeddings")
 st.latex(rf"\text{{embed}}_t = W_E[\,\text{{id}}_t\,] \qquad W_E \in \mathbb{{R}}^{{{len(vocab)} \times {D}}}")
-st.altair_chart(
+vega.draw(
     charts.matrix_heatmap(cache["hook_embed"][0], rows, title="Token embeddings (hook_embed): one row per token",
                           value_title="embedding"),
     width="stretch",
@@ -73,7 +74,7 @@ repeated = sorted({t for t in labels if labels.count(t) > 1}, key=labels.index)
 if repeated:
     where = ", ".join(str(i) for i, t in enumerate(labels) if t == repeated[0])
     st.info(
-        f"What to notice: `{repeated[0]}` sits at positions {where} and its rows are identical: the embedding "
+        f"What to notice: {fmt.code(repeated[0])} sits at positions {where} and its rows are identical: the embedding "
         "knows *what* a token is, not *where* it is.",
         icon=":material/lightbulb:",
     )
@@ -88,7 +89,7 @@ else:
     st.markdown("This model **learned** its positional vectors: one row of `pos_embed.W_pos` per position, "
                 "trained like any other weight.")  # fmt: skip
     st.latex(r"\text{pos}_p = W_{pos}[\,p\,]")
-st.altair_chart(
+vega.draw(
     charts.matrix_heatmap(cache["hook_pos_embed"][0], rows, value_title="encoding",
                           title=f"Positional encoding (hook_pos_embed) for positions 0-{T - 1}"),
     width="stretch",
@@ -99,14 +100,14 @@ if cfg.positional == "sinusoidal":
     dims = st.multiselect("Dimensions to plot", list(range(D)), default=default, key="tokens_dims",
                           help="Low dimensions oscillate fast, high ones slowly.")  # fmt: skip
     if dims:
-        st.altair_chart(_sinusoid_chart(cur.model_key, tuple(dims), T, net), width="stretch")
+        vega.draw(_sinusoid_chart(cur.model_key, tuple(dims), T, net), width="stretch")
 else:
-    st.altair_chart(_learned_table_chart(cur.model_key, net), width="stretch")
+    vega.draw(_learned_table_chart(cur.model_key, net), width="stretch")
 
 # ---------------------------------------------------------------- 4. the sum
 st.subheader("4 · Their sum: the start of the residual stream")
 st.latex(r"x^{(0)}_t = \text{embed}_t + \text{pos}_t")
-st.altair_chart(
+vega.draw(
     charts.matrix_heatmap(cache["blocks.0.hook_resid_pre"][0], rows, value_title="value",
                           title="Residual stream before block 0 (blocks.0.hook_resid_pre)"),
     width="stretch",
@@ -119,7 +120,7 @@ st.info(
     + ("the token's identity dominates the mix." if summary["embed_norm"] > 1.5 * summary["pos_norm"]
        else "position weighs about as much as identity." if summary["embed_norm"] > summary["pos_norm"] / 1.5
        else "position dominates the mix.")
-    + (f" The repeated `{repeated[0]}` rows now differ: position tells them apart." if repeated else ""),
+    + (f" The repeated {fmt.code(repeated[0])} rows now differ: position tells them apart." if repeated else ""),
     icon=":material/lightbulb:",
 )  # fmt: skip
 
@@ -130,7 +131,7 @@ st.markdown(
     "which the rows spread most and projects every token onto them. The tokens of this example are in bold."
 )
 scatter, (rho1, rho2) = _embedding_pca(cur.model_key, tuple(sorted(set(labels))), model)
-st.altair_chart(scatter, width="stretch")
+vega.draw(scatter, width="stretch")
 best, rho = (1, rho1) if abs(rho1) >= abs(rho2) else (2, rho2)
 st.info(
     f"What to notice: the rank agreement (Spearman's ρ) between a digit's value and its place along PC 1 is "

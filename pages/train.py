@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from explainer import charts, live_charts, state
+from explainer import format as fmt
 from explainer.charts import attention as attention_charts
 from explainer.charts.training import mechanism_over_training
 from model_core import CheckpointError, ModelConfig, store
@@ -97,10 +98,25 @@ def _on_upload() -> None:
     except CheckpointError as err:
         ss[UPLOAD_RESULT] = ("error", f"{file.name} was not loaded: {err}")
         return
+    except Exception as err:  # the loader should raise nothing else; if it does, a message, never a traceback
+        ss[UPLOAD_RESULT] = ("error", f"{file.name} was not loaded: could not load this file: {type(err).__name__}")
+        return
     for array in model.transformer.params.values():
         array.setflags(write=False)
     shown = state.add_session_model(f"uploaded: {model.name or file.name.rsplit('.', 1)[0]}", model)
     ss[UPLOAD_RESULT] = ("success", f"Loaded {file.name}: **{shown}** is now in the sidebar's model list.")
+
+
+def _upload_message(kind: str, text: str) -> str:
+    """The last upload's message (`_on_upload` writes it) as Markdown: all of it literal, for it holds the file's
+    name and a model name from the checkpoint's metadata, or an error that may quote them; in a success, the
+    model's name (the sidebar's, `**name**` in the message) stays bold."""
+    if kind == "success":
+        for name in reversed(ss.get(state.SESSION_MODELS, {})):
+            before, bold, after = text.rpartition(f"**{name}**")
+            if bold:
+                return f"{fmt.literal(before)}**{fmt.literal(name)}**{fmt.literal(after)}"
+    return fmt.literal(text)
 
 
 def _checkpoint_bytes(job: tj.TrainingJob) -> bytes:
@@ -214,17 +230,17 @@ def live() -> None:
         if state.adopt_finished_job(job):
             st.rerun(scope="app")  # once: the sidebar picks up the new model
         added = ss.get(ADDED, {}).get(job.id)
-        note = f" It is in the sidebar's model list as **{added}**." if added else ""
+        note = f" It is in the sidebar's model list as **{fmt.literal(added)}**." if added else ""
         if snap.status == "diverged":
             note = " The model is not added to the model list."
-        STATUS_BOX[snap.status](snap.message + note)
+        STATUS_BOX[snap.status](fmt.literal(snap.message) + note)  # a failure's message may quote a value
         if snap.status == "failed":
             return
     steps = snap.steps_done if snap is not None else 0
     if snap is None:
         st.progress(0.0, text="Not started")
     else:
-        st.progress(snap.progress, text=f"{job.name}: step {steps:,} of {snap.total_steps:,} · "
+        st.progress(snap.progress, text=f"{fmt.literal(job.name)}: step {steps:,} of {snap.total_steps:,} · "
                                         f"{snap.elapsed_s:.1f} s · {snap.steps_per_s:.0f} steps/s")  # fmt: skip
     ev = snap.latest_eval if snap is not None else None
     c = st.columns(3)
@@ -282,13 +298,14 @@ def _step_to(offset: int, steps: list[int]) -> None:
     ss.train_snapshot = steps[min(max(i + offset, 0), len(steps) - 1)]
 
 
-def _toggle_play(steps: list[int]) -> None:
-    """Callback of Play / Pause. A callback, so that a pause takes effect before the rerun could advance; play
-    from the last snapshot starts again from the first."""
-    playing = not ss.get(PLAYING)
-    if playing and ss.get("train_snapshot") == steps[-1]:
+def _set_play(on: bool, steps: list[int]) -> None:
+    """Callback of Play / Pause: play (from the first snapshot if the last is shown) or pause. A callback, so that
+    a pause takes effect before the rerun could advance; it sets the state the button showed rather than
+    toggling, so that a click delivered twice (the fragment's run, then the app's run it asks for) is one click."""
+    if on and not ss.get(PLAYING) and ss.get("train_snapshot") == steps[-1]:
         ss.train_snapshot = steps[0]
-    ss[PLAYING], ss[PLAYED_AT] = playing, time.monotonic()
+    if on != bool(ss.get(PLAYING)):
+        ss[PLAYING], ss[PLAYED_AT] = on, time.monotonic()
 
 
 def _advance(steps: list[int]) -> None:
@@ -316,8 +333,8 @@ def _snapshot_controls(snap: tj.JobSnapshot, steps: list[int]) -> int:
         st.selectbox("Layer", range(n_layers), key="train_layer", format_func=lambda i: f"layer {i}", width=110)
         st.button("Previous", key="train_prev", on_click=_step_to, args=(-1, steps), icon=":material/skip_previous:",
                   disabled=ss.train_snapshot == steps[0], help="The snapshot before.")  # fmt: skip
-        st.button("Pause" if playing else "Play", key="train_play", type="primary", on_click=_toggle_play,
-                  args=(steps,), icon=":material/pause:" if playing else ":material/play_arrow:",
+        st.button("Pause" if playing else "Play", key="train_play", type="primary", on_click=_set_play,
+                  args=(not playing, steps), icon=":material/pause:" if playing else ":material/play_arrow:",
                   help=f"Show each snapshot in turn, one every {PLAY_EVERY_S} s.")  # fmt: skip
         st.button("Next", key="train_next", on_click=_step_to, args=(1, steps), icon=":material/skip_next:",
                   disabled=ss.train_snapshot == steps[-1], help="The snapshot after.")  # fmt: skip
@@ -328,7 +345,7 @@ def _snapshot_controls(snap: tj.JobSnapshot, steps: list[int]) -> int:
 def _mechanism_notes(snap: tj.JobSnapshot) -> None:
     if not snap.mechanism:
         if snap.mechanism_error:
-            st.warning(f"The mechanism could not be measured on this run: {snap.mechanism_error}")
+            st.warning(f"The mechanism could not be measured on this run: {fmt.literal(snap.mechanism_error)}")
         return
     steps, metrics = zip(*snap.mechanism, strict=True)
     every, until = tj.EARLY_SNAPSHOTS
@@ -426,7 +443,8 @@ with left:
 with right:
     st.file_uploader("Load a checkpoint", type=["safetensors"], key="train_upload", on_change=_on_upload,
                      help="A .safetensors checkpoint saved by this app or `python -m model_core train`. "
-                          "It is validated before use; nothing in it is ever executed.")  # fmt: skip
+                          "It is validated before use; nothing in it is ever executed. "
+                          f"Models of {tj.model_limits_text()} load.")  # fmt: skip
     if ss.get(UPLOAD_RESULT):
         kind, text = ss[UPLOAD_RESULT]
-        (st.success if kind == "success" else st.error)(text)
+        (st.success if kind == "success" else st.error)(_upload_message(kind, text))

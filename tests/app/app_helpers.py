@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+from markdown_it import MarkdownIt
 from streamlit.testing.v1 import AppTest
 
 APP = str(Path(__file__).resolve().parents[2] / "explainer" / "app.py")
@@ -58,3 +61,54 @@ def chart_titles(at: AppTest) -> list[str]:
     for spec, _ in charts(at):
         walk(spec)
     return titles
+
+
+# ---------------------------------------------------------------- what Markdown shows
+# CommonMark with GFM's strikethrough and tables, as Streamlit's renderer has them (it adds GFM autolinks, math,
+# emoji and directives in the browser; tests/app/test_markdown_escaping.py checks those on the source).
+MARKDOWN = MarkdownIt("commonmark").enable(["strikethrough", "table"])
+
+
+@dataclass
+class Rendered:
+    """A Markdown source rendered to HTML: its tags (in order), its visible text and the text of each <code>."""
+
+    html: str
+    tags: list[str] = field(default_factory=list)
+    text: str = ""  # every text node, character references decoded
+    prose: str = ""  # the text outside <code>
+    code: list[str] = field(default_factory=list)
+
+
+class _Collect(HTMLParser):
+    def __init__(self, out: Rendered):
+        super().__init__(convert_charrefs=True)
+        self.out, self.in_code = out, 0
+
+    def handle_starttag(self, tag, attrs):
+        self.out.tags.append(tag)
+        if tag == "code":
+            self.in_code += 1
+            self.out.code.append("")
+
+    def handle_endtag(self, tag):
+        if tag == "code":
+            self.in_code -= 1
+
+    def handle_data(self, data):
+        self.out.text += data
+        if self.in_code:
+            self.out.code[-1] += data
+        else:
+            self.out.prose += data
+
+
+def render_markdown(source: str) -> Rendered:
+    out = Rendered(MARKDOWN.render(source))
+    _Collect(out).feed(out.html)
+    return out
+
+
+def shown_text(source: str) -> str:
+    """What a reader sees of a Markdown source (an element's `.value`): its text, less invisible word joiners."""
+    return render_markdown(source).text.replace("\u2060", "").strip()

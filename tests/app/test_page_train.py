@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import time
@@ -9,7 +10,7 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
-from app_helpers import chart_titles, charts, open_app, set_example
+from app_helpers import chart_titles, charts, open_app, set_example, shown_text
 
 from model_core import TaskConfig, TaskModel, store
 from model_core.analysis.attention import strongest_attention
@@ -112,7 +113,7 @@ def test_a_small_run_joins_the_model_list_and_opens_in_other_pages(trained):
     name = "trained: 0-9, 1×2 d16 (seed 0)"
     assert job.status == "finished" and job.name == name
     assert name in model_options(at) and "digits-0-9" in model_options(at)
-    assert any(name in s.value and "Trained for 40 steps" in s.value for s in at.success)
+    assert any(name in shown_text(s.value) and "Trained for 40 steps" in shown_text(s.value) for s in at.success)
     assert at.progress[0].value == 100
     snap = job.snapshot()
     # The charts draw the job's own records.
@@ -143,7 +144,7 @@ def test_a_small_run_joins_the_model_list_and_opens_in_other_pages(trained):
     for page in ("../pages/attention.py", "../pages/overview.py"):
         at.switch_page(page).run()
         assert not at.exception, (page, at.exception)
-        assert any(name in c.value for c in at.caption) or page.endswith("attention.py")
+        assert any(name in shown_text(c.value) for c in at.caption) or page.endswith("attention.py")
     assert at.session_state["_current"].model is job.model
 
 
@@ -172,7 +173,7 @@ def test_bad_hyperparameters_end_with_a_message():
     before = model_options(at)
     configure(at, train_d_model=30, train_heads=4).button(key="train_start").click().run()
     assert not at.exception
-    assert any("d_model (30) must be divisible by n_heads (4)" in e.value for e in at.error)
+    assert any("d_model (30) must be divisible by n_heads (4)" in shown_text(e.value) for e in at.error)
     at = open_app(PAGE)
     at.selectbox(key="train_optimizer").select("sgd")
     configure(at, steps=500, train_lr=10.0, train_clip=0.0, train_warmup=0).button(key="train_start").click().run()
@@ -209,12 +210,13 @@ def test_upload_good_and_bad_checkpoints():
     for name, data in bad.items():
         at.file_uploader(key="train_upload").set_value((name, data, "application/octet-stream")).run()
         assert not at.exception
-        assert [e.value for e in at.error] and messages[name] in at.error[0].value and name in at.error[0].value
+        shown = [shown_text(e.value) for e in at.error]  # the message is escaped Markdown: compare what it shows
+        assert shown and messages[name] in shown[0] and name in shown[0]
         assert model_options(at) == before and not at.success
     at.file_uploader(key="train_upload").set_value(("good.safetensors", good, "application/octet-stream")).run()
     assert not at.exception and not at.error
     assert model_options(at) == before + ["uploaded: tiny-upload"]
-    assert "uploaded: tiny-upload" in at.success[0].value
+    assert "uploaded: tiny-upload" in shown_text(at.success[0].value)
     at.selectbox(key="model_name").select("uploaded: tiny-upload").run()
     at.switch_page("../pages/overview.py").run()
     assert not at.exception and at.session_state["_current"].model.name == "tiny-upload"
@@ -390,3 +392,37 @@ def test_a_0_99_run_probes_mostly_two_digit_values():
     assert any("40 with only two-digit values, 10 with a one-digit value" in c.value for c in at.caption)
     df = mechanism_frame(at)
     assert sorted(set(df.loc[df["panel"] == tj.PANEL_ACCURACY, "step"])) == [0, 10, 20]
+
+
+def test_upload_of_hostile_checkpoints_shows_a_message_never_a_traceback(monkeypatch):
+    """The handler's message is read from the session state: the page may show it escaped as Markdown."""
+    at = open_app(PAGE)
+    before = model_options(at)
+    good = store.to_bytes(TaskModel.new(TaskConfig(), "tiny-upload", n_layers=1, n_heads=2, d_model=16, d_ff=32))
+    n = int.from_bytes(good[:8], "little")
+    header = json.loads(good[8 : 8 + n])
+    meta = json.loads(header["__metadata__"]["transformer_explainer"])
+    meta["model_config"]["max_len"] = 10**12  # the sinusoid table once took terabytes: a MemoryError
+    header["__metadata__"]["transformer_explainer"] = json.dumps(meta)
+    huge = json.dumps(header).encode()
+    hostile = {
+        "huge.safetensors": (len(huge).to_bytes(8, "little") + huge + good[8 + n :], "Positions (max_len) is 1,0"),
+        "deep.safetensors": ((200_000).to_bytes(8, "little") + b"[" * 100_000 + b"]" * 100_000, "levels deep"),
+    }
+    for name, (data, phrase) in hostile.items():
+        at.file_uploader(key="train_upload").set_value((name, data, "application/octet-stream")).run()
+        kind, text = at.session_state["train_upload_result"]
+        assert not at.exception and len(at.error) == 1 and kind == "error" and phrase in text and name in text
+        assert model_options(at) == before and not at.success
+
+    def broken(*args, **kwargs):  # an error the loader did not turn into a CheckpointError
+        raise RuntimeError("/srv/app/secret")
+
+    monkeypatch.setattr(store, "from_checkpoint", broken)
+    at.file_uploader(key="train_upload").set_value(("odd.safetensors", good, "application/octet-stream")).run()
+    assert not at.exception and len(at.error) == 1 and model_options(at) == before
+    assert at.session_state["train_upload_result"] == (
+        "error", "odd.safetensors was not loaded: could not load this file: RuntimeError")
+    monkeypatch.undo()
+    at.file_uploader(key="train_upload").set_value(("good.safetensors", good, "application/octet-stream")).run()
+    assert not at.exception and model_options(at) == before + ["uploaded: tiny-upload"]  # the app keeps working

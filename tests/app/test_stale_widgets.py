@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from app_helpers import chart_titles, charts, open_app, set_example
+from app_helpers import chart_titles, charts, open_app, set_example, shown_text
 
 from model_core import TaskConfig, TaskModel
 from model_core.analysis import run_example
@@ -134,6 +134,6 @@ def test_an_empty_value_in_the_sidebar_is_an_error_and_keeps_the_last_example():
     run = at.session_state["_current"].run
     set_example(at, "Max ( 1 , , 2 3 )")
     assert not at.exception, at.exception
-    assert [e.value for e in at.error] == ["Empty value after '1': two commas with nothing between them. "
+    assert [shown_text(e.value) for e in at.error] == ["Empty value after '1': two commas with nothing between them. "
                                            "Remove one, or put a value."]  # fmt: skip
     assert at.session_state["_current"].run is run
