@@ -9,8 +9,11 @@ that session's `st.session_state` only.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import uuid
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +35,18 @@ DEFAULT_EXAMPLES = {9: "Max ( 7 2 9 )", 99: "Max ( 47 82 19 )"}
 SESSION_MODELS = "session_models"  # {display name: (model key, TaskModel)}
 TRAIN_JOB = "train_job"  # this session's TrainingJob (the Train page starts it; at most one)
 TRAIN_ADDED = "train_added"  # {job id: the name its model has in the sidebar, or None}
+SESSION_CACHES = "_session_caches"  # {cached function: LRU} of this session's models' results (`model_cache`)
+MODEL_NOTE = "model_note"  # a note for the sidebar: a session model was removed to make room
+
+# Memory one session can hold (issue 16, item 6), measured by benchmarks/session_cache_sizes.py. A user model has at
+# most 2M float32 parameters (8 MB); one cached run of the largest the limits allow is about 16 MB (8 MB of it the
+# parameters' gradients), a shipped model's about 1 MB. Budget: under 64 MB of runs per session; a run is made
+# again in about 60 ms, so a small LRU costs little.
+MAX_SESSION_MODELS = 5  # trained + uploaded; one more drops the oldest one not selected
+SESSION_RUNS = 3  # cached runs of session models, per session: 3 x 16 MB
+SESSION_ANSWER_ABLATIONS = 32  # a few kB each
+SESSION_ABLATIONS = 4  # logits and activations, about 2-3 MB each
+SESSION_SPACE_RUNS = 1  # at most 75 MB: 5,000 expressions of the largest model (input_space samples larger spaces)
 
 
 @dataclass(frozen=True)
@@ -54,33 +69,106 @@ def shipped_model(name: str) -> TaskModel:
     return model
 
 
-@st.cache_resource(show_spinner=False, max_entries=256)
+class LRU:
+    """At most `size` results: `get` makes one the newest, and adding one past `size` drops the oldest."""
+
+    def __init__(self, size: int):
+        self.size, self.entries = size, OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def get(self, key, make: Callable[[], object]):
+        """The result stored under `key`, made by `make()` (and stored) if there is none."""
+        if key in self.entries:
+            self.entries.move_to_end(key)
+            return self.entries[key]
+        value = self.entries[key] = make()
+        while len(self.entries) > self.size:
+            self.entries.popitem(last=False)
+        return value
+
+    def drop_model(self, model_key: str) -> None:
+        """Forget every result of one model (keys start with its model key)."""
+        for key in [k for k in self.entries if k[0] == model_key]:
+            del self.entries[key]
+
+
+def model_cache(max_entries: int, session_entries: int):
+    """`st.cache_resource` for a function of (model_key, ...): a shipped model's results are shared by every
+    session (at most `max_entries`); a session model's ("session:..." keys) go to an LRU of `session_entries` in
+    that session's state instead. So one user's models never fill, or evict from, the process-wide cache, what
+    they cache is bounded per session, and it goes when the session (or the model, `drop_session_model`) does.
+    Keyed like `st.cache_resource`: by the arguments whose names do not start with "_"."""
+
+    def decorate(fn):
+        shared = st.cache_resource(show_spinner=False, max_entries=max_entries)(fn)
+        signature = inspect.signature(fn)
+        name = f"{fn.__module__}.{fn.__qualname__}"
+
+        @functools.wraps(fn)
+        def cached(model_key: str, *args, **kwargs):
+            if not model_key.startswith("session:"):
+                return shared(model_key, *args, **kwargs)
+            bound = signature.bind(model_key, *args, **kwargs).arguments
+            key = tuple(value for arg, value in bound.items() if not arg.startswith("_"))  # model_key first
+            lru = st.session_state.setdefault(SESSION_CACHES, {}).setdefault(name, LRU(session_entries))
+            return lru.get(key, lambda: fn(model_key, *args, **kwargs))
+
+        cached.clear = shared.clear
+        return cached
+
+    return decorate
+
+
+@model_cache(max_entries=256, session_entries=SESSION_RUNS)
 def cached_run(model_key: str, text: str, _model: TaskModel) -> ExampleRun:
     """One example's full run; keyed by the model's identity and the example's text."""
     return run_example(_model, text)
 
 
-@st.cache_resource(show_spinner=False, max_entries=8)
+@model_cache(max_entries=8, session_entries=SESSION_SPACE_RUNS)
 def cached_space_run(model_key: str, _model: TaskModel) -> SpaceRun:
     """The whole-input-space pass of a model (every 0-9 input, or a stated sample), once per model."""
     return space_run(_model)
 
 
-@st.cache_resource(show_spinner=False, max_entries=256)
+@model_cache(max_entries=256, session_entries=SESSION_ABLATIONS)
 def cached_ablation(model_key: str, text: str, heads: tuple[tuple[int, int], ...], _model: TaskModel,
                     _tokens: np.ndarray):  # fmt: skip
     return ablate_heads(_model, _tokens, list(heads))
 
 
-def add_session_model(name: str, model: TaskModel) -> str:
-    """Make a trained or uploaded model selectable in this session; returns its display name."""
+def add_session_model(name: str, model: TaskModel) -> tuple[str, str | None]:
+    """Make a trained or uploaded model selectable in this session: (its display name, the name of the model
+    removed to make room, or None).
+
+    A session keeps at most MAX_SESSION_MODELS. One more drops the oldest one that is not selected, rather than
+    refusing: a learner who trains six models in a row is not blocked, and needs no "remove" control first."""
     models = st.session_state.setdefault(SESSION_MODELS, {})
     display = name
     n = 2
-    while display in models or display in shipped_names():
+    while display in models or display in shipped_names():  # before any drop: a new name is never an old one's
         display, n = f"{name} ({n})", n + 1
+    dropped = None
+    if len(models) >= MAX_SESSION_MODELS:
+        dropped = next(m for m in models if m != st.session_state.get("model_name"))  # dicts keep insertion order
+        drop_session_model(dropped)
     models[display] = (f"session:{uuid.uuid4().hex}", model)
-    return display
+    return display, dropped
+
+
+def drop_session_model(name: str) -> None:
+    """Remove a session model from the list, and its results from this session's caches."""
+    key, _ = st.session_state[SESSION_MODELS].pop(name)
+    for lru in st.session_state.get(SESSION_CACHES, {}).values():
+        lru.drop_model(key)
+
+
+def room_note(dropped: str) -> str:
+    """Why `dropped` left the model list (plain text: the name may come from an uploaded file)."""
+    return (f"This session keeps at most {MAX_SESSION_MODELS} trained or uploaded models, so the oldest one "
+            f"not selected, {dropped}, was removed from the model list.")  # fmt: skip
 
 
 def adopt_finished_job(job) -> bool:
@@ -93,7 +181,9 @@ def adopt_finished_job(job) -> bool:
     if not job.done or job.id in added:
         return False
     keep = job.model is not None and job.status in ("finished", "reached_target", "stopped")
-    added[job.id] = add_session_model(job.name, job.model) if keep else None
+    added[job.id], dropped = add_session_model(job.name, job.model) if keep else (None, None)
+    if dropped:
+        st.session_state[MODEL_NOTE] = room_note(dropped)  # the sidebar shows it
     return keep
 
 
@@ -271,6 +361,8 @@ def sidebar() -> Current:
             st.caption(f"Still showing the last valid example: **{ss.example}**")
         if ss.get("example_note"):
             st.info(fmt.literal(ss.pop("example_note")))
+        if ss.get(MODEL_NOTE):
+            st.info(fmt.literal(ss.pop(MODEL_NOTE)))
         st.selectbox("Operation", task.operations, key="example_op", on_change=_on_widgets)
         cols = st.columns(task.n_args)
         for j, col in enumerate(cols):
@@ -293,7 +385,7 @@ def current() -> Current:
 
 
 # ---------------------------------------------------------------- ablations read at the answer positions
-@st.cache_resource(show_spinner=False, max_entries=256)
+@model_cache(max_entries=256, session_entries=SESSION_ANSWER_ABLATIONS)
 def cached_answer_ablation(model_key: str, text: str, ablations: tuple[tuple[str, ...], ...], _model: TaskModel,
                            _run: ExampleRun):  # fmt: skip
     """`model_core.interp.ablate` of one example, read at each of its answer positions (one pass for all)."""

@@ -19,7 +19,7 @@ with st.spinner("Running the model over its input space (once per model)…"):
     space = state.cached_space_run(cur.model_key, model)
 
 
-@st.cache_resource(show_spinner=False, max_entries=8)
+@state.model_cache(max_entries=8, session_entries=1)  # it holds the space run: a session model's stays in its session
 def views(model_key: str, _model, _space):
     """Every view of this page but the per-head scores, from the one cached pass (keyed by the model)."""
     roles = isp.head_roles(_model, run=_space)

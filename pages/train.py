@@ -46,7 +46,7 @@ OPTIMIZERS = {"adamw": "AdamW", "adam": "Adam", "sgd": "SGD (momentum 0.9)"}
 ATTENTION = {"bidirectional": "bidirectional (encoder)", "causal": "causal (GPT-style decoder)"}
 NORMS = {"post": "post-norm (original)", "pre": "pre-norm (GPT-2)"}
 STATUS_BOX = {"finished": st.success, "reached_target": st.success, "stopped": st.info, "diverged": st.error,
-              "failed": st.error, "running": st.info, "pending": st.info}  # fmt: skip
+              "failed": st.error, "running": st.info, "pending": st.info, "queued": st.info}  # fmt: skip
 
 ss = st.session_state
 
@@ -81,7 +81,7 @@ def _on_start() -> None:
              "stop_at_accuracy": 1.0 if s["train_stop_at"] else None}  # fmt: skip
     job = tj.TrainingJob(task, train, model, probe=ss.get("example"))
     ss[JOB], ss[PLAYING] = job, False
-    job.start()  # a refused job ("failed") does not start; the page shows its message
+    job.start()  # a refused job ("failed") does not start; a job beyond the server's limit waits "queued"
 
 
 def _on_stop() -> None:
@@ -103,8 +103,10 @@ def _on_upload() -> None:
         return
     for array in model.transformer.params.values():
         array.setflags(write=False)
-    shown = state.add_session_model(f"uploaded: {model.name or file.name.rsplit('.', 1)[0]}", model)
-    ss[UPLOAD_RESULT] = ("success", f"Loaded {file.name}: **{shown}** is now in the sidebar's model list.")
+    shown, dropped = state.add_session_model(f"uploaded: {model.name or file.name.rsplit('.', 1)[0]}", model)
+    # the note (which names the removed model) comes first: `_upload_message` bolds the last `**shown**`
+    note = f"{state.room_note(dropped)} " if dropped else ""
+    ss[UPLOAD_RESULT] = ("success", f"{note}Loaded {file.name}: **{shown}** is now in the sidebar's model list.")
 
 
 def _upload_message(kind: str, text: str) -> str:
@@ -233,12 +235,17 @@ def live() -> None:
         note = f" It is in the sidebar's model list as **{fmt.literal(added)}**." if added else ""
         if snap.status == "diverged":
             note = " The model is not added to the model list."
-        STATUS_BOX[snap.status](fmt.literal(snap.message) + note)  # a failure's message may quote a value
+        text = fmt.literal(snap.message) + note  # a failure's message may quote a value
+        if snap.queued:  # waiting for the server's trainer: its place in line and about how long (refreshed)
+            text = fmt.literal(tj.place_text(snap.queue_position, snap.wait_s)) + " **Stop** takes it out of the line."
+        STATUS_BOX[snap.status](text)
         if snap.status == "failed":
             return
     steps = snap.steps_done if snap is not None else 0
     if snap is None:
         st.progress(0.0, text="Not started")
+    elif snap.queued:
+        st.progress(0.0, text=f"{fmt.literal(job.name)}: waiting in line, {snap.total_steps:,} steps to train")
     else:
         st.progress(snap.progress, text=f"{fmt.literal(job.name)}: step {steps:,} of {snap.total_steps:,} · "
                                         f"{snap.elapsed_s:.1f} s · {snap.steps_per_s:.0f} steps/s")  # fmt: skip

@@ -3,4 +3,6 @@
     optim    SGD with momentum, Adam, AdamW; warm-up + cosine schedule; global-norm clipping
     trainer  the loop (`Trainer.run` yields StepMetrics and EvalMetrics), a callback-free generator
     job      TrainingJob: a run in a thread for the Train page, its limits and snapshots
+    queue    the server's one trainer: at most MAX_RUNNING_JOBS jobs run at once, the rest wait in line
+    memory   a job's estimated peak memory, and the budget that refuses the heaviest
 """

@@ -7,6 +7,11 @@ never touches the UI), and keeps every step's metrics under a lock. A UI reads
 so far, taken in one go, so its arrays always agree in length and step. Stop with
 `job.stop()`; the trainer checks between steps.
 
+The server trains at most `queue.MAX_RUNNING_JOBS` jobs at once (default 1): a job started beyond that waits
+("queued") in a first-come, first-served line and starts by itself when a slot frees; its snapshots then carry
+its place in line and an estimate of the wait. A job whose estimated peak memory (`memory`) is over the server's
+budget is refused like any other broken limit.
+
     job = TrainingJob(TaskConfig(), TrainConfig(steps=500), {"n_layers": 1, "d_model": 32})
     job.start()
     while not job.done:
@@ -51,6 +56,9 @@ from ..task import Expression, ExpressionSet, TaskConfig, TaskError, check_compa
 from ..task.parser import ParseError
 from ..task.vocab import DEFAULT_VOCAB
 from ..task_model import TaskModel
+from .memory import check_memory
+from .queue import QUEUE
+from .queue import place_text as place_text  # re-exported: the Train page's message for a queued job
 from .trainer import EvalMetrics, StepMetrics, Trainer, snapshot_steps
 
 # ----------------------------------------------------------------------------- limits
@@ -77,8 +85,9 @@ MECHANISM_PANELS = (PANEL_ACCURACY, PANEL_TO_OP, PANEL_TO_SLOT, PANEL_TOP, PANEL
 SHOWN = "shown snapshot"  # its panel and series
 OPTIMIZER_SERIES = ("learning rate", "gradient norm")
 
-STATUSES = ("pending", "running", "finished", "reached_target", "stopped", "diverged", "failed")
-ENDED = frozenset(STATUSES[2:])
+STATUSES = ("pending", "queued", "running", "finished", "reached_target", "stopped", "diverged", "failed")
+ENDED = frozenset(STATUSES[3:])
+NEVER_STARTED = "Stopped while waiting in line for the trainer: it never started."
 
 
 def limits_text() -> str:
@@ -108,6 +117,7 @@ def check_limits(task: TaskConfig, model: ModelConfig, train: TrainConfig) -> No
         if value > most:
             raise LimitError(f"{what} is {value:,}; this app trains at most {most:,}.")
     check_param_count(model)
+    check_memory(task, model, train)  # after the sizes: its estimate counts the parameters
 
 
 def default_name(task: TaskConfig, model: ModelConfig, seed: int) -> str:
@@ -156,6 +166,8 @@ class JobSnapshot:
     components: tuple[str, ...] = ()  # every head and MLP, as `every_component` names them
     mechanism_error: str = ""  # why the mechanism metrics are missing, if they are
     eval_every: int = 0  # validation accuracy every this many steps
+    queue_position: int | None = None  # while queued: its place in line (1 = next)
+    wait_s: float | None = None  # while queued: about how long until it starts (None: not known yet)
 
     @property
     def steps_done(self) -> int:
@@ -167,7 +179,12 @@ class JobSnapshot:
 
     @property
     def running(self) -> bool:
+        """Not ended: pending, queued or running (the page keeps refreshing and offers Stop)."""
         return not self.done
+
+    @property
+    def queued(self) -> bool:
+        return self.status == "queued"
 
     @property
     def progress(self) -> float:
@@ -312,6 +329,7 @@ class TrainingJob:
         self.task: TaskConfig | None = None
         self.train: TrainConfig | None = None
         self.model_config: ModelConfig | None = None
+        self.n_params = 0
         self.name = name or ""
         try:
             self.task = task if isinstance(task, TaskConfig) else TaskConfig.from_dict(dict(task))
@@ -322,6 +340,7 @@ class TrainingJob:
             self.name = name or default_name(self.task, self.model_config, self.train.seed)
             self._model = TaskModel.new(self.task, self.name, **dict(model or {}))
             self._probe = self._pick_probe(probe)
+            self.n_params = count_params(self.model_config)  # the queue scales one job's pace to another's by it
         except (ConfigError, TaskError) as err:  # bad hyperparameters: a message, never a traceback
             self._end("failed", str(err))
             return
@@ -343,19 +362,42 @@ class TrainingJob:
 
     # ------------------------------------------------------------ control
     def start(self) -> bool:
-        """Start the worker thread; False (and nothing happens) if the job failed or already started."""
+        """Put the job in the trainer's line: it runs now if a slot is free, else it is "queued" until one is.
+        False (and nothing happens) if the job failed or already started."""
         with self._lock:
             if self._status != "pending":
                 return False
-            self._status, self._message = "running", "Preparing the data…"
-            self._started_at = time.perf_counter()
-        self._thread = threading.Thread(target=self._work, name=f"training-job-{self.id[:8]}", daemon=True)
-        self._thread.start()
+            self._status, self._message = "queued", "Waiting in line for the trainer…"
+        QUEUE.submit(self)
+        if self._stop.is_set():  # stopped while it was being put in line: take it out again
+            self.stop()
         return True
 
+    def _launch(self) -> None:
+        """The queue gave this job a slot: start its thread (stopped meanwhile: give the slot back)."""
+        with self._lock:
+            launch = self._status == "queued" and not self._stop.is_set()
+            if launch:
+                self._status, self._message = "running", "Preparing the data…"
+                self._started_at = time.perf_counter()  # elapsed time and steps/s count from here, not the line
+        if launch:
+            self._thread = threading.Thread(target=self._work, name=f"training-job-{self.id[:8]}", daemon=True)
+            try:
+                self._thread.start()
+                return
+            except RuntimeError as err:  # no thread to be had: a message, and the slot for the next job
+                self._end("failed", f"Training could not start: {err}")
+        elif not self.done:
+            self._end("stopped", NEVER_STARTED)
+        QUEUE.release(self)
+
     def stop(self) -> None:
-        """Ask the trainer to stop before its next step (it then evaluates once and ends "stopped")."""
+        """Ask the trainer to stop before its next step (it then evaluates once and ends "stopped"); a job
+        waiting in line leaves it and ends "stopped" without ever running."""
         self._stop.set()
+        if QUEUE.cancel(self):
+            self._end("stopped", NEVER_STARTED)
+            return
         with self._lock:
             if self._status == "pending":  # never started: nothing to wait for
                 self._status, self._message = "stopped", "Stopped before training started."
@@ -392,7 +434,10 @@ class TrainingJob:
 
     def snapshot(self) -> JobSnapshot:
         """A consistent copy of everything so far, taken under the lock."""
+        position, wait_s = QUEUE.place(self)  # first: the queue's lock is never taken under a job's
         with self._lock:
+            if self._status != "queued":  # it left the line in between
+                position = wait_s = None
             n = self._n
             arrays = {k: v[:n].copy() for k, v in getattr(self, "_arrays", {}).items()}
             end = self._ended_at if self._ended_at is not None else time.perf_counter()
@@ -416,7 +461,25 @@ class TrainingJob:
                 components=self._components(),
                 mechanism_error=self._mechanism_error,
                 eval_every=self.train.eval_every if self.train else 0,
+                queue_position=position,
+                wait_s=wait_s,
             )
+
+    def _seconds_per_step(self) -> float | None:
+        """Its pace so far (evaluations included), or None before its first step."""
+        with self._lock:
+            if not self._n or self._started_at is None:
+                return None
+            end = self._ended_at if self._ended_at is not None else time.perf_counter()
+            return (end - self._started_at) / self._n
+
+    def _remaining_s(self) -> float | None:
+        """About how long until it ends, at its pace so far: 0 once ended, None before its first step."""
+        if self.done:
+            return 0.0
+        pace = self._seconds_per_step()
+        with self._lock:
+            return None if pace is None else (self.train.steps - self._n) * pace
 
     def _heads(self) -> tuple[str, ...]:
         cfg = self.model_config
@@ -428,6 +491,12 @@ class TrainingJob:
 
     # ------------------------------------------------------------ the worker (no UI calls here)
     def _work(self) -> None:
+        try:
+            self._train()
+        finally:  # however it ended, its slot goes to the next job in line (started from this thread)
+            QUEUE.release(self, self._seconds_per_step())
+
+    def _train(self) -> None:
         try:
             # Overflow on the way to a NaN is reported as "diverged" by the trainer, not as warnings.
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):

@@ -426,3 +426,32 @@ def test_upload_of_hostile_checkpoints_shows_a_message_never_a_traceback(monkeyp
     monkeypatch.undo()
     at.file_uploader(key="train_upload").set_value(("good.safetensors", good, "application/octet-stream")).run()
     assert not at.exception and model_options(at) == before + ["uploaded: tiny-upload"]  # the app keeps working
+
+
+def test_a_second_session_waits_in_line_then_trains(monkeypatch):
+    """The server trains one job at a time: another session's job is queued, told its place, then runs."""
+    from model_core.training import queue as tq
+
+    monkeypatch.setattr(tq, "MAX_RUNNING_JOBS", 1)
+    a, b, c = open_app(PAGE), open_app(PAGE), open_app(PAGE)  # browser sessions, all open before any starts
+    configure(a, steps=1000, eval_every=500).button(key="train_start").click().run()
+    configure(b, train_seed=1).button(key="train_start").click().run()
+    configure(c, train_seed=2).button(key="train_start").click().run()  # 2nd in line; its Stop leaves the line
+    assert any("Queued: 2nd in line" in shown_text(i.value) for i in c.info)
+    c.button(key="train_stop").click().run()
+    assert c.session_state["train_job"].status == "stopped" and not tq.QUEUE.waiting()[1:]
+    assert any(tj.NEVER_STARTED in shown_text(i.value) for i in c.info) and not c.button(key="train_start").disabled
+    job_a, job_b = a.session_state["train_job"], b.session_state["train_job"]
+    assert job_a.status == "running" and job_b.status == "queued", (job_a.status, job_b.status)
+    snap = job_b.snapshot()
+    assert snap.queue_position == 1
+    shown = [shown_text(i.value) for i in b.info]
+    assert any(t.startswith("Queued: 1st in line for the trainer (the server trains 1 model at a time);")
+               and "Stop takes it out of the line" in t for t in shown), shown  # fmt: skip
+    assert "waiting in line" in b.progress[0].proto.text
+    assert b.button(key="train_start").disabled and not b.button(key="train_stop").disabled  # Stop leaves the line
+    wait_until_done(a)
+    job_b = wait_until_done(b)
+    assert job_b.status == "finished" and job_b._started_at >= job_a._ended_at  # it ran once the first had ended
+    assert "trained: 0-9, 1×2 d16 (seed 1)" in model_options(b)
+    assert not any("Queued" in shown_text(i.value) for i in b.info)

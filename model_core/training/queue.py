@@ -1,0 +1,172 @@
+"""One trainer for the whole server: at most MAX_RUNNING_JOBS training jobs run at once, the rest wait in line.
+
+Every session may start a job, but the machine has 2 cores: 10 large jobs at once each ran at 0.9 steps/s and
+pushed every other user's page from 0.1 s to 2.9 s. So `TrainingJob.start()` hands its job to the process-wide
+`QUEUE`: it runs at once if a slot is free, else it waits ("queued") in first-come, first-served order. When a
+running job ends (finished, stopped, diverged or failed) its worker thread hands the slot to the next job in
+line and starts it: nothing polls. A queued job that is stopped leaves the line without ever running.
+
+The limit defaults to 1 (the explainer's pages need the other core); set EXPLAINER_MAX_TRAINING_JOBS to change
+it. Tests may set `MAX_RUNNING_JOBS` itself: it is read whenever a job asks for a slot or gives one back.
+
+Locking: one lock here, taken before any job's own lock and never while holding one, so the two cannot deadlock.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import os
+import threading
+from collections import deque
+from typing import TYPE_CHECKING
+
+from .memory import tokens_per_example
+
+if TYPE_CHECKING:
+    from .job import TrainingJob
+
+ENV_VAR = "EXPLAINER_MAX_TRAINING_JOBS"
+DEFAULT_MAX_RUNNING = 1
+MOST_RUNNING = 64  # a larger value is surely a typo: refused like any bad value
+
+log = logging.getLogger(__name__)
+
+
+def max_running_from_env(environ=os.environ) -> int:
+    """The limit from EXPLAINER_MAX_TRAINING_JOBS: a whole number from 1 to MOST_RUNNING. A bad value is
+    logged as an error and the default used instead, so a typo cannot stop the app from starting."""
+    raw = environ.get(ENV_VAR)
+    if raw is None or not raw.strip():
+        return DEFAULT_MAX_RUNNING
+    try:
+        n = int(raw.strip())
+    except ValueError:
+        n = 0
+    if not 1 <= n <= MOST_RUNNING:
+        log.error("%s=%r is not a whole number from 1 to %d; using the default, %d training job(s) at a time.",
+                  ENV_VAR, raw, MOST_RUNNING, DEFAULT_MAX_RUNNING)  # fmt: skip
+        return DEFAULT_MAX_RUNNING
+    return n
+
+
+MAX_RUNNING_JOBS = max_running_from_env()
+
+
+class JobQueue:
+    """The running jobs and the line of waiting ones. `TrainingJob` calls it; nothing else needs to."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: list[TrainingJob] = []
+        self._waiting: deque[TrainingJob] = deque()
+        self._recent: tuple[float, float] | None = None  # (seconds per step, step work) of the latest job that ran
+
+    def submit(self, job: TrainingJob) -> None:
+        """Put `job` in line; it is launched now (in this thread) if a slot is free."""
+        with self._lock:
+            self._waiting.append(job)
+            admitted = self._admit()
+        for j in admitted:
+            j._launch()  # outside the lock: a launch takes the job's lock
+
+    def cancel(self, job: TrainingJob) -> bool:
+        """Take a waiting job out of line; False if it was not waiting (running, ended, never queued)."""
+        with self._lock:
+            if job not in self._waiting:
+                return False
+            self._waiting.remove(job)
+            return True
+
+    def release(self, job: TrainingJob, seconds_per_step: float | None = None) -> None:
+        """A running job has ended: free its slot and launch the next ones. Called once, by its own thread."""
+        with self._lock:
+            if job in self._running:
+                self._running.remove(job)
+            if seconds_per_step:
+                self._recent = (seconds_per_step, step_work(job))
+            admitted = self._admit()
+        for j in admitted:
+            j._launch()
+
+    def _admit(self) -> list[TrainingJob]:  # under the lock
+        admitted = []
+        while self._waiting and len(self._running) < max(1, MAX_RUNNING_JOBS):
+            job = self._waiting.popleft()
+            self._running.append(job)
+            admitted.append(job)
+        return admitted
+
+    # ------------------------------------------------------------ reading
+    def running(self) -> list[TrainingJob]:
+        with self._lock:
+            return list(self._running)
+
+    def waiting(self) -> list[TrainingJob]:
+        with self._lock:
+            return list(self._waiting)
+
+    def place(self, job: TrainingJob) -> tuple[int | None, float | None]:
+        """(position in line, 1 = next; estimated seconds until it starts) of a waiting job; (None, None) if it is
+        not waiting. The wait is None when it cannot be estimated yet (a job ahead has not done a step)."""
+        with self._lock:
+            if job not in self._waiting:
+                return None, None
+            ahead = list(self._waiting)[: self._waiting.index(job)]
+            running = [r._remaining_s() for r in self._running]  # each job's lock, after the queue's
+            return len(ahead) + 1, self._wait(running, ahead)
+
+    def _wait(self, running: list[float | None], ahead: list[TrainingJob]) -> float | None:
+        """When a slot frees for the job after `ahead`: the running jobs' remaining times, then each job ahead
+        taking the first slot to free for its steps at the recent pace (scaled by its work per step)."""
+        if any(r is None for r in running):
+            return None
+        pace = self._pace()
+        if ahead and pace is None:
+            return None
+        slots = sorted(running) + [0.0] * (max(1, MAX_RUNNING_JOBS) - len(running))
+        heapq.heapify(slots)
+        for job in ahead:  # a job ahead that stops early (at its target accuracy) only shortens the wait
+            heapq.heapreplace(slots, slots[0] + job.train.steps * pace * step_work(job))
+        return slots[0]
+
+    def _pace(self) -> float | None:  # under the lock: seconds per unit of step work, latest first
+        for job in self._running:
+            s = job._seconds_per_step()
+            if s:
+                return s / step_work(job)
+        return self._recent[0] / self._recent[1] if self._recent else None
+
+
+def step_work(job: TrainingJob) -> float:
+    """A step's cost in arbitrary units, to scale one job's pace to another's: examples x tokens x parameters
+    (a product's arithmetic). Rough: small models' steps cost more than this says (NumPy's per-call overhead)."""
+    return float(job.train.batch_size * tokens_per_example(job.task, job.model_config) * job.n_params)
+
+
+def ordinal(n: int) -> str:
+    """1st, 2nd, 3rd, 4th, ..., 11th, 12th, 13th, 21st, ..."""
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def about(seconds: float) -> str:
+    """A wait in round figures: "less than 10 s", "about 40 s", "about 3 min", "about 1.5 h"."""
+    if seconds < 60:
+        return f"about {5 * round(seconds / 5)} s" if seconds >= 10 else "less than 10 s"
+    if seconds < 5400:
+        return f"about {round(seconds / 60)} min"
+    return f"about {seconds / 3600:.1f} h"
+
+
+def place_text(position: int | None, wait_s: float | None) -> str:
+    """What a queued job's owner is told, e.g. "Queued: 2nd in line for the trainer (the server trains 1 model at
+    a time); about 40 s." The wait is the jobs ahead's remaining steps at their pace so far: an estimate."""
+    n = max(1, MAX_RUNNING_JOBS)
+    at_once = "1 model at a time" if n == 1 else f"{n} models at a time"
+    where = f"{ordinal(position)} in line" if position else "in line"
+    wait = "the wait is not known yet" if wait_s is None else about(wait_s)
+    return f"Queued: {where} for the trainer (the server trains {at_once}); {wait}."
+
+
+QUEUE = JobQueue()
