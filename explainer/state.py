@@ -23,7 +23,7 @@ from threadpoolctl import threadpool_limits
 
 from explainer import format as fmt
 from model_core import ParseError, TaskModel, load_model, shipped_names
-from model_core.analysis import ExampleRun, ablate_heads, run_example
+from model_core.analysis import ExampleRun, run_example
 from model_core.interp.input_space import SpaceRun, space_run
 
 # One BLAS thread for the whole server: several sessions (and their training threads) share
@@ -45,7 +45,6 @@ MODEL_NOTE = "model_note"  # a note for the sidebar: a session model was removed
 MAX_SESSION_MODELS = 5  # trained + uploaded; one more drops the oldest one not selected
 SESSION_RUNS = 3  # cached runs of session models, per session: 3 x 16 MB
 SESSION_ANSWER_ABLATIONS = 32  # a few kB each
-SESSION_ABLATIONS = 4  # logits and activations, about 2-3 MB each
 SESSION_SPACE_RUNS = 1  # at most 75 MB: 5,000 expressions of the largest model (input_space samples larger spaces)
 
 
@@ -131,12 +130,6 @@ def cached_run(model_key: str, text: str, _model: TaskModel) -> ExampleRun:
 def cached_space_run(model_key: str, _model: TaskModel) -> SpaceRun:
     """The whole-input-space pass of a model (every 0-9 input, or a stated sample), once per model."""
     return space_run(_model)
-
-
-@model_cache(max_entries=256, session_entries=SESSION_ABLATIONS)
-def cached_ablation(model_key: str, text: str, heads: tuple[tuple[int, int], ...], _model: TaskModel,
-                    _tokens: np.ndarray):  # fmt: skip
-    return ablate_heads(_model, _tokens, list(heads))
 
 
 def add_session_model(name: str, model: TaskModel) -> tuple[str, str | None]:

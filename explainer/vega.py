@@ -100,9 +100,3 @@ def draw(chart: alt.TopLevelMixin | dict, *, where: Any = None, **kwargs: Any):
     kwargs.setdefault("width", "stretch")
     spec = chart if isinstance(chart, dict) else spec_of(chart)
     return (where if where is not None else st).vega_lite_chart(spec, **kwargs)
-
-
-def frame_of(spec: dict) -> pd.DataFrame:
-    """The one data frame of a spec built by `spec_of` (a live chart has exactly one)."""
-    (frame,) = spec["datasets"].values()
-    return frame

@@ -341,7 +341,7 @@ def measures(logits_at: np.ndarray, answer: int) -> tuple[float, float]:
 
 def by_zeroing_z(model, text, heads):
     """[(clean (diff, logp), ablated (diff, logp), answer, ablated top)] per answer position: the page's former
-    computation (state.cached_ablation / ablate_heads: z zeroed before W_O), measured by hand."""
+    computation (ablate_heads: z zeroed before W_O), measured by hand."""
     run = run_of(model, text)
     logits, _ = ablate_heads(model, run.tokens, list(heads))
     clean = run.cache["hook_logits"][0]
@@ -389,7 +389,7 @@ def test_toggles_report_the_logit_difference_and_log_prob_of_interp_ablate(kind,
     np.testing.assert_allclose(table["log-prob"], res.clean_logprob, rtol=1e-6)
     np.testing.assert_allclose(table["log-prob, heads off"], res.logprob[0], rtol=1e-6)
     assert table["probability, heads off"].tolist() == [fmt.percent(math.exp(v)) for v in res.logprob[0]]
-    # ... and these are the numbers the page showed before (z zeroed, state.cached_ablation), measured by hand
+    # ... and these are the numbers the page showed before (z zeroed, ablate_heads), measured by hand
     old = by_zeroing_z(model, text, heads)
     assert table["all heads predict"].tolist() == [model.vocab.decode([a])[0] for _, _, a, _ in old]
     assert table["heads off predict"].tolist() == [model.vocab.decode([t])[0] for _, _, _, t in old]
