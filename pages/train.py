@@ -28,6 +28,7 @@ PLAY_EVERY_S = 0.5  # after it, "Play" shows the next snapshot this often
 PLAYING = "train_playing"  # True while the snapshots play
 PLAYED_AT = "train_played_at"  # when play last moved on (time.monotonic)
 PLAY_TIMER = "train_play_timer"  # whether the app's last run gave the snapshots' fragment the play timer
+PLAY_PRESSED = "train_play_pressed"  # Play was pressed in this run: it shows the snapshot it starts from first
 
 _PRESET = train_page_defaults()  # the one source of the recipe (model_core/presets.py)
 _MODEL, _TRAIN = ModelConfig(**_PRESET.model), _PRESET.train
@@ -154,17 +155,25 @@ st.caption(f"Limits on this shared machine: {tj.limits_text()}. Training runs in
            "switch pages and come back.")  # fmt: skip
 
 # ---------------------------------------------------------------- settings
-# A page's widgets forget their values when the user leaves the page: restore them from SETTINGS.
-for key, value in ss.get(SETTINGS, DEFAULTS).items():
-    ss.setdefault(key, list(value) if isinstance(value, tuple) else value)
+# A page's widgets forget their values when the user leaves the page: restore them from SETTINGS. The
+# multiselect and the slider get theirs as their default instead: the browser loads those two widgets' code
+# lazily, and one that mounts after a later run (a setting changed at once on a slow machine) takes its own
+# default from that run's message and sends it back; a value set through session state travels only with the
+# run that set it, so that default would be the empty list and the minimum.
+LAZY_WIDGETS = ("train_ops", "train_n_args")
+saved = ss.get(SETTINGS, DEFAULTS)
+for key, value in saved.items():
+    if key not in LAZY_WIDGETS:
+        ss.setdefault(key, value)
+lazy_values = {key: ss.get(key, saved[key]) for key in LAZY_WIDGETS}  # this run's value, else the saved one
 if ss.train_max_value > 9:
     ss.train_causal = "causal"
 left, middle, right = st.columns(3)
 with left.container(border=True):
     st.markdown("**Task**")
     st.selectbox("Values from 0 to", [9, 99], key="train_max_value")
-    st.multiselect("Operations", list(DEFAULTS["train_ops"]), key="train_ops")
-    st.slider("Number of values", 2, tj.MAX_ARGS, key="train_n_args")
+    st.multiselect("Operations", list(DEFAULTS["train_ops"]), default=list(lazy_values["train_ops"]), key="train_ops")
+    st.slider("Number of values", 2, tj.MAX_ARGS, value=lazy_values["train_n_args"], key="train_n_args")
 with middle.container(border=True):
     st.markdown("**Model**")
     a, b = st.columns(2)
@@ -313,11 +322,15 @@ def _set_play(on: bool, steps: list[int]) -> None:
         ss.train_snapshot = steps[0]
     if on != bool(ss.get(PLAYING)):
         ss[PLAYING], ss[PLAYED_AT] = on, time.monotonic()
+        ss[PLAY_PRESSED] = on
 
 
 def _advance(steps: list[int]) -> None:
     """While playing: the next snapshot, at most once per PLAY_EVERY_S; at the last one, stop playing."""
     now = time.monotonic()
+    if ss.pop(PLAY_PRESSED, False):  # the run Play started (however long it took) shows the first snapshot
+        ss[PLAYED_AT] = now
+        return
     if now - ss.get(PLAYED_AT, 0.0) < 0.8 * PLAY_EVERY_S:  # another rerun in between (a click, the sidebar)
         return
     ss[PLAYED_AT] = now

@@ -31,11 +31,19 @@ def choose_in_sidebar(page, label: str, option: str) -> None:
     Opened from the keyboard (focus, ArrowDown): on this machine a click on the box's "Open" button (what
     `bh.choose` does) left the list closed in about half of the tries, on a freshly loaded page too."""
     box = bh.sidebar_select(page, label).locator("input[role='combobox']")
-    box.focus()
-    page.keyboard.press("ArrowDown")
     listbox = page.locator(f"[role='listbox'][aria-label='{label}']")
     item = listbox.locator("[role='option']").filter(has_text=re.compile(rf"^\s*{re.escape(option)}\s*$"))
-    item.wait_for()
+    for attempt in range(3):  # a key press that lands while the page redraws can be lost: then press again
+        box.focus()
+        page.keyboard.press("ArrowDown")
+        try:
+            item.wait_for(timeout=10_000)
+            break
+        except bh.PlaywrightTimeout:
+            if attempt == 2:
+                raise
+            page.keyboard.press("Escape")
+            bh.wait_idle(page)
     bh.watch_for_run(page)
     item.click()
     listbox.wait_for(state="detached")
