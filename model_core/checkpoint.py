@@ -300,6 +300,11 @@ def _parse_header(data: bytes, label: str) -> dict[str, Any]:
         kind = _sniff(data)
         if kind:
             raise CheckpointError(f"{label} is not a safetensors checkpoint: it looks like {kind}")
+        if n > MAX_HEADER_BYTES:  # not a length this app ever writes: the file does not start like a checkpoint
+            raise CheckpointError(
+                f"{label} is not a safetensors checkpoint: such a file starts with the length of its header, and "
+                f"this one's first 8 bytes do not give a length that fits in its {len(data):,} bytes"
+            )
         raise CheckpointError(
             f"{label} is not a safetensors checkpoint, or is truncated: its first 8 bytes announce a {n:,}-byte "
             f"header but only {len(data) - 8:,} bytes follow"

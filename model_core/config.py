@@ -44,10 +44,13 @@ class ModelConfig:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be a positive whole number, got {value!r}.")
         if self.d_model % self.n_heads:
+            from .limits import MAX_HEADS  # limits imports this module
+
+            fits = [h for h in range(1, min(self.d_model, MAX_HEADS) + 1) if self.d_model % h == 0]
             raise ConfigError(
-                f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads}): "
-                f"each head gets d_model / n_heads dimensions. Try n_heads in "
-                f"{[h for h in range(1, min(self.d_model, 16) + 1) if self.d_model % h == 0]}."
+                f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads}): each head gets "
+                f"d_model / n_heads dimensions. With d_model {self.d_model}, n_heads can be "
+                f"{', '.join(map(str, fits[:-1]))}{' or ' if len(fits) > 1 else ''}{fits[-1]}."
             )
         if self.activation not in ACTIVATIONS:
             raise ConfigError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}.")

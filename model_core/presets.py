@@ -51,6 +51,11 @@ PRESETS: dict[str, Preset] = {
 }
 
 
+# The learning rate each optimiser starts from on the Train page: each trains the page's default model
+# (benchmarks/optimizer_defaults.py).
+DEFAULT_LR = {"adamw": 3e-3, "adam": 3e-3, "sgd": 0.03}
+
+
 def train_page_defaults() -> Preset:
     """What the Train page starts from: the digits-0-9 recipe, run up to 1,000 steps, evaluated every 50
     steps (so the curves show the transition) and stopped at 100% validation accuracy."""

@@ -13,8 +13,11 @@ from explainer.charts import attention as attention_charts
 from explainer.charts.training import mechanism_over_training
 from model_core import CheckpointError, ModelConfig, store
 from model_core.analysis.attention import strongest_attention
+from model_core.config import ConfigError, TrainConfig
 from model_core.interp import probe
-from model_core.presets import train_page_defaults
+from model_core.params import param_shapes
+from model_core.presets import DEFAULT_LR, train_page_defaults
+from model_core.training import formulas
 from model_core.training import job as tj
 
 JOB = state.TRAIN_JOB  # this session's TrainingJob (at most one)
@@ -43,9 +46,10 @@ DEFAULTS = MappingProxyType({
     "train_clip": _TRAIN.grad_clip, "train_eval_every": _TRAIN.eval_every,
     "train_stop_at": _TRAIN.stop_at_accuracy is not None,
 })  # fmt: skip
-OPTIMIZERS = {"adamw": "AdamW", "adam": "Adam", "sgd": "SGD (momentum 0.9)"}
+OPTIMIZERS = formulas.OPTIMIZER_NAMES
 ATTENTION = {"bidirectional": "bidirectional (encoder)", "causal": "causal (GPT-style decoder)"}
 NORMS = {"post": "post-norm (original)", "pre": "pre-norm (GPT-2)"}
+GOOD_HELD_OUT = 0.99  # a run that ends below this held-out accuracy is shown as a warning, not a success
 STATUS_BOX = {"finished": st.success, "reached_target": st.success, "stopped": st.info, "diverged": st.error,
               "failed": st.error, "running": st.info, "pending": st.info, "queued": st.info}  # fmt: skip
 
@@ -67,10 +71,8 @@ def _running() -> bool:
     return job is not None and not job.done
 
 
-# ---------------------------------------------------------------- callbacks
-def _on_start() -> None:
-    if _running():  # one job per session
-        return
+def _settings() -> tuple[dict, dict, dict]:
+    """The task, training and model options the settings' widgets hold (TrainingJob's arguments, in its order)."""
     s = {k: ss[k] for k in DEFAULTS}
     task = {"max_value": s["train_max_value"], "operations": list(s["train_ops"]), "n_args": s["train_n_args"]}
     model = {"n_layers": s["train_layers"], "n_heads": s["train_heads"], "d_model": s["train_d_model"],
@@ -80,7 +82,20 @@ def _on_start() -> None:
              "steps": s["train_steps"], "seed": s["train_seed"], "warmup_steps": s["train_warmup"],
              "grad_clip": float(s["train_clip"]), "eval_every": s["train_eval_every"],
              "stop_at_accuracy": 1.0 if s["train_stop_at"] else None}  # fmt: skip
-    job = tj.TrainingJob(task, train, model, probe=ss.get("example"))
+    return task, train, model
+
+
+# ---------------------------------------------------------------- callbacks
+def _on_optimizer() -> None:
+    """A learning rate left at one optimiser's default follows the optimiser to its own default."""
+    if ss.train_lr in DEFAULT_LR.values():
+        ss.train_lr = DEFAULT_LR[ss.train_optimizer]
+
+
+def _on_start() -> None:
+    if _running():  # one job per session
+        return
+    job = tj.TrainingJob(*_settings(), probe=ss.get("example"))
     ss[JOB], ss[PLAYING] = job, False
     job.start()  # a refused job ("failed") does not start; a job beyond the server's limit waits "queued"
 
@@ -147,10 +162,7 @@ st.markdown(
     "**probe set** measures the mechanism: where each head looks from `=`, which head or MLP the answers depend "
     "on most, and the accuracy per operation, all on one time axis."
 )
-st.latex(
-    r"L(\theta) = -\frac{1}{B}\sum_{b=1}^{B} \log p_\theta\left(y_b \mid x_b\right)"
-    r"\qquad \theta \leftarrow \theta - \eta\, \mathrm{update}\left(\nabla_\theta L\right)"
-)
+step_formulas = st.container()  # filled once the settings below are drawn: the formulas are theirs
 st.caption(f"Limits on this shared machine: {tj.limits_text()}. Training runs in the background: you can "
            "switch pages and come back.")  # fmt: skip
 
@@ -190,7 +202,9 @@ with middle.container(border=True):
 with right.container(border=True):
     st.markdown("**Optimiser**")
     a, b = st.columns(2)
-    a.selectbox("Optimiser", list(OPTIMIZERS), format_func=OPTIMIZERS.get, key="train_optimizer")
+    a.selectbox("Optimiser", list(OPTIMIZERS), format_func=OPTIMIZERS.get, key="train_optimizer",
+                on_change=_on_optimizer, help="Changing it sets the learning rate to its default, unless you changed "
+                "that yourself.")  # fmt: skip
     b.number_input("Learning rate", 0.0001, 10.0, step=0.001, format="%.4f", key="train_lr")
     a.selectbox("Batch size", [16, 32, 64, 128, 256, tj.MAX_BATCH], key="train_batch")
     b.number_input("Steps", 10, tj.MAX_STEPS, step=100, key="train_steps")
@@ -203,10 +217,35 @@ with right.container(border=True):
         st.checkbox("Stop at 100% validation accuracy", key="train_stop_at")
 ss[SETTINGS] = {k: ss[k] for k in DEFAULTS}
 
-a, b, _ = st.columns([1, 1, 4])
-a.button("Start training", key="train_start", on_click=_on_start, disabled=running, type="primary",
-         icon=":material/play_arrow:")  # fmt: skip
-b.button("Stop", key="train_stop", on_click=_on_stop, disabled=not running, icon=":material/stop:")
+
+def _step_formulas(task: dict, train: dict, model: dict) -> None:
+    """The loss, the update, the schedule and clipping, each as the code computes it with these settings."""
+    try:
+        cfg, model_cfg = TrainConfig.from_dict(train), tj.model_config(model)
+    except (ConfigError, TypeError, ValueError) as err:  # the Start button reports it in full
+        st.caption(f"The formulas for these settings cannot be written: {fmt.literal(str(err))}")
+        return
+    st.latex(formulas.loss_latex(model_cfg.causal))
+    st.caption(formulas.loss_caption(model_cfg.causal))
+    with st.expander(f"The update ({formulas.OPTIMIZER_NAMES[cfg.optimizer]}), the learning-rate schedule and "
+                     "gradient clipping, as the code runs them with the settings below"):  # fmt: skip
+        st.latex(formulas.update_latex(cfg))
+        st.caption(formulas.update_caption(cfg, list(param_shapes(model_cfg))))
+        st.latex(formulas.schedule_latex(cfg))
+        st.caption(formulas.schedule_caption(cfg))
+        clip = formulas.clipping_latex(cfg)
+        if clip is not None:
+            st.latex(clip)
+        st.caption(formulas.clipping_caption(cfg))
+
+
+with step_formulas:
+    _step_formulas(*_settings())
+
+with st.container(horizontal=True):  # each button as wide as its label (columns cut "Start training" short)
+    st.button("Start training", key="train_start", on_click=_on_start, disabled=running, type="primary",
+              icon=":material/play_arrow:")  # fmt: skip
+    st.button("Stop", key="train_stop", on_click=_on_stop, disabled=not running, icon=":material/stop:")
 st.caption("One run at a time per session; settings changed during a run apply to the next one.")
 
 
@@ -247,7 +286,14 @@ def live() -> None:
         text = fmt.literal(snap.message) + note  # a failure's message may quote a value
         if snap.queued:  # waiting for the server's trainer: its place in line and about how long (refreshed)
             text = fmt.literal(tj.place_text(snap.queue_position, snap.wait_s)) + " **Stop** takes it out of the line."
-        STATUS_BOX[snap.status](text)
+        box = STATUS_BOX[snap.status]
+        weak = snap.held_out_accuracy is not None and snap.held_out_accuracy < GOOD_HELD_OUT
+        if snap.status in ("finished", "reached_target") and weak:  # ended as asked, but not a model to trust
+            box = st.warning
+            text += (f" That is below {GOOD_HELD_OUT:.0%}: the model still gets about "
+                     f"{round((1 - snap.held_out_accuracy) * 100)} in 100 new expressions wrong. Train for longer, "
+                     "or change the settings.")  # fmt: skip
+        box(text)
         if snap.status == "failed":
             return
     steps = snap.steps_done if snap is not None else 0
@@ -270,18 +316,29 @@ def live() -> None:
     )
     left, right = st.columns([3, 2])
     with left:
-        live_charts.draw("curves", lambda df: charts.training_curves(df, title="Loss and accuracy"),
-                         _curves_frame(snap))
+        curves = lambda df: charts.training_curves(df, title="Loss and accuracy", splits=tj.CURVE_SPLITS_OF)  # noqa: E731
+        live_charts.draw("curves", curves, _curves_frame(snap))
     with right:
         live_charts.draw("op_bars", lambda df: charts.op_accuracy_bars(df, title=BARS_TITLE), _op_frame(snap))
     if ev is None:
         st.caption("The curves fill in as the model trains: training loss and accuracy at every step, "
                    "validation accuracy at every evaluation.")  # fmt: skip
         return
-    worst = min(ev.per_op, key=ev.per_op.get)
-    st.caption(f"Curves show ≤ {tj.MAX_POINTS} of the {steps:,} recorded training steps (evenly spread); "
-               f"validation at every evaluation, with its values on hover (the bars: step {ev.step}). "
-               f"Hardest operation: **{worst}** ({ev.per_op[worst]:.1%}).")  # fmt: skip
+    shown = f"all {steps:,} training steps" if steps <= tj.MAX_POINTS else \
+        f"{tj.MAX_POINTS} of the {steps:,} training steps (evenly spread)"  # fmt: skip
+    st.caption(f"Curves show {shown}; validation at every evaluation, with its values on hover (the bars: step "
+               f"{ev.step}). {_hardest_text(ev.per_op)}")  # fmt: skip
+    if snap.done:
+        st.caption(formulas.clipping_sentence(snap.grad_norm, job.train.grad_clip if job.train else 0.0))
+
+
+def _hardest_text(per_op: dict[str, float]) -> str:
+    """The operation the model finds hardest, or that none is harder than the others."""
+    worst, best = min(per_op.values()), max(per_op.values())
+    if worst == best:
+        return f"Every operation at {fmt.percent(worst)}."
+    hardest = [op for op, acc in per_op.items() if acc == worst]
+    return f"Hardest: **{' and '.join(hardest)}** ({fmt.percent(worst)}; best {fmt.percent(best)})."
 
 
 # The history of the run: it changes once per snapshot, and every chart redrawn in the live view costs
@@ -455,7 +512,7 @@ left, right = st.columns(2)
 with left:
     if job is not None and ss.get(ADDED, {}).get(job.id):
         st.download_button("Download the trained model (.safetensors)", data=_checkpoint_bytes(job),
-                           file_name=f"{job.name.replace(':', '').replace(' ', '_')}.safetensors",
+                           file_name=tj.file_name(job.name),
                            mime="application/octet-stream", key="train_download", on_click="ignore",
                            icon=":material/download:")  # fmt: skip
     else:

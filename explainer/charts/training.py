@@ -50,10 +50,12 @@ def metric_curve(
     title: str | None = None,
     width: int | str | None = "container",
     height: int = PANEL_HEIGHT,
+    splits: list[str] | None = None,
 ) -> alt.Chart:
     """One metric against step, one line per split (a single panel of ``training_curves``).
 
-    ``df`` columns: step, value, metric, split. Accuracy is drawn on [0, 1].
+    ``df`` columns: step, value, metric, split. Accuracy is drawn on [0, 1]. ``splits``: the splits this
+    metric has, which its legend lists (default: every split of ``df``).
     """
     df = df[["step", "value", "metric", "split"]]
     if metric == "accuracy":
@@ -62,7 +64,7 @@ def metric_curve(
         scale = alt.Scale(type="log")
     else:
         scale = alt.Scale(zero=False)
-    splits = ordered_unique(df["split"])
+    splits = ordered_unique(df["split"]) if splits is None else list(splits)
     base = (
         alt.Chart(df)
         .transform_filter(alt.datum.metric == metric)
@@ -95,19 +97,25 @@ def training_curves(
     log_loss: bool = True,
     title: str | None = None,
     panel_height: int = PANEL_HEIGHT,
+    splits: dict[str, list[str]] | None = None,
 ) -> alt.VConcatChart:
     """Loss above accuracy, sharing the step axis. ``df`` columns: step, value, metric, split.
 
     Stacked rather than side by side: Streamlit stretches a plain vconcat to the
     container width (autosize fit-x), while side-by-side panels need fixed widths.
+    ``splits``: each metric's splits (e.g. validation only for accuracy); each panel then has its own legend,
+    naming only those (a split listed first keeps its colour in both).
     """
     panels = [
-        metric_curve(df, m, log_y=log_loss and m == "loss", width=None, height=panel_height)
+        metric_curve(df, m, log_y=log_loss and m == "loss", width=None, height=panel_height,
+                     splits=None if splits is None else splits[m])  # fmt: skip
         for m in ("loss", "accuracy")
     ]
     # fit-x: each panel is a layer (line and points), and for a vconcat of layers Streamlit would otherwise
     # choose "pad", which sets every panel to the container's width plus its axes and legend (overflowing it).
     chart = alt.vconcat(*panels).resolve_scale(x="shared").properties(autosize=FIT_WIDTH)
+    if splits is not None:
+        chart = chart.resolve_scale(color="independent")
     return chart.properties(title=title) if title else chart
 
 

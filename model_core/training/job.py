@@ -30,6 +30,7 @@ snapshots every `EARLY_SNAPSHOTS[0]` steps up to step `EARLY_SNAPSHOTS[1]` besid
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 import uuid
@@ -73,6 +74,7 @@ MAX_POINTS = 500  # most points a live curve sends to the browser (see `thin_ind
 # The categories of `Snapshot.curves`: training loss and accuracy at every step, validation accuracy.
 CURVE_METRICS = (LOSS, ACCURACY) = ("loss", "accuracy")
 CURVE_SPLITS = (CURVE_TRAIN, CURVE_VALIDATION) = ("train", "validation")
+CURVE_SPLITS_OF = {LOSS: [CURVE_TRAIN], ACCURACY: list(CURVE_SPLITS)}  # validation is scored by accuracy only
 
 # Snapshots (attention and mechanism) every 10 steps up to step 100 too, where the page's default run forms its
 # heads (its probe accuracy rises most between steps 40 and 90). Up to step 200 cost the default run about 15% of
@@ -132,6 +134,11 @@ def default_name(task: TaskConfig, model: ModelConfig, seed: int) -> str:
 
 
 # ----------------------------------------------------------------------------- display helpers
+def file_name(name: str, suffix: str = ".safetensors") -> str:
+    """A model's name as a portable file name: ASCII letters, digits, '-' and '_' only (× becomes x), e.g.
+    "trained: 0-9, 2×4 d64 (seed 0)" -> "trained_0-9_2x4_d64_seed_0.safetensors"."""
+    stem = re.sub(r"[^A-Za-z0-9-]+", "_", name.replace("×", "x")).strip("_") or "model"
+    return stem[:100] + suffix
 
 
 def thin_indices(n: int, max_points: int = MAX_POINTS) -> np.ndarray:
@@ -168,6 +175,7 @@ class JobSnapshot:
     eval_every: int = 0  # validation accuracy every this many steps
     queue_position: int | None = None  # while queued: its place in line (1 = next)
     wait_s: float | None = None  # while queued: about how long until it starts (None: not known yet)
+    held_out_accuracy: float | None = None  # exact match on the test split once the run ended (None before)
 
     @property
     def steps_done(self) -> int:
@@ -324,6 +332,7 @@ class TrainingJob:
         self._ended_at: float | None = None
         self._probe_text, self._probe_tokens = "", ()
         self._probe_set_text, self._mechanism_error = "", ""
+        self._held_out: float | None = None
         self.probe_set: ExpressionSet | None = None  # the mechanism's probe set, once the run has started
         self._model: TaskModel | None = None
         self.task: TaskConfig | None = None
@@ -463,6 +472,7 @@ class TrainingJob:
                 eval_every=self.train.eval_every if self.train else 0,
                 queue_position=position,
                 wait_s=wait_s,
+                held_out_accuracy=self._held_out,
             )
 
     def _seconds_per_step(self) -> float | None:
@@ -517,6 +527,8 @@ class TrainingJob:
             status, message = result.status, result.message
             if result.test:
                 message += f" Held-out accuracy {result.test['accuracy']:.1%} on {result.test['n']:,} expressions."
+                with self._lock:
+                    self._held_out = float(result.test["accuracy"])
         except (ConfigError, TaskError) as err:
             status, message = "failed", str(err)
         except Exception as err:  # noqa: BLE001 - the UI shows the message; the thread must not die silently

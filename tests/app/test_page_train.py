@@ -113,7 +113,9 @@ def test_a_small_run_joins_the_model_list_and_opens_in_other_pages(trained):
     name = "trained: 0-9, 1×2 d16 (seed 0)"
     assert job.status == "finished" and job.name == name
     assert name in model_options(at) and "digits-0-9" in model_options(at)
-    assert any(name in shown_text(s.value) and "Trained for 40 steps" in shown_text(s.value) for s in at.success)
+    # a 40-step tiny model is weak: its ending is a warning (tests/app/test_page_train_text.py), not a success
+    boxes = at.success if job.snapshot().held_out_accuracy >= 0.99 else at.warning
+    assert any(name in shown_text(s.value) and "Trained for 40 steps" in shown_text(s.value) for s in boxes)
     assert at.progress[0].value == 100
     snap = job.snapshot()
     # The charts draw the job's own records.

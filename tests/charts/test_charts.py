@@ -505,6 +505,19 @@ def test_training_curves(log_loss):
     pd.testing.assert_frame_equal(df, df_in)
 
 
+def test_training_curves_legends_name_only_each_metrics_splits():
+    """Validation is scored by accuracy only: the loss panel's legend must not list it."""
+    from model_core.training.job import CURVE_SPLITS_OF
+
+    df = _training_frame()
+    df = df[(df.metric == "accuracy") | (df.split == "train")]
+    spec = spec_of(charts.training_curves(df, splits=CURVE_SPLITS_OF))
+    loss, acc = spec["vconcat"]
+    assert loss["layer"][0]["encoding"]["color"]["scale"]["domain"] == ["train"]
+    assert acc["layer"][0]["encoding"]["color"]["scale"]["domain"] == ["train", "validation"]
+    assert spec["resolve"]["scale"]["color"] == "independent"  # one legend per panel
+
+
 def _without_data(spec):
     """The spec with every dataset and reference to one taken out, at any depth."""
     if isinstance(spec, dict):

@@ -171,6 +171,15 @@ def test_truncated(good, cut, phrase):
     refused(good[:cut], phrase)
 
 
+def test_a_file_that_is_not_a_checkpoint_gets_no_absurd_header_length():
+    """Text read as a little-endian header length is a 19-digit number: the message must not quote it."""
+    data = b"Max ( 7 2 9 ) is not a model file\n"
+    n = int.from_bytes(data[:8], "little")
+    assert n > 10**18
+    message = refused(data, "do not give a length that fits")
+    assert f"{n:,}" not in message and str(n) not in message
+
+
 def test_trailing_garbage(good):
     refused(good + b"\0\0\0\0", "unexpected bytes")
 
