@@ -256,7 +256,24 @@ def _on_text() -> None:
     try:
         _set_example(model.parse(st.session_state.example_text).text)
     except ParseError as err:
-        st.session_state.example_error = str(err)  # the last valid example stays on screen
+        st.session_state.example_error = str(err) + _readers_note(st.session_state.example_text)
+        # the last valid example stays on screen
+
+
+def _readers_note(text: str) -> str:
+    """When another selectable model reads `text` (e.g. values above 9 typed for digits-0-9), say which."""
+    readers = []
+    for name, _ in _models().items():
+        if name == st.session_state.model_name:
+            continue
+        try:
+            _resolve(name)[1].parse(text)
+        except ParseError:
+            continue
+        readers.append(name)
+    if not readers:
+        return ""
+    return f" {' and '.join(readers)} can read it: choose {'it' if len(readers) == 1 else 'one'} under Model."
 
 
 def _on_widgets() -> None:

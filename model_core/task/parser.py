@@ -108,13 +108,13 @@ def parse_expression(text: str, task: TaskConfig | None = None) -> Expression:
             f"Nothing between the parentheses: put {n_args} values, like {op} ( {example} )"
         )
     _check_no_empty_value(body)
+    lo, hi = (task.min_value, task.max_value) if task else (0, MAX_VALUE)
     for item in items:
         if not _NUMBER.fullmatch(item):
-            raise ParseError(f"{_show(item)} is not a whole number; values are like 0, 7 or 42.")
+            raise ParseError(f"{_show(item)} is not a whole number; values are whole numbers from {lo} to {hi}.")
     if len(items) != n_args:
         raise ParseError(f"{op} takes {n_args} values here; got {len(items)}.")
 
-    lo, hi = (task.min_value, task.max_value) if task else (0, MAX_VALUE)
     values = []
     for item in items:
         # Check the length before int(): int() on thousands of digits is slow (and capped).

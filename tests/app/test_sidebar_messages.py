@@ -1,0 +1,32 @@
+"""The sidebar's message for an example the open model cannot read (AppTest)."""
+
+from __future__ import annotations
+
+from app_helpers import open_app, shown_text
+
+
+def error_text(at) -> str:
+    return " ".join(shown_text(e.value) for e in at.error)
+
+
+def test_values_above_9_on_digits_0_9_point_to_the_model_that_reads_them():
+    at = open_app()
+    assert at.selectbox(key="model_name").value == "digits-0-9"
+    at.text_input(key="example_text").input("max(99,98,97)").run()
+    text = error_text(at)
+    assert "99 is outside this model's range 0-9." in text
+    assert "digits-0-99 can read it: choose it under Model." in text
+    at.selectbox(key="model_name").set_value("digits-0-99").run()
+    at.text_input(key="example_text").input("max(99,98,97)").run()
+    assert not at.error and at.session_state["example"] == "Max ( 99 98 97 )"
+
+
+def test_text_no_model_reads_gets_no_pointer_and_names_the_models_range():
+    at = open_app()
+    at.text_input(key="example_text").input("Max ( x 3 9 )").run()
+    text = error_text(at)
+    assert "'x' is not a whole number; values are whole numbers from 0 to 9." in text
+    assert "can read it" not in text
+    at.selectbox(key="model_name").set_value("digits-0-99").run()
+    at.text_input(key="example_text").input("Max ( x 3 9 )").run()
+    assert "from 0 to 99" in error_text(at)
