@@ -1,4 +1,6 @@
-"""Backprop: the loss on the true answer, its gradient at every activation and parameter, one SGD step."""
+"""Backprop: the loss on the true answer, its gradient at every activation and parameter, SGD steps on a copy."""
+
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -17,27 +19,39 @@ train_labels = vocab.decode(run.train_tokens)
 scored = bp.target_probs(grads, run.train_targets)  # [(position, true token, probability)]
 act_norms = bp.activation_grad_norms(net, grads)
 par_norms = bp.param_grad_norms(net, grads.param_grads)
+formula = bp.loss_formula(net.cfg.causal)
+
+
+def token(i: int) -> str:
+    return fmt.code(vocab.decode([i])[0])
+
 
 st.title("Backprop")
+reads = fmt.code(" ".join(train_labels))
 st.caption(
-    f"Example **{expr.text}**, true answer **{expr.answer}**. To learn, the model is scored on the *true* answer, "
-    f"not its own (teacher forcing): it reads `{' '.join(train_labels)}` and at each answer position the target "
-    "is the next true token."
-)
+    f"Example **{fmt.literal(expr.text)}**, true answer **{expr.answer}**. To learn, the model is scored on the "
+    + (f"*true* answer, not its own (teacher forcing): it reads {reads} and at each answer position the target is "
+       "the next true token." if net.cfg.causal else
+       f"*true* answer: it reads the input {reads} (no answer tokens) and the target at `=` is the true answer.")
+)  # fmt: skip
 st.markdown(
     "**The loss** is the cross-entropy at the answer positions (here *P* = {"
     f"{', '.join(str(t) for t, _, _ in scored)}}}): minus the log of the probability the model gives the true "
     "next token, averaged."
 )
-st.latex(r"\mathcal{L} = -\frac{1}{|P|}\sum_{t \in P} \log p_\theta(y_t \mid \text{tokens}_{\le t})")
+st.latex(formula.latex)
+st.caption(formula.reads)
 st.markdown(
     "**Backprop** applies the chain rule stage by stage, from the loss down to the embeddings: the gradient at "
     "each activation is the gradient at the stage above times that stage's derivative. Where the residual "
     "stream branches, the gradients of both branches add."
 )
+# two formulas, one per line: side by side they do not fit a phone
 st.latex(
     r"\frac{\partial \mathcal{L}}{\partial x_{\ell}} = \frac{\partial \mathcal{L}}{\partial x_{\ell+1}}"
-    r"\,\frac{\partial x_{\ell+1}}{\partial x_{\ell}}, \qquad "
+    r"\,\frac{\partial x_{\ell+1}}{\partial x_{\ell}}"
+)
+st.latex(
     r"\frac{\partial \mathcal{L}}{\partial \text{logits}_t} = \frac{\operatorname{softmax}(\text{logits}_t)"
     r" - \text{onehot}(y_t)}{|P|}"
 )
@@ -50,24 +64,14 @@ c1, c2, c3 = st.columns(3)
 c1.metric("Loss", f"{grads.loss:.4e}", help="Cross-entropy on the true answer (float32, as the model computes it).")
 c2.metric("Answer positions scored", len(scored))
 pos0, tok0, p0 = scored[0]
-c3.metric(f"p(`{vocab.decode([tok0])[0]}`) at position {pos0}", fmt.percent(p0))
+c3.metric(f"p({token(tok0)}) at position {pos0}", fmt.percent(p0))
 c3.caption(f"log p = {fmt.logprob(p0)}")
 
-big_act = max(act_norms, key=lambda item: item[1])
-big_par = max(par_norms, key=lambda item: item[1])
-small_par = min(par_norms, key=lambda item: item[1])
-dlogit = grads["hook_logits_grad"][0, pos0, tok0]
-key_bias = (
-    f" The smallest is `{small_par[0]}` ({small_par[1]:.1e}): adding the same number to every score of a query "
-    "leaves softmax unchanged, so a key bias gets no gradient (only rounding)."
-    if small_par[0].endswith("b_K")
-    else f" The smallest is `{small_par[0]}` ({small_par[1]:.1e})."
-)
 st.info(
-    f"What to notice: d loss / d logit of the true token `{vocab.decode([tok0])[0]}` at position {pos0} is "
-    f"{dlogit:.3e}, negative (raising it lowers the loss); every other token's is positive. "
-    f"The activation with the largest gradient is `{big_act[0]}` (norm {big_act[1]:.3e}), the parameter "
-    f"`{big_par[0]}` ({big_par[1]:.3e}).{key_bias}",
+    "What to notice:\n"
+    f"- {bp.logit_grad_text(grads['hook_logits_grad'][0, pos0], grads['hook_logits'][0, pos0], tok0, pos0, token)}\n"
+    f"- {bp.stream_text(bp.stream_grad_norms(net, grads))}\n"
+    f"- {bp.param_text(par_norms)}",
     icon=":material/lightbulb:",
 )
 
@@ -115,45 +119,72 @@ for col, name, array in (
         width="stretch",
     where=col)  # fmt: skip
 
-# ---------------------------------------------------------------- one SGD step
-st.subheader("One step of gradient descent")
+# ---------------------------------------------------------------- SGD steps
+st.subheader("Gradient descent, one step at a time")
 st.markdown("Move every parameter a little against its gradient, on a copy of the model (the real one never changes):")
 st.latex(r"\theta \leftarrow \theta - \eta\, \frac{\partial \mathcal{L}}{\partial \theta}, \qquad "
          r"\Delta\mathcal{L} \approx -\eta\, \lVert \nabla_\theta \mathcal{L} \rVert^2")  # fmt: skip
-lr = st.slider("Learning rate η", min_value=0.001, max_value=1.0, value=0.1, step=0.001, format="%.3f", key="bp_lr")
-step_key = (cur.model_key, cur.text, lr)
-if st.button("Take one SGD step on this example", key="bp_step", icon=":material/south:"):
-    st.session_state["bp_step_result"] = (step_key, bp.sgd_step(model, run, lr))
-stored = st.session_state.get("bp_step_result")
-if stored is not None and stored[0] == step_key:
-    step = stored[1]
+LR_MAX = 1.0
+MAX_STEPS = 25  # a walk of this many steps is kept; its chart and table still fit a phone
+STEPS = "bp_steps"  # {"at": (model key, example), "model": name, "steps": [SGDStep]}; the last holds its parameters
+lr = st.slider("Learning rate η", min_value=0.001, max_value=LR_MAX, value=0.1, step=0.001, format="%.3f",
+               key="bp_lr")  # fmt: skip
+here = (cur.model_key, cur.text)
+walk = st.session_state.get(STEPS)
+if walk is not None and walk["at"] != here:  # another model or example: its steps do not apply here
+    n = len(walk["steps"])
+    st.caption(f"The {n} step{'s' if n != 1 else ''} taken on {fmt.literal(walk['at'][1])} "
+               f"({fmt.literal(walk['model'])}) were for another model or example: the steps start again from "
+               "this model's own weights.")  # fmt: skip
+    del st.session_state[STEPS]
+    walk = None
+steps = walk["steps"] if walk is not None else []
+left, right = st.columns(2)
+if left.button("Take an SGD step on this example", key="bp_step", icon=":material/south:",
+               disabled=len(steps) >= MAX_STEPS):  # fmt: skip
+    last = steps[-1] if steps else None
+    new = bp.sgd_step(model, run, lr, start=last.params if last else None, index=len(steps) + 1)
+    steps = [*steps[:-1], replace(last, params=None)] if last else []  # only the newest step's weights are kept
+    steps.append(new)
+    st.session_state[STEPS] = {"at": here, "model": cur.model_name, "steps": steps}
+if right.button("Reset to the model's own weights", key="bp_reset", icon=":material/restart_alt:",
+                disabled=not steps):  # fmt: skip
+    st.session_state.pop(STEPS, None)
+    steps = []
+st.caption(
+    "Each press takes a further step from where the last one left, with the η set at that moment (η may change "
+    "between steps). Changing the model or the example, or Reset, starts again from the model's own weights."
+    + (f" {MAX_STEPS} steps is the most kept: Reset to start again." if len(steps) >= MAX_STEPS else "")
+)
+loss64 = steps[0].loss_before if steps else bp.float64_loss(model, run)
+b1, b2, b3 = st.columns(3)
+b1.metric("Steps taken", len(steps))
+if steps:
+    last = steps[-1]
+    b2.metric("Loss now", f"{last.loss_after:.4e}", delta=f"{-last.drop:.3e}", delta_color="inverse",
+              help=f"After step {last.index}; the arrow is this step's change (float64).")  # fmt: skip
+    b3.metric(f"Step {last.index}'s first-order prediction η‖g‖²", f"{last.predicted_drop:.3e}")
+    labels = ["start"] + [str(s.index) for s in steps]
+    losses = [steps[0].loss_before] + [s.loss_after for s in steps]
     vega.draw(
-        charts.before_after_bars(pd.DataFrame({"label": ["before", "after"],
-                                               "value": [step.loss_before, step.loss_after]}),
-                                 title=f"Loss on {expr.text} before and after one step (η = {lr:g})"),
+        charts.before_after_bars(pd.DataFrame({"label": labels, "value": losses}),
+                                 title=f"Loss on {expr.text}, step by step"),
         width="stretch",
     )  # fmt: skip
-    b1, b2, b3 = st.columns(3)
-    b1.metric("Loss before", f"{step.loss_before:.4e}")
-    b2.metric("Loss after", f"{step.loss_after:.4e}", delta=f"{-step.drop:.3e}",
-              delta_color="inverse")  # fmt: skip
-    b3.metric("First-order prediction η‖g‖²", f"{step.predicted_drop:.3e}")
+    answers = [steps[0].before] + [s.after for s in steps]
     rows = [
-        {"": label, "answer": str(a.value) if a.value is not None else " ".join(a.answer_tokens),
+        {"step": label, "η": f"{s.lr:g}" if s is not None else "", "loss": loss,
+         "answer": str(a.value) if a.value is not None else " ".join(a.answer_tokens),
          "correct": a.correct, "confidence": fmt.percent(a.confidence),
          "log confidence": float(np.log(a.step_probs.max(axis=-1)).sum())}
-        for label, a in (("before", step.before), ("after", step.after))
+        for label, s, loss, a in zip(labels, [None, *steps], losses, answers, strict=True)
     ]  # fmt: skip
     st.dataframe(pd.DataFrame(rows), hide_index=True,
-                 column_config={"log confidence": st.column_config.NumberColumn(format="%.4g")})  # fmt: skip
-    st.info(
-        f"What to notice: the loss went from {step.loss_before:.4e} to {step.loss_after:.4e}, a fall of "
-        f"{step.drop:.3e}; to first order it should fall by "
-        f"η‖g‖² = {step.predicted_drop:.3e}. "
-        "A confident model's gradient is tiny, so one step barely moves it: try a larger η, or a model that is "
-        "still learning (Train page). "
-        "The step runs in float64 on a copy so such small changes are not lost to rounding.",
-        icon=":material/lightbulb:",
-    )
+                 column_config={"loss": st.column_config.NumberColumn(format="%.4e"),
+                                "log confidence": st.column_config.NumberColumn(format="%.4g")})  # fmt: skip
+    st.caption("*start*: the model's own weights; *1*, *2*, …: after each step (float64).")
+    st.info("What to notice: " + bp.step_text(last, fmt.code, LR_MAX), icon=":material/lightbulb:")
 else:
-    st.caption("Click the button to take the step; the result stays until you change the example, model or η.")
+    b2.metric("Loss now", f"{loss64:.4e}", help="The model's own weights, in float64.")
+    st.caption("Press the button to take the first step from the model's own weights.")
+st.caption(bp.precision_text(grads.loss, loss64, steps[-1].drop if steps else None))

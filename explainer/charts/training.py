@@ -129,8 +129,10 @@ def _category_bars(
     y_scale: alt.Scale,
     text_format: str,
     title: str | None,
+    colored: bool = True,
 ) -> alt.LayerChart:
-    """Vertical bars, one per category in the order given, with the value printed on top."""
+    """Vertical bars, one per category in the order given, with the value printed on top; `colored`: one colour
+    per category (else one colour for all: a colour that means nothing can still suggest something, like red)."""
     categories = ordered_unique(df[category])
     base = alt.Chart(df).encode(
         x=alt.X(
@@ -147,7 +149,9 @@ def _category_bars(
             value_tooltip(value, value_title),
         ],
     )
-    bars = base.mark_bar().encode(color=alt.Color(f"{category}:N", sort=categories, legend=None))
+    bars = base.mark_bar()
+    if colored:
+        bars = bars.encode(color=alt.Color(f"{category}:N", sort=categories, legend=None))
     text = base.mark_text(dy=-6).encode(text=alt.Text(f"{value}:Q", format=text_format))
     return with_title(alt.layer(bars, text), title, width="container")
 
@@ -170,7 +174,7 @@ def op_accuracy_bars(df: pd.DataFrame, *, title: str | None = None) -> alt.Layer
 def before_after_bars(
     df: pd.DataFrame, *, value_title: str = "loss", title: str | None = None, text_format: str = ".4g"
 ) -> alt.LayerChart:
-    """A few labelled values side by side, e.g. the loss before and after one SGD step.
+    """A few labelled values side by side, in one colour, e.g. the loss before and after each SGD step.
 
     ``df`` columns: label, value. ``text_format`` (d3) labels the bars: ".4g" keeps small losses readable.
     """
@@ -183,6 +187,7 @@ def before_after_bars(
         y_scale=alt.Scale(zero=True),
         text_format=text_format,
         title=title,
+        colored=False,
     )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from app_helpers import charts, open_app, set_example
+from app_helpers import charts, open_app, set_example, shown_text
 
 from explainer import format as fmt
 from model_core import TaskConfig, TaskModel, load_model
@@ -230,35 +230,61 @@ def test_editing_the_example_updates_everything_and_an_invalid_one_keeps_it():
     assert metric(at, "Loss") == f"{g.loss:.4e}"
 
 
+def hand_steps(model: TaskModel, run, lrs) -> list[float]:
+    """Losses at the start and after each of the SGD steps `lrs`, taken by hand in float64 from the model's weights."""
+    net = model.transformer.astype(np.float64)
+    tokens, targets = run.train_tokens[None], run.train_targets[None]
+    losses = []
+    for lr in lrs:
+        _, cache = net.run_with_cache(tokens, targets=targets, grads=True)
+        losses.append(cache.loss)
+        net = type(net)(net.cfg, {k: v - lr * cache.param_grads[k] for k, v in net.params.items()})
+    return losses + [net.run_with_cache(tokens, targets=targets)[1].loss]
+
+
+def loss_chart(at, text: str):
+    return chart(at, f"Loss on {text}, step by step")
+
+
+def no_loss_chart(at) -> bool:
+    return not [s for s, _ in charts(at) if str(s.get("title", "")).startswith("Loss on")]
+
+
+def step_notice(at) -> str:
+    found = [shown_text(i.value) for i in at.info if "Step " in i.value and "the loss went from" in i.value]
+    assert len(found) == 1, [i.value for i in at.info]
+    return found[0]
+
+
 def test_sgd_step_shows_before_and_after_and_never_touches_the_model():
     at = open_app(PAGE)
     model, run = reference("Min ( 4 8 1 )")
     set_example(at, "Min ( 4 8 1 )")
-    assert not [t for s, _ in charts(at) if str(t := s.get("title", "")).startswith("Loss on")]
+    assert no_loss_chart(at) and metric(at, "Steps taken") == "0"
     at.slider(key="bp_lr").set_value(0.5).run()
     at.button(key="bp_step").click().run()
     assert not at.exception
     before, after = hand_sgd(model, run, 0.5)
-    spec, df = chart(at, "Loss on Min ( 4 8 1 ) before and after")
-    assert list(df["label"]) == ["before", "after"]
+    spec, df = loss_chart(at, "Min ( 4 8 1 )")
+    assert list(df["label"]) == ["start", "1"]
     np.testing.assert_allclose(df["value"], [before, after], rtol=1e-9)
     assert after < before
-    assert metric(at, "Loss after") == f"{after:.4e}"
+    assert metric(at, "Loss now") == f"{after:.4e}" and metric(at, "Steps taken") == "1"
     table = at.dataframe[0].value
-    assert list(table["answer"]) == ["1", "1"]
+    assert list(table["answer"]) == ["1", "1"] and list(table["step"]) == ["start", "1"]
+    np.testing.assert_allclose(table["loss"], [before, after], rtol=1e-9)
     # a confident model's confidence moves in its 5th decimal: the table shows it, and its log beside it
     assert table["log confidence"].iloc[1] > table["log confidence"].iloc[0]
     conf = [float(np.log(a.step_probs.max(axis=-1)).sum()) for a in (run.answer, model.answer("Min ( 4 8 1 )"))]
     assert table["log confidence"].iloc[0] == pytest.approx(conf[0], rel=1e-6)
     assert table["confidence"].iloc[0] == fmt.percent(run.answer.confidence) != "100.0%"
-    assert any("fall of" in i.value for i in at.info)
-    # The result stays on reruns, and goes when η or the example changes.
+    assert f"a fall of {before - after:.3e}" in step_notice(at)
+    # The result stays on reruns and when η changes (the next step would use the new η) ...
     at.run()
-    assert chart(at, "Loss on Min ( 4 8 1 )")
+    assert loss_chart(at, "Min ( 4 8 1 )")
     at.slider(key="bp_lr").set_value(0.25).run()
-    assert not [s for s, _ in charts(at) if str(s.get("title", "")).startswith("Loss on")]
-    at.slider(key="bp_lr").set_value(0.5).run()
-    assert chart(at, "Loss on Min ( 4 8 1 )")
+    _, df = loss_chart(at, "Min ( 4 8 1 )")
+    assert len(df) == 2
     # The shipped model is unchanged: same params as on disk, same answer on the Overview.
     current = at.session_state["_current"]
     for name, value in load_model(MODEL).transformer.params.items():
@@ -266,9 +292,117 @@ def test_sgd_step_shows_before_and_after_and_never_touches_the_model():
     at.switch_page("../pages/overview.py").run()
     assert metric(at, "Model's answer") == "1"
     assert metric(at, "Confidence") == fmt.percent(run.answer.confidence)
+    # ... and goes when the example changes, with a note saying so.
     set_example(at, "Max ( 7 2 9 )")
     at.switch_page(PAGE).run()
-    assert not [s for s, _ in charts(at) if str(s.get("title", "")).startswith("Loss on")]
+    assert no_loss_chart(at) and metric(at, "Steps taken") == "0"
+    note = [shown_text(c.value) for c in at.caption if "were for another model or example" in c.value]
+    assert note == ["The 1 step taken on Min ( 4 8 1 ) (digits-0-9) were for another model or example: the "
+                    "steps start again from this model's own weights."]  # fmt: skip
+
+
+def open_99(text: str):
+    at = open_app(PAGE)
+    at.selectbox(key="model_name").select("digits-0-99").run()
+    set_example(at, text)
+    assert not at.exception
+    return at, load_model("digits-0-99")
+
+
+def test_step_sentence_on_a_small_matched_step():
+    # digits-0-99, Max ( 6 57 6 ), η 0.1: confident, the fall is what first order says: a larger η is the advice.
+    at, model = open_99("Max ( 6 57 6 )")
+    run = run_example(model, "Max ( 6 57 6 )")
+    at.button(key="bp_step").click().run()
+    l0, l1 = hand_steps(model, run, [0.1])
+    text = step_notice(at)
+    assert f"Step 1 (η = 0.1): the loss went from {l0:.4e} to {l1:.4e}, a fall of {l0 - l1:.3e}" in text
+    assert "matches the first-order prediction" in text and "invisibly small" in text and "try one" in text
+    assert "overshoot" not in text
+    # float32's own error in this loss is larger than the step: the caption says so, with both losses
+    prec = [shown_text(c.value) for c in at.caption if "The steps run in float64" in c.value]
+    assert len(prec) == 1 and f"{run.grad_cache.loss:.4e} against {l0:.4e}" in prec[0]
+    assert "float32 could not show it" in prec[0]
+
+
+def test_step_sentences_on_a_wrong_answer_overshoot_flip_and_rise():
+    # digits-0-99 answers Min ( 8 0 1 ) with 1 (the true answer is 0).
+    at, model = open_99("Min ( 8 0 1 )")
+    run = run_example(model, "Min ( 8 0 1 )")
+    assert run.answer.value == 1
+    at.button(key="bp_step").click().run()  # η 0.1
+    text = step_notice(at)
+    assert "times the loss itself, which no step can remove" in text and "overshoots" in text
+    assert "before the step it wrote 1 (wrong), after it 0 (right)." in text and "try" not in text
+    assert list(at.dataframe[0].value["answer"]) == ["1", "0"]
+    at.button(key="bp_reset").click().run()
+    at.slider(key="bp_lr").set_value(1.0).run()
+    at.button(key="bp_step").click().run()
+    l0, l1 = hand_steps(model, run, [1.0])
+    assert l1 > l0
+    text = step_notice(at)
+    assert f"a rise of {l1 - l0:.3e}: the step made it worse" in text and "A small enough η always lowers it" in text
+    assert "(not a number)" in text and "fall of" not in text
+
+
+def test_a_second_press_takes_a_further_step_and_reset_goes_back():
+    at, model = open_99("Min ( 8 0 1 )")
+    run = run_example(model, "Min ( 8 0 1 )")
+    at.button(key="bp_step").click().run()  # η 0.1
+    at.slider(key="bp_lr").set_value(0.01).run()  # η may change between steps
+    at.button(key="bp_step").click().run()
+    assert not at.exception
+    losses = hand_steps(model, run, [0.1, 0.01])
+    assert metric(at, "Steps taken") == "2" and metric(at, "Loss now") == f"{losses[2]:.4e}"
+    _, df = loss_chart(at, "Min ( 8 0 1 )")
+    assert list(df["label"]) == ["start", "1", "2"]
+    np.testing.assert_allclose(df["value"], losses, rtol=1e-9)
+    table = at.dataframe[0].value
+    assert list(table["η"]) == ["", "0.1", "0.01"]
+    assert step_notice(at).startswith(f"What to notice: Step 2 (η = 0.01): the loss went from {losses[1]:.4e}")
+    # Reset: back to the model's own weights, whose loss (float64) the page shows again.
+    at.button(key="bp_reset").click().run()
+    assert metric(at, "Steps taken") == "0" and metric(at, "Loss now") == f"{losses[0]:.4e}"
+    assert no_loss_chart(at) and not at.dataframe
+    at.button(key="bp_step").click().run()  # the next step starts from the model's weights again
+    _, df = loss_chart(at, "Min ( 8 0 1 )")
+    np.testing.assert_allclose(df["value"], hand_steps(model, run, [0.01]), rtol=1e-9)
+
+
+def test_a_confident_model_takes_an_invisibly_small_step():
+    at = open_app(PAGE)
+    model, run = reference("Max ( 7 2 9 )")
+    at.slider(key="bp_lr").set_value(1.0).run()
+    at.button(key="bp_step").click().run()
+    l0, l1 = hand_steps(model, run, [1.0])
+    text = step_notice(at)
+    assert f"the loss went from {l0:.4e} to {l1:.4e}" in text and "matches the first-order prediction" in text
+    assert "η is already the largest this page offers" in text and "try one" not in text
+
+
+@pytest.mark.parametrize(("name", "text"), [(MODEL, "Max ( 7 2 9 )"), ("digits-0-99", "Min ( 8 0 1 )")])
+def test_notice_compares_like_with_like_and_formula_matches_the_model(name, text):
+    at = open_app(PAGE)
+    if name != MODEL:
+        at.selectbox(key="model_name").select(name).run()
+    set_example(at, text)
+    model = load_model(name)
+    run = run_example(model, text)
+    g = run.grad_cache
+    resid = [n for n in model.transformer.hook_names() if ".hook_resid_" in n]
+    norms = {n: np.linalg.norm(g[n + "_grad"].astype(np.float64)) for n in resid}
+    big = max(norms, key=norms.get)
+    notice = shown_text(at.info[0].value)
+    assert "Compared like with like, along the residual stream" in notice
+    assert f"the gradient is largest at {big} (norm {norms[big]:.3e})" in notice
+    assert "hook_scale" not in notice and "hook_pattern" not in notice  # other kinds of arrays
+    latex = at.latex[0].value
+    reads = " ".join(c.value for c in at.caption)
+    if model.causal:
+        assert r"x_{\le t}" in latex and "the causal mask lets position" in reads
+        assert "The largest is on 1" in notice  # the model's own, wrong, top token
+    else:
+        assert r"\mid x)" in latex and "no causal mask" in reads and "(teacher forcing)" not in reads
 
 
 def test_causal_pre_norm_model():
@@ -299,7 +433,7 @@ def test_causal_pre_norm_model():
     np.testing.assert_allclose(df["value"], g.param_grads["blocks.0.attn.W_O"][1].ravel(), rtol=1e-6)
     at.button(key="bp_step").click().run()
     before, after = hand_sgd(model, run, 0.1)
-    _, df = chart(at, "Loss on Max ( 7 2 9 )")
+    _, df = loss_chart(at, "Max ( 7 2 9 )")
     np.testing.assert_allclose(df["value"], [before, after], rtol=1e-9)
     set_example(at, "Max ( 47 82 19 )")
     run = run_example(model, "Max ( 47 82 19 )")

@@ -559,6 +559,7 @@ def test_before_after_bars():
     spec = spec_of(charts.before_after_bars(df_in, title="one SGD step"))
     bar = unit_with_mark(spec, "bar")
     assert bar["encoding"]["x"]["sort"] == ["before", "after"]  # given order, not a-z
+    assert "color" not in bar["encoding"]  # one colour: a third bar in red would read as "worse"
     assert bar["encoding"]["y"]["field"] == "value"
     assert unit_with_mark(spec, "text")["encoding"]["text"]["format"] == ".4g"
     assert tooltip_fields(bar["encoding"])["value"]["format"] == ".4f"
