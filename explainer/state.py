@@ -25,6 +25,7 @@ from explainer import format as fmt
 from model_core import ParseError, TaskModel, load_model, shipped_names
 from model_core.analysis import ExampleRun, run_example
 from model_core.interp.input_space import SpaceRun, space_run
+from model_core.training.watchers import WATCHERS
 
 # One BLAS thread for the whole server: several sessions (and their training threads) share
 # two cores, and OpenBLAS's spinning worker threads made a step many times slower under that
@@ -343,10 +344,63 @@ def _apply_pending(model: TaskModel) -> None:
         ss.head = want["head"]
 
 
+# ---------------------------------------------------------------- the training job in the URL
+JOB_PARAM = "job"  # ?job=<id>: the training run this session watches (a reload or a shared link finds it again)
+
+
+def _session_id() -> str:
+    return st.session_state.setdefault("_watcher_id", uuid.uuid4().hex)
+
+
+def _leave(handle: tuple[str, str]) -> None:
+    WATCHERS.leave(*handle)
+
+
+@st.cache_resource(scope="session", on_release=_leave, show_spinner=False)
+def _watch(job_id: str, session: str, _job) -> tuple[str, str]:
+    """This session watches the job until the session ends (a closed tab or a reload); then the job runs on
+    for watchers.GRACE_S, long enough for the reload to find it."""
+    WATCHERS.watch(_job, session)
+    return job_id, session
+
+
+def watch_job(job) -> None:
+    """Make `job` this session's training run (the Train page calls it when it starts one)."""
+    st.session_state[TRAIN_JOB] = job
+    _watch(job.id, _session_id(), job)
+    st.query_params[JOB_PARAM] = job.id
+
+
+def follow_training_job() -> None:
+    """Keep the session's run in the URL on every page, and take up the run a URL names (a reload or a link)."""
+    ss = st.session_state
+    job, wanted = ss.get(TRAIN_JOB), st.query_params.get(JOB_PARAM)
+    if wanted is not None and (job is None or job.id != wanted):
+        found = WATCHERS.find(wanted)
+        if found is None:
+            st.toast("The training run in this page's link is no longer on this server: it ended, or nobody "
+                     f"watched it for {WATCHERS.grace_s:.0f} s, or it runs on another of the server's processes.",
+                     icon=":material/warning:")  # fmt: skip
+        elif job is not None and not job.done:
+            st.toast("This session is training another model; the run in the link was not opened.",
+                     icon=":material/warning:")  # fmt: skip
+        else:
+            st.toast(f"Back to the training run {fmt.literal(found.name)}: it "
+                     + ("is still running." if not found.done else "has ended (its result is on the Train page)."),
+                     icon=":material/model_training:")  # fmt: skip
+            job = found
+            ss["train_playing"] = False
+    if job is None:
+        st.query_params.pop(JOB_PARAM, None)
+        return
+    watch_job(job)
+
+
 # ---------------------------------------------------------------- the sidebar
 def sidebar() -> Current:
     """Draw the sidebar (model, example, layer, head) and return the current selection."""
     ss = st.session_state
+    follow_training_job()
     if ss.get(TRAIN_JOB) is not None:
         adopt_finished_job(ss[TRAIN_JOB])
     models = _models()

@@ -19,6 +19,7 @@ from model_core.params import param_shapes
 from model_core.presets import DEFAULT_LR, train_page_defaults
 from model_core.training import formulas
 from model_core.training import job as tj
+from model_core.training.watchers import WATCHERS
 
 JOB = state.TRAIN_JOB  # this session's TrainingJob (at most one)
 ADDED = state.TRAIN_ADDED  # {job id: the name it has in the sidebar}
@@ -56,12 +57,6 @@ STATUS_BOX = {"finished": st.success, "reached_target": st.success, "stopped": s
 ss = st.session_state
 
 
-@st.cache_resource(scope="session", on_release=tj.stop_job, show_spinner=False)
-def _register(job_id: str, _job: tj.TrainingJob) -> tj.TrainingJob:
-    """Ties a job to this browser session: when the session ends (a closed tab), its thread is stopped."""
-    return _job
-
-
 def _job() -> tj.TrainingJob | None:
     return ss.get(JOB)
 
@@ -96,7 +91,8 @@ def _on_start() -> None:
     if _running():  # one job per session
         return
     job = tj.TrainingJob(*_settings(), probe=ss.get("example"))
-    ss[JOB], ss[PLAYING] = job, False
+    state.watch_job(job)  # in the URL too: a reload finds the run again
+    ss[PLAYING] = False
     job.start()  # a refused job ("failed") does not start; a job beyond the server's limit waits "queued"
 
 
@@ -146,11 +142,9 @@ def _checkpoint_bytes(job: tj.TrainingJob) -> bytes:
 
 
 # ---------------------------------------------------------------- the page
-job = _job()
-if job is not None:
-    _register(job.id, job)
-    if state.adopt_finished_job(job):
-        st.rerun()  # the sidebar was drawn before the model existed
+job = _job()  # the sidebar took up the run of the page's link, if any, and watches it (explainer/state.py)
+if job is not None and state.adopt_finished_job(job):
+    st.rerun()  # the sidebar was drawn before the model existed
 running = _running()
 
 st.title("Train your own model")
@@ -164,7 +158,9 @@ st.markdown(
 )
 step_formulas = st.container()  # filled once the settings below are drawn: the formulas are theirs
 st.caption(f"Limits on this shared machine: {tj.limits_text()}. Training runs in the background: you can "
-           "switch pages and come back.")  # fmt: skip
+           "switch pages and come back, and the page's address names the run, so a reload (or the link, opened "
+           f"on this server) finds it again. A run nobody watches for {WATCHERS.grace_s:.0f} s is "
+           "stopped.")  # fmt: skip
 
 # ---------------------------------------------------------------- settings
 # A page's widgets forget their values when the user leaves the page: restore them from SETTINGS. The

@@ -16,12 +16,14 @@ from streamlit.testing.v1 import AppTest
 APP = str(Path(__file__).resolve().parents[2] / "explainer" / "app.py")
 
 
-def open_app(page: str | None = None) -> AppTest:
-    """The app after its first run, optionally switched to `page`.
+def open_app(page: str | None = None, query_params: dict[str, str] | None = None) -> AppTest:
+    """The app after its first run, optionally switched to `page`, opened with the URL's `query_params`.
 
     `page` is a path relative to the entry script, e.g. "../pages/attention.py".
     """
     at = AppTest.from_file(APP, default_timeout=60)
+    for key, value in (query_params or {}).items():
+        at.query_params[key] = value
     at.run()
     if page is not None:
         at.switch_page(page).run()

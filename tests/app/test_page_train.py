@@ -238,19 +238,26 @@ def test_two_sessions_keep_their_own_jobs_and_models():
     ) and "trained: 0-9, 1×2 d16 (seed 0)" not in model_options(b)
 
 
-def test_a_closed_tab_stops_its_job():
-    """Streamlit clears a session's `scope="session"` caches when its tab disconnects; simulate that."""
+def test_a_closed_tab_stops_its_job_once_nobody_has_watched_it_for_the_grace(monkeypatch):
+    """Streamlit clears a session's `scope="session"` caches when its tab disconnects; simulate that. The run
+    then waits out the grace a reload would need (shortened here) and stops."""
     from streamlit.runtime.caching import cache_resource_api as cra
 
+    from model_core.training.watchers import WATCHERS
+
+    monkeypatch.setattr(WATCHERS, "grace_s", 0.5)
     at = open_app(PAGE)
     configure(at, steps=20_000, eval_every=1000).button(key="train_start").click().run()
     job = at.session_state["train_job"]
     caches = cra._resource_caches._function_caches  # {session id: {function key: ResourceCache}}
     (session,) = [sid for sid, per_fn in caches.items() if sid is not None for cache in per_fn.values()
-                  if any(entry.value is job for entry in cache._mem_cache.values())]  # fmt: skip
+                  if any(entry.value[0] == job.id for entry in cache._mem_cache.values()
+                         if isinstance(entry.value, tuple))]  # fmt: skip
     assert not job.done
     cra.clear_session_cache(session)
+    assert WATCHERS.watched(job.id) == 0 and not job.done  # a reload may still take it up
     assert job.join(10) and job.status == "stopped"
+    assert WATCHERS.find(job.id) is None
 
 
 def test_a_run_that_ends_while_the_user_is_elsewhere_joins_the_list_there():
