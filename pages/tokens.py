@@ -1,5 +1,7 @@
 """Tokens & embeddings: text -> token ids -> token vectors + position vectors -> the residual stream."""
 
+import altair as alt
+import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -8,32 +10,64 @@ from explainer import format as fmt
 from model_core.analysis import embeddings as emb
 
 
+def _titled(chart, words: str, name: str):
+    """A chart titled in words for the reader, with the array's name in the model as a smaller second line."""
+    return chart.properties(title=alt.TitleParams(words, subtitle=name, anchor="start"))
+
+
 # Charts that depend on the model (not on the example) are built once per model.
 @st.cache_resource(show_spinner=False, max_entries=64)
 def _sinusoid_chart(model_key: str, dims: tuple[int, ...], n_used: int, _net):
     table = _net.positional_table()
-    return charts.sinusoid_lines(table, dims, title=f"Sinusoids of the model's positional table, positions "
-                                 f"0-{len(table) - 1} (this example uses 0-{n_used - 1})")  # fmt: skip
+    return _titled(charts.sinusoid_lines(table, dims), f"Sinusoids of the table at positions 0-{len(table) - 1}",
+                   f"this example uses positions 0-{n_used - 1}")  # fmt: skip
 
 
-@st.cache_resource(show_spinner=False, max_entries=8)
-def _learned_table_chart(model_key: str, _net):
-    table = _net.positional_table()
-    return charts.matrix_heatmap(table, [f"pos {p}" for p in range(len(table))], value_title="W_pos",
-                                 title=f"The learned table pos_embed.W_pos: all {len(table)} positions")  # fmt: skip
+@state.model_cache(max_entries=8, session_entries=2)
+def _embedding_change(model_key: str, _model) -> emb.EmbeddingChange:
+    """W_E against its initialisation from the recorded seed, once per model."""
+    return emb.embedding_change(_model)
 
 
-@st.cache_resource(show_spinner=False, max_entries=256)
-def _embedding_pca(model_key: str, highlight: tuple[str, ...], _model):
-    """The scatter of W_E's rows on their top two principal components, and the digit-order read-out."""
+@state.model_cache(max_entries=8, session_entries=2)
+def _learned_table_chart(model_key: str, _net, _change: emb.EmbeddingChange):
+    table = _net.positional_table()  # [max_len, d_model]
+    n, total = _change.n_positions, len(table)
+    rows = [f"pos {p}" if p < n else f"pos {p} (unused)" for p in range(total)]
+    words = f"Learned positions: {total} rows, {n}-{total - 1} unused" if n < total else \
+        f"Learned positions: all {total} rows"  # fmt: skip
+    return _titled(charts.matrix_heatmap(table, rows, value_title="W_pos"), words, "pos_embed.W_pos")
+
+
+CHANGE, AS_IS = "What training changed (W_E − W_E⁰)", "W_E as it is"
+
+
+@state.model_cache(max_entries=256, session_entries=4)
+def _embedding_pca(model_key: str, view: str, highlight: tuple[str, ...], _model, _change: emb.EmbeddingChange):
+    """The scatter of W_E's rows (or of their change since initialisation) on their top two principal
+    components, and the digit-order sentence for it."""
     vocab = _model.vocab
-    points, var = emb.pca_2d(_model.transformer.params["embed.W_E"])
+    if view == CHANGE:  # the rows training can reach: no gradient reaches the others
+        rows = [int(i) for i in np.flatnonzero(_change.trained)]
+        vectors = _change.delta[rows]  # [trained tokens, d_model]
+        words = "What training changed in W_E"
+        name = f"embed.W_E minus its seed-{_change.check.seed} initialisation"
+    else:
+        rows = list(range(len(vocab)))
+        vectors = _model.transformer.params["embed.W_E"]  # [vocab, d_model]
+        words, name = "W_E as it is", "embed.W_E"
+    points, var = emb.pca_2d(vectors)
     chart = charts.embedding_scatter(
-        points, vocab.to_list(), groups=emb.token_groups(vocab), highlight=highlight,
-        x_title=f"PC 1 ({var[0]:.0%} of variance)", y_title=f"PC 2 ({var[1]:.0%} of variance)",
-        title="Token embeddings W_E projected on their top two principal components",
+        points, [vocab.tokens[i] for i in rows], groups=[emb.token_groups(vocab)[i] for i in rows],
+        highlight=highlight, x_title=f"PC 1 ({var[0]:.0%} of variance)", y_title=f"PC 2 ({var[1]:.0%} of variance)",
     )  # fmt: skip
-    return chart, emb.digit_order(points, vocab)
+    rho = emb.digit_order(points, vocab, rows)
+    if view == CHANGE:
+        text = emb.digit_order_text(rho, of=" of the change")
+    else:  # beside the same read-out of the random start, when the start is known
+        start = emb.digit_order(emb.pca_2d(_change.init)[0], vocab) if _change.check.reproduced else None
+        text = emb.digit_order_text(rho, start=start)
+    return _titled(chart, words, name), text, rho
 
 
 cur = state.current()
@@ -54,8 +88,8 @@ st.markdown(
 st.subheader("1 · Tokenisation")
 st.markdown(
     f"`{run.answer.expression.text}` becomes **{T} tokens** from a vocabulary of {len(vocab)}. "
-    "Each value is written digit by digit (47 → `4` `7`), values are separated by `,`, and `=` marks "
-    "where the answer begins."
+    + emb.value_writing(model.task, run.answer.expression.values)
+    + ", values are separated by `,`, and `=` marks where the answer begins."
     + (" A causal model also reads the answer tokens it has written so far." if model.causal else "")
 )
 table = pd.DataFrame([labels, [str(int(t)) for t in run.tokens]], index=["token", "id"],
@@ -66,8 +100,8 @@ st.dataframe(table)
 st.subheader("2 · Token embeddings")
 st.latex(rf"\text{{embed}}_t = W_E[\,\text{{id}}_t\,] \qquad W_E \in \mathbb{{R}}^{{{len(vocab)} \times {D}}}")
 vega.draw(
-    charts.matrix_heatmap(cache["hook_embed"][0], rows, title="Token embeddings (hook_embed): one row per token",
-                          value_title="embedding"),
+    _titled(charts.matrix_heatmap(cache["hook_embed"][0], rows, value_title="embedding"),
+            "Token embeddings: one row of W_E per token", "hook_embed"),
     width="stretch",
 )  # fmt: skip
 repeated = sorted({t for t in labels if labels.count(t) > 1}, key=labels.index)
@@ -87,11 +121,11 @@ if cfg.positional == "sinusoidal":
              r"PE_{(p,\,2i+1)} = \cos\!\left(p / 10000^{2i/d}\right)")  # fmt: skip
 else:
     st.markdown("This model **learned** its positional vectors: one row of `pos_embed.W_pos` per position, "
-                "trained like any other weight.")  # fmt: skip
+                "trained like any other weight wherever training reads it.")  # fmt: skip
     st.latex(r"\text{pos}_p = W_{pos}[\,p\,]")
 vega.draw(
-    charts.matrix_heatmap(cache["hook_pos_embed"][0], rows, value_title="encoding",
-                          title=f"Positional encoding (hook_pos_embed) for positions 0-{T - 1}"),
+    _titled(charts.matrix_heatmap(cache["hook_pos_embed"][0], rows, value_title="encoding"),
+            f"Positional encoding added at positions 0-{T - 1}", "hook_pos_embed"),
     width="stretch",
 )  # fmt: skip
 if cfg.positional == "sinusoidal":
@@ -102,14 +136,16 @@ if cfg.positional == "sinusoidal":
     if dims:
         vega.draw(_sinusoid_chart(cur.model_key, tuple(dims), T, net), width="stretch")
 else:
-    vega.draw(_learned_table_chart(cur.model_key, net), width="stretch")
+    change = _embedding_change(cur.model_key, model)
+    vega.draw(_learned_table_chart(cur.model_key, net, change), width="stretch")
+    st.info(emb.positions_text(change), icon=":material/lightbulb:")
 
 # ---------------------------------------------------------------- 4. the sum
 st.subheader("4 · Their sum: the start of the residual stream")
 st.latex(r"x^{(0)}_t = \text{embed}_t + \text{pos}_t")
 vega.draw(
-    charts.matrix_heatmap(cache["blocks.0.hook_resid_pre"][0], rows, value_title="value",
-                          title="Residual stream before block 0 (blocks.0.hook_resid_pre)"),
+    _titled(charts.matrix_heatmap(cache["blocks.0.hook_resid_pre"][0], rows, value_title="value"),
+            "The residual stream entering block 0", "blocks.0.hook_resid_pre"),
     width="stretch",
 )  # fmt: skip
 summary = emb.embedding_summary(cache)
@@ -125,19 +161,32 @@ st.info(
 )  # fmt: skip
 
 # ---------------------------------------------------------------- 5. geometry
-st.subheader("5 · Geometry of the learned token embeddings")
+st.subheader("5 · Geometry of the token embeddings, and what training changed")
 st.markdown(
-    f"Each of the {len(vocab)} rows of $W_E$ is a point in {D} dimensions. PCA finds the two directions along "
-    "which the rows spread most and projects every token onto them. The tokens of this example are in bold."
+    f"Each of the {len(vocab)} rows of $W_E$ is a point in {D} dimensions. Training does not choose these points "
+    "from nothing: it starts from random ones and moves them a little at every step. PCA finds the two directions "
+    "along which the rows spread most and projects every token onto them. The tokens of this example are in bold."
 )
-scatter, (rho1, rho2) = _embedding_pca(cur.model_key, tuple(sorted(set(labels))), model)
+change = _embedding_change(cur.model_key, model)
+st.info(emb.start_text(change), icon=":material/info:")
+views = [AS_IS]
+if change.check.reproduced:
+    st.info(emb.movement_text(change), icon=":material/lightbulb:")
+    if np.any(change.delta):
+        views = [CHANGE, AS_IS]
+        with st.expander("How far each token's row moved"):
+            st.dataframe(pd.DataFrame({
+                "token": list(change.tokens), "moved (‖ΔW_E‖ / ‖W_E⁰‖)": change.row_change,
+                "cosine with its initial row": change.cosine, "gets a gradient in training": change.trained,
+            }), hide_index=True, column_config={
+                "moved (‖ΔW_E‖ / ‖W_E⁰‖)": st.column_config.NumberColumn(format="%.4f"),
+                "cosine with its initial row": st.column_config.NumberColumn(format="%.4f"),
+            })  # fmt: skip
+state.keep_valid("tokens_pca_view", views)  # another model may have no change to show
+view = st.radio("Show", views, key="tokens_pca_view", horizontal=True) if len(views) > 1 else AS_IS
+scatter, order_text, _ = _embedding_pca(cur.model_key, view, tuple(sorted(set(labels))), model, change)
 vega.draw(scatter, width="stretch")
-best, rho = (1, rho1) if abs(rho1) >= abs(rho2) else (2, rho2)
-st.info(
-    f"What to notice: the rank agreement (Spearman's ρ) between a digit's value and its place along PC 1 is "
-    f"**{rho1:+.2f}**, along PC 2 **{rho2:+.2f}**. "
-    + (f"|ρ| = {abs(rho):.2f} along PC {best}: the digits lie roughly in numerical order."
-       if abs(rho) >= 0.7 else "Neither of the top two directions puts the digits in numerical order.")
-    + " (The sign of a principal component is arbitrary, so ρ = -1 is as ordered as +1.)",
-    icon=":material/lightbulb:",
-)  # fmt: skip
+if view == CHANGE and change.untouched:
+    st.caption(f"Left out: {', '.join(fmt.code(t) for t in change.untouched)}, whose rows no gradient reaches "
+               "(see above).")  # fmt: skip
+st.info(order_text, icon=":material/lightbulb:")
