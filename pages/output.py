@@ -1,5 +1,6 @@
 """Output & softmax: logits -> probabilities -> loss, and what each stage would have predicted (logit lens)."""
 
+import altair as alt
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -13,6 +14,13 @@ model, run = cur.model, cur.run
 net, vocab = model.transformer, model.vocab
 answer = run.answer
 n_steps = len(answer.step_probs)
+
+
+def _loss(v: float) -> str:
+    """A loss with four significant digits. A float32 log-softmax that rounds to exactly 0 gives a loss of -0.0:
+    adding 0.0 makes it 0.0, so it is written "0", not "-0"."""
+    return f"{float(v) + 0.0:.4g}"
+
 
 st.title("Output & softmax")
 st.markdown(
@@ -50,8 +58,10 @@ st.caption(
 # ---------------------------------------------------------------- logits
 st.subheader("Logits")
 vega.draw(
-    charts.logit_bars(logits, tokens, highlight=true_tok, title=f"Logits at position {pos} (hook_logits), "
-                      "true answer outlined"),
+    charts.logit_bars(logits, tokens, highlight=true_tok, title=alt.TitleParams(
+        f"Logits at position {pos}", subtitle=["one score per token" + (", the true answer outlined"
+                                                                       if true_tok is not None else ""),
+                                               "hook_logits"])),
     width="stretch",
 )  # fmt: skip
 
@@ -77,8 +87,8 @@ st.info(
     + (f"; the true {fmt.code(true_tok)} gets {fmt.with_log(probs[true_id])}" if true_id is not None and true_id != top
        else "")
     + (f". At T = {temperature:g} the top token gets {fmt.percent(probs_t[top])}." if temperature != 1.0 else ".")
-    + f" Its logit is {logits[top]:.2f}; the runner-up's {logits[probs.argsort()[-2]]:.2f}: a gap of g logits "
-    "becomes a probability ratio of eᵍ (e^(g/T) at temperature T).",
+    + f" Its logit is {fmt.logit(logits[top])}; the runner-up's {fmt.logit(logits[probs.argsort()[-2]])}: a gap of g "
+    "logits becomes a probability ratio of eᵍ (e^(g/T) at temperature T).",
     icon=":material/lightbulb:",
 )  # fmt: skip
 
@@ -89,18 +99,21 @@ answer_rows = run.train_targets >= 0
 c1, c2, c3 = st.columns(3)
 c1.metric(f"p(true token) at position {pos}", fmt.percent(probs[true_id]) if true_id is not None else "—",
           help="From the bars above (T = 1).")  # fmt: skip
-c2.metric(f"Loss at position {pos}: −log p(true)", f"{losses[pos]:.4g}" if true_id is not None else "—",
+c2.metric(f"Loss at position {pos}: −log p(true)", _loss(losses[pos]) if true_id is not None else "—",
           help="On the sequence with the true answer (teacher forcing), in float32, as in training.")  # fmt: skip
-c3.metric("Training loss on this example", f"{run.grad_cache.loss:.4g}",
+c3.metric("Training loss on this example", _loss(run.grad_cache.loss),
           help="run.grad_cache.loss: the mean of −log p(true) over the answer positions.")  # fmt: skip
 st.markdown(
     "Training feeds the model the **true** answer (teacher forcing) and averages −log p(true) over the positions "
     "that predict an answer token. "
-    + (f"Here: mean of ({', '.join(f'{v:.4g}' for v in losses[answer_rows])}) over positions "
-       f"{', '.join(str(i) for i in answer_rows.nonzero()[0])} = {run.grad_cache.loss:.4g}, the loss the "
+    + (f"Here: mean of ({', '.join(_loss(v) for v in losses[answer_rows])}) over positions "
+       f"{', '.join(str(i) for i in answer_rows.nonzero()[0])} = {_loss(run.grad_cache.loss)}, the loss the "
        "backward pass starts from." if model.causal
        else f"A bidirectional model predicts one token, at `=`, so its loss is that one number: "
-       f"{run.grad_cache.loss:.4g}.")
+       f"{_loss(run.grad_cache.loss)}.")
+    + (" A loss of 0 is float32 rounding, not certainty: the other tokens' probabilities add up to less than about "
+       "6e-8 of the true token's, and 1 plus that rounds to 1 in float32 (−log 1 = 0)."
+       if (losses[answer_rows] == 0).any() else "")
 )  # fmt: skip
 if true_id is not None and not ao.same_context(run.tokens, run.train_tokens, pos, model.causal):
     st.warning(
@@ -125,17 +138,15 @@ frame = pd.DataFrame(
     [{"stage": s, "token": tokens[c], "probability": float(lens_probs[i, c])} for i, s in enumerate(stages)
      for c in cands]
 )  # fmt: skip
+reading = ao.read_lens(lens_probs, true_id)
+free = ", ".join(stages[s] for s in reading.input_free)
 vega.draw(
-    charts.logit_lens_lines(frame, title=f"Logit lens at position {pos}: each candidate's probability, stage by stage"),
+    charts.logit_lens_lines(frame, title=alt.TitleParams(
+        f"Logit lens at position {pos}", subtitle=["each candidate's probability, stage by stage",
+                                                   f"{free} reads only the token at position {pos} (see below)"])),
     width="stretch",
-)
-if true_id is not None:
-    first = ao.first_top_stage(lens_probs, true_id)
-    st.info(
-        f"What to notice: the true {fmt.code(true_tok)} first becomes the top token at stage **{stages[first]}** "
-        f"({fmt.percent(lens_probs[first, true_id])}), and ends at {fmt.with_log(lens_probs[-1, true_id])}."
-        if first is not None
-        else f"What to notice: the true {fmt.code(true_tok)} is the top token at no stage; it ends at "
-        f"{fmt.with_log(lens_probs[-1, true_id])}.",
-        icon=":material/lightbulb:",
-    )
+)  # fmt: skip
+st.caption(ao.embedding_stage_text(run.labels, pos, run.answer_pos, model.causal, code=fmt.code))
+notice = ao.lens_text(reading, stages, lens_probs, true_id, net.cfg.norm, tok=lambda i: fmt.code(tokens[i]),
+                      pct=fmt.percent, with_log=fmt.with_log)  # fmt: skip
+st.info(f"What to notice: {notice[0].lower()}{notice[1:]}", icon=":material/lightbulb:")

@@ -1,11 +1,13 @@
 """Overview: the answer, its confidence, and the pipeline with a link to each stage."""
 
+import altair as alt
 import numpy as np
 import pandas as pd
 import streamlit as st
 
 from explainer import charts, state, vega
 from explainer import format as fmt
+from model_core.analysis import output as ao
 
 cur = state.current()
 model, run = cur.model, cur.run
@@ -24,9 +26,10 @@ st.caption(
 wrote = answer.value if answer.value is not None else " ".join(answer.answer_tokens)
 c1, c2, c3 = st.columns(3)
 c1.metric("Example", expr.text)
+# A right/wrong flag is not a change: no arrow, and the colour says which.
 c2.metric("Model's answer", fmt.literal(wrote),  # tokens it wrote: a metric's value is Markdown
           delta="correct" if answer.correct else f"wrong: the answer is {expr.answer}",
-          delta_color="normal" if answer.correct else "inverse")  # fmt: skip
+          delta_color="green" if answer.correct else "red", delta_arrow="off")  # fmt: skip
 c3.metric(
     "Confidence",
     fmt.percent(answer.confidence),
@@ -43,13 +46,15 @@ stages = [
     ("../pages/tokens.py", "1 · Tokens & embeddings", f"{len(run.tokens)} tokens → {cfg.d_model}-d vectors"),
     ("../pages/attention.py", "2 · Attention", f"{cfg.n_layers} × {cfg.n_heads} heads mix the positions"),
     ("../pages/residual.py", "3 · Residual, LayerNorm & FFN", f"{cfg.d_ff} FFN neurons per block, per position"),
-    ("../pages/output.py", "4 · Output & softmax", f"{cfg.vocab_size} logits → probabilities at `=`"),
+    ("../pages/output.py", "4 · Output & softmax",
+     f"{cfg.vocab_size} logits → probabilities at `=`" + (" and at each answer token" if cfg.causal else "")),
     ("../pages/backprop.py", "5 · Backprop", "the gradient of the loss at every stage"),
 ]  # fmt: skip
-for col, (page, label, caption) in zip(st.columns(len(stages)), stages, strict=True):
-    with col.container(border=True):
-        st.page_link(page, label=label)
-        st.caption(caption)
+for row in range(0, len(stages), 3):  # three to a row: five side by side cut the labels short at 1280 px
+    for col, (page, label, caption) in zip(st.columns(3), stages[row : row + 3], strict=False):
+        with col.container(border=True):
+            st.page_link(page, label=label)
+            st.caption(caption)
 
 st.subheader("How it answered")
 if model.causal:
@@ -77,15 +82,20 @@ else:
         "last block, is turned into one probability per token. The largest is the answer."
     )
 probs = answer.step_probs[0]
-p_true = probs[model.vocab.id(str(expr.answer)[0])]
 vega.draw(
     charts.probability_bars(probs, model.vocab.to_list(), highlight=str(expr.answer)[0],
-                            title=f"First answer token: probabilities at position {run.answer_pos} (`=`)"),
+                            title=alt.TitleParams("First answer token",
+                                                  subtitle=f"probabilities at position {run.answer_pos}, the = token")),
     width="stretch",
 )  # fmt: skip
+true_ids = run.train_targets[run.train_targets >= 0]  # the true answer's tokens (a causal model's end with <eos>)
+notice = ao.answer_text(
+    ao.answer_steps(answer.step_probs, true_ids), fmt.code(" ".join(answer.answer_tokens)), answer.correct,
+    f"{expr.answer} ({fmt.code(' '.join(model.vocab.decode(true_ids)))})" if model.causal else fmt.code(expr.answer),
+    model.causal,
+    tok=lambda i: fmt.code(model.vocab.decode([i])[0]), pct=fmt.percent, with_log=fmt.with_log,
+)  # fmt: skip
 st.info(
-    f"What to notice: the true answer's first token `{str(expr.answer)[0]}` gets "
-    f"{fmt.percent(p_true)} of the probability (log p {fmt.logprob(p_true)}); every other token shares the rest. "
-    "Edit the example in the sidebar and watch every page follow.",
+    f"What to notice: {notice[0].lower()}{notice[1:]} Edit the example in the sidebar and watch every page follow.",
     icon=":material/lightbulb:",
 )

@@ -242,8 +242,8 @@ def test_tokens_page_charts_are_the_cached_arrays(shipped):
     assert at.title[0].value == "Tokens & embeddings"
     run = current(at).run
     titles = chart_titles(at)
-    for prefix in ("Token embeddings (hook_embed)", "Positional encoding (hook_pos_embed)", "Sinusoids of",
-                   "Residual stream before block 0", "Token embeddings W_E projected"):  # fmt: skip
+    for prefix in ("Token embeddings: one row of W_E", "Positional encoding added", "Sinusoids of",
+                   "The residual stream entering block 0", "What training changed in W_E"):  # fmt: skip
         assert any(t.startswith(prefix) for t in titles), titles
     # the tokenisation table: token and id per position
     table = at.dataframe[0].value
@@ -251,9 +251,9 @@ def test_tokens_page_charts_are_the_cached_arrays(shipped):
     assert run.labels[: run.answer_pos + 1] == ["Max", "(", "7", ",", "2", ",", "9", ")", "="]
     assert list(table.loc["id"]) == [str(int(t)) for t in run.tokens]
     # the three heatmaps
-    np.testing.assert_array_equal(heatmap_values(at, "Token embeddings (hook_embed)"), run.cache["hook_embed"][0])
+    np.testing.assert_array_equal(heatmap_values(at, "Token embeddings: one row"), run.cache["hook_embed"][0])
     np.testing.assert_array_equal(heatmap_values(at, "Positional encoding"), run.cache["hook_pos_embed"][0])
-    resid = heatmap_values(at, "Residual stream before block 0")
+    resid = heatmap_values(at, "The residual stream entering block 0")
     np.testing.assert_array_equal(resid, run.cache["blocks.0.hook_resid_pre"][0])
     np.testing.assert_array_equal(resid, run.cache["hook_embed"][0] + run.cache["hook_pos_embed"][0])
     # the sinusoids: the model's own table, default dimensions
@@ -263,8 +263,9 @@ def test_tokens_page_charts_are_the_cached_arrays(shipped):
     assert sorted(df["dim"].unique()) == [0, 1, 10, 11, 30]
     np.testing.assert_array_equal(df["value"], table_pos[df["position"], df["dim"]])
     assert df["position"].max() == shipped.transformer.cfg.max_len - 1
-    # the PCA scatter: W_E's rows, grouped, with this example's tokens highlighted
-    spec, frames = chart_by_title(at, "Token embeddings W_E projected")
+    # the PCA scatter of W_E as it is (the page opens on its change since initialisation: test_page_tokens_init.py)
+    at.radio(key="tokens_pca_view").set_value("W_E as it is").run()
+    spec, frames = chart_by_title(at, "W_E as it is")
     df = frame_with(frames, "x", "y", "label", "group", "highlighted")
     points, var = emb.pca_2d(shipped.transformer.params["embed.W_E"])
     assert list(df["label"]) == shipped.vocab.to_list()
@@ -279,15 +280,15 @@ def test_tokens_page_charts_are_the_cached_arrays(shipped):
 
 def test_tokens_page_follows_edits_and_keeps_charts_on_invalid_input():
     at = open_app(TOKENS_PAGE)
-    before = heatmap_values(at, "Token embeddings (hook_embed)")
+    before = heatmap_values(at, "Token embeddings: one row")
     set_example(at, "Min ( 4 8 1 )")
     assert not at.exception
     run = current(at).run
     assert run.answer.value == 1 and run.labels[:3] == ["Min", "(", "4"]
-    after = heatmap_values(at, "Token embeddings (hook_embed)")
+    after = heatmap_values(at, "Token embeddings: one row")
     assert not np.array_equal(before, after)
     np.testing.assert_array_equal(after, run.cache["hook_embed"][0])
-    np.testing.assert_array_equal(heatmap_values(at, "Residual stream before block 0"),
+    np.testing.assert_array_equal(heatmap_values(at, "The residual stream entering block 0"),
                                   run.cache["blocks.0.hook_resid_pre"][0])  # fmt: skip
     assert list(at.dataframe[0].value.loc["token"]) == run.labels
     data_before = [frames for _, frames in charts(at)]
@@ -315,7 +316,7 @@ def test_tokens_page_learned_positions(causal):
     titles = chart_titles(at)
     assert not any(t.startswith("Sinusoids") for t in titles)
     assert not at.multiselect  # no dimension picker for a learned table
-    np.testing.assert_array_equal(heatmap_values(at, "The learned table pos_embed.W_pos"),
+    np.testing.assert_array_equal(heatmap_values(at, "Learned positions"),
                                   causal.transformer.params["pos_embed.W_pos"])  # fmt: skip
     np.testing.assert_array_equal(heatmap_values(at, "Positional encoding"), run.cache["hook_pos_embed"][0])
     # a causal model also reads the answer tokens it wrote; values are digits separated by ","
@@ -469,3 +470,114 @@ def test_output_page_causal_step_follows_the_number_of_answer_steps(causal):
         if true_tok is None:
             assert metric(at, "Loss at position") == "—" and metric(at, "p(true token)") == "—"
             assert "the model wrote more tokens than the true answer has" in at.caption[0].value
+
+
+# ================================================================ Output & softmax: the sentences (issue 13)
+def titles_and_subtitles(at) -> list[tuple[str, str]]:
+    """(title, subtitle) of every chart and sub-chart on the page."""
+    out = []
+
+    def walk(s):
+        t = s.get("title")
+        if t:
+            text, sub = (t.get("text", ""), t.get("subtitle", "")) if isinstance(t, dict) else (t, "")
+            join = lambda x: x if isinstance(x, str) else " ".join(x)
+            out.append((join(text), join(sub)))
+        for key in ("layer", "hconcat", "vconcat", "concat"):
+            for sub_spec in s.get(key, []):
+                walk(sub_spec)
+
+    for spec, _ in charts(at):
+        walk(spec)
+    return out
+
+
+def lens_by_hand(model, run, pos) -> np.ndarray:
+    """[stage, vocab]: the cached pre-norm streams at `pos` through a float64 LayerNorm (ln_final's gain and bias),
+    W_U + b_U and softmax."""
+    from model_core.layers import LN_EPS
+
+    p = model.transformer.params
+    names = ["blocks.0.hook_resid_pre"] + [f"blocks.{i}.hook_resid_{k}" for i in range(model.transformer.cfg.n_layers)
+                                           for k in ("mid", "post")]  # fmt: skip
+    rows = []
+    for name in names:
+        x = run.cache[name][0, pos].astype(np.float64)
+        x = (x - x.mean()) / math.sqrt(x.var() + LN_EPS) * p["ln_final.w"] + p["ln_final.b"]
+        rows.append(ref_softmax(x @ p["unembed.W_U"].astype(np.float64) + p["unembed.b_U"]))
+    return np.stack(rows)
+
+
+def test_output_page_lens_flip_and_input_free_stage():
+    """digits-0-99 `Max ( 3 0 0 )`: the true 3 is on top after block 1's attention and block 1's FFN takes it away
+    (the model answers 0, wrong); the embed + pos stage is marked as reading only the token at `=`."""
+    from app_helpers import shown_text
+
+    at = open_app(OUTPUT_PAGE)
+    at.selectbox(key="model_name").select("digits-0-99").run()
+    set_example(at, "Max ( 3 0 0 )")
+    assert not at.exception
+    cur = current(at)
+    run, v = cur.run, cur.model.vocab
+    pos = run.answer_pos
+    assert pos == 8 and run.answer.answer_tokens == ["0", "<eos>"]
+    probs = lens_by_hand(cur.model, run, pos)
+    three, zero = v.id("3"), v.id("0")
+    tops = probs.argmax(-1)
+    assert list(tops[3:]) == [three, zero] and probs[3, three] > 0.99  # the flip, recomputed
+    # the chart's cells are these probabilities
+    df = frame_with(chart_by_title(at, f"Logit lens at position {pos}")[1], "stage", "token", "probability")
+    stages = list(dict.fromkeys(df["stage"]))
+    for i, s in enumerate(stages):
+        rows = df[df["stage"] == s]
+        np.testing.assert_allclose(rows["probability"], probs[i, v.encode(rows["token"])], rtol=2e-4, atol=1e-6)
+    infos = [shown_text(el.value) for el in at.info]
+    lens_notice = [t for t in infos if "top token only at the last stage" in t]
+    assert len(lens_notice) == 1, infos
+    text = lens_notice[0]
+    assert text.startswith(f"What to notice: the model answers 0 here: it is the top token only at the last stage, "
+                           f"block 1 out ({fmt.percent(probs[4, zero])}).")  # fmt: skip
+    assert (f"The true 3 first becomes the top token at stage block 1 mid ({fmt.percent(probs[3, three])}), loses the "
+            f"top to 0 through block 1's FFN ({fmt.percent(probs[4, three])} against {fmt.percent(probs[4, zero])} "
+            f"at block 1 out) and ends at {fmt.with_log(probs[4, three])}.") in text
+    assert "takes it back" not in text
+    biggest = int(np.argmax(np.abs(np.diff(probs[:, three])))) + 1
+    assert stages[biggest] == "block 1 mid" and "comes through block 1's attention: it rises from" in text
+    # the input-free stage: in the chart's subtitle and spelled out below it
+    subtitles = dict(titles_and_subtitles(at))
+    lens_title = next(t for t in subtitles if t.startswith("Logit lens at position"))
+    assert subtitles[lens_title] == ("each candidate's probability, stage by stage embed + pos reads only the token "
+                                     "at position 8 (see below)")  # two lines
+    captions = [shown_text(c.value) for c in at.caption]
+    assert ("embed + pos is the same for every input whose values have 3 digits in all: at position 8 the stream is "
+            "still only the embedding of = plus position 8's positional vector") in " ".join(captions)
+    # titles: words, no Markdown; the hook name only as a subtitle
+    logits_title = next(t for t in subtitles if t.startswith("Logits at position"))
+    assert logits_title == "Logits at position 8"
+    assert subtitles[logits_title] == "one score per token, the true answer outlined hook_logits"  # two lines
+    assert not any("`" in t or "`" in s for t, s in titles_and_subtitles(at))
+
+
+def test_output_page_loss_of_zero_is_not_minus_zero():
+    """digits-0-99 `Max ( 3 0 0 )`: float32 gives the teacher-forced <eos> after 3 a loss of -0.0; it reads 0."""
+    at = open_app(OUTPUT_PAGE)
+    at.selectbox(key="model_name").select("digits-0-99").run()
+    set_example(at, "Max ( 3 0 0 )")
+    at.selectbox(key="out_step").set_value(1).run()
+    assert not at.exception
+    run = current(at).run
+    losses = ao.token_losses(run.grad_cache["hook_logits"][0], run.train_targets)
+    # each loss against the model's own cross-entropy on that position alone
+    for i in (8, 9):
+        one, _ = cross_entropy(run.grad_cache["hook_logits"][:, i : i + 1], run.train_targets[None, i : i + 1])
+        assert losses[i] == pytest.approx(float(one), abs=1e-7)
+    assert losses[9] == 0 and f"{losses[9]:.4g}" == "-0"  # the old format's "-0"
+    assert metric(at, "Loss at position 9") == "0"
+    text = " ".join(m.value for m in at.markdown)
+    assert f"mean of ({losses[8]:.4g}, 0) over positions 8, 9 = {run.grad_cache.loss:.4g}" in text
+    assert "-0" not in text and "−0," not in text
+    assert "A loss of 0 is float32 rounding, not certainty" in text
+    # a step whose loss is not 0 has no such sentence
+    set_example(at, "Max ( 6 57 6 )")
+    assert not (ao.token_losses(current(at).run.grad_cache["hook_logits"][0], current(at).run.train_targets) == 0).any()
+    assert "A loss of 0" not in " ".join(m.value for m in at.markdown)
