@@ -31,10 +31,11 @@ st.caption(
 # ---------------------------------------------------------------- the lesson
 st.markdown(
     "Attention is how a position reads from the others. Each head turns every position's vector $x$ into a "
-    "**query** (what am I looking for?), a **key** (what do I contain?) and a **value** (what do I pass on?). "
-    "A query's dot product with every key, scaled by $\\sqrt{d_{head}}$, says how well they match; the mask "
-    "removes the keys it may not see; a softmax turns the scores into weights that sum to 1; the head's output "
-    "$z$ is the weighted mix of the values. $W_O$ projects it back into the residual stream."
+    "**query** (what am I looking for?), a **key** (what do I contain?) and a **value** (what do I pass on?); "
+    f"here {aa.qkv_input_text(cfg.norm, layer)}. A query's dot product with every key, divided by "
+    "$\\sqrt{d_{head}}$, says how well they match; the mask removes the keys it may not see; a softmax turns the "
+    "scores into weights that sum to 1; the head's output $z$ is the weighted mix of the values. $W_O$ projects it "
+    "back into the residual stream."
 )
 # one short formula a line, so that each fits a phone's width
 st.latex(
@@ -46,19 +47,35 @@ st.latex(
     r"(M_{qk} = 0 \text{ if allowed}, -\infty \text{ if masked}) \end{gathered}"
 )
 
-top_key, top_weight = aa.strongest_key(pattern[answer_at])
+
+def key_name(k: int) -> str:
+    return f"{fmt.code(run.labels[k])} (position {k})"
+
+
+def plural(n: int, noun: str, many: str | None = None) -> str:
+    return f"{n} {noun if n == 1 else many or noun + 's'}"
+
+
+focus = aa.attention_focus(pattern[answer_at], run.labels)
+compare = "Compare the other heads of the layer below, and switch" if cfg.n_heads > 1 else "Switch"
 st.info(
-    f"What to notice: in L{layer} H{head} the answer position {fmt.code(run.labels[answer_at])} ({answer_at}) puts "
-    f"**{top_weight:.2f}** of its attention on {fmt.code(run.labels[top_key])} (position {top_key}); its largest "
-    f"scaled score is {scores[answer_at, top_key]:.3f}. Compare the other heads of the layer below, and switch heads "
-    "off at the bottom of the page to see which ones the answer needs.",
+    f"What to notice: in L{layer} H{head} the answer position {fmt.code(run.labels[answer_at])} ({answer_at}) "
+    f"{aa.focus_text(focus, key_name)}. Its largest scaled score is {scores[answer_at, focus.keys[0]]:.3f}, on "
+    f"{key_name(focus.keys[0])}. {compare} "
+    + ("heads off at the bottom of the page to see which ones the answer needs." if cfg.n_layers * cfg.n_heads > 1
+       else "the head off at the bottom of the page to see whether the answer needs it."),
     icon=":material/lightbulb:",
 )
 
 # ---------------------------------------------------------------- step 1: Q, K, V
 st.subheader("1 · Queries, keys and values")
-st.markdown(f"Each is [positions × d_head] = [{T} × {dh}] for this head, computed from the block's input.")
-shown = st.segmented_control("Show", ["Q", "K", "V"], default="Q", key="attn_qkv") or "Q"
+st.markdown(f"Each is [positions × d_head] = [{T} × {dh}] for this head, computed from $x$, "
+            f"{aa.qkv_input_text(cfg.norm, layer, short=True)}.")  # fmt: skip
+# required: clicking the selected option again keeps it (without it the control would return None); a None that
+# still arrives (a value set through the session state) keeps the last choice
+shown = st.segmented_control("Show", ["Q", "K", "V"], default="Q", required=True, key="attn_qkv") or \
+    st.session_state.get("attn_qkv_last", "Q")
+st.session_state["attn_qkv_last"] = shown
 vega.draw(
     charts.matrix_heatmap(cache[attn + f"hook_{shown.lower()}"][0, :, head], labels, x_title="d_head dimension",
                           value_title=shown, title=f"{shown} of L{layer} H{head}"),
@@ -70,10 +87,12 @@ st.subheader("2 · Scores Q·Kᵀ/√d_head and the mask")
 n_masked = int(masked.sum())
 if n_masked:
     why = "every key after the query (causal: no peeking at the future)" if cfg.causal else "padding keys"
-    masking = f"{n_masked} of {T * T} cells are masked: {why}. Their score is −∞, so their weight is exactly 0."
+    masking = (f"{n_masked} of {T * T} cells {'is' if n_masked == 1 else 'are'} masked: {why}. "
+               f"{'Its' if n_masked == 1 else 'Their'} score is −∞, so {'its' if n_masked == 1 else 'their'} weight "
+               "is exactly 0.")  # fmt: skip
 else:
     masking = f"Bidirectional model, no padding: nothing is masked, every query may read all {T} keys."
-st.markdown(f"Dividing by √{dh} = {dh**0.5:.4g} keeps the scores from growing with d_head. {masking}")
+st.markdown(f"{aa.scaling_text(dh)}. {masking}")
 c1, c2 = st.columns([3, 2])
 vega.draw(
     charts.attention_scores_heatmap(scores, run.labels, title=f"Scaled scores, L{layer} H{head}"),
@@ -100,15 +119,18 @@ vega.draw(
     width="stretch", on_select="rerun", key="attn_pattern_click",
 where=c1)  # fmt: skip
 vega.draw(charts.attention_bars(pattern[query], run.labels, query_label=labels[query]), width="stretch", where=c2)
-q_key, q_weight = aa.strongest_key(pattern[query])
 c2.caption(
-    f"Query {fmt.literal(labels[query])}{' (the answer position)' if query == answer_at else ''}: "
-    f"most attention ({q_weight:.4f}) on {fmt.literal(labels[q_key])}."
+    f"Query {fmt.literal(labels[query])}{' (the answer position)' if query == answer_at else ''} "
+    f"{aa.focus_text(aa.attention_focus(pattern[query], run.labels), key_name, digits=4)}."
 )
 
-st.subheader(f"All {cfg.n_heads} heads of layer {layer}")
-st.markdown(f"The same pattern for every head of layer {layer}, on the same 0-1 blues. **Click a head** to "
-            "inspect it on this page.")  # fmt: skip
+if cfg.n_heads == 1:
+    st.subheader(f"The one head of layer {layer}")
+    st.markdown("The same pattern, on the same 0-1 blues: this layer has no other head to compare it with.")
+else:
+    st.subheader(f"All {cfg.n_heads} heads of layer {layer}")
+    st.markdown(f"The same pattern for every head of layer {layer}, on the same 0-1 blues. **Click a head** to "
+                "inspect it on this page.")  # fmt: skip
 # A click is acted on once: the panels then get new keys (empty selections), so a selection left over from
 # before a sidebar change, another layer or another model never moves the head again.
 click_gen = st.session_state.setdefault("attn_heads_click_gen", 0)
@@ -145,7 +167,8 @@ write = cache[attn + "hook_result"][0, :, head]  # [pos, d_model]: z_h @ W_O[h]
 st.markdown(
     f"$z_h$ = pattern × V: each position's mix of values, [{T} × {dh}]. Multiplied by $W_O^h$ "
     f"[{dh} × {cfg.d_model}] it becomes what this head adds to the residual stream, [{T} × {cfg.d_model}]. "
-    f"The {cfg.n_heads} heads' writes plus $b_O$ are exactly the layer's attention output."
+    + (f"The {cfg.n_heads} heads' writes plus $b_O$ are" if cfg.n_heads > 1 else "The head's write plus $b_O$ is")
+    + " exactly the layer's attention output."
 )
 c1, c2 = st.columns([1, 2])
 vega.draw(
@@ -155,7 +178,8 @@ vega.draw(
 where=c1)  # fmt: skip
 vega.draw(
     charts.matrix_heatmap(write, labels, x_title="d_model dimension", value_title="z·W_O",
-                          title=f"z·W_O (hook_result), L{layer} H{head}"),
+                          title=alt.TitleParams(f"What L{layer} H{head} writes into the stream, z·W_O",
+                                                subtitle=attn + "hook_result")),
     width="stretch",
 where=c2)  # fmt: skip
 
@@ -321,9 +345,12 @@ def most_important_head(every, n_pos: int) -> str:
 
 st.subheader("Every head switched off alone")
 n_heads_all = cfg.n_layers * cfg.n_heads
+n_copies = n_heads_all * len(positions)
 st.markdown(
-    f"Each of the {n_heads_all} heads switched off on its own, the others on ({n_heads_all * len(positions)} "
-    "copies of the example in one batched run), ranked by what it costs the prediction's logit difference"
+    (f"Each of the {n_heads_all} heads switched off on its own, the others on" if n_heads_all > 1
+     else "The model's one head switched off")
+    + f" ({plural(n_copies, 'copy', 'copies')} of the example in one batched run), ranked by what it costs the "
+    "prediction's logit difference"
     + (" at each answer position" if cfg.causal else "")
     + ". Hover a bar for the change in log-probability."
 )

@@ -1,5 +1,6 @@
 """Residual stream, LayerNorm & FFN: the stream through the blocks, one LayerNorm, one FFN, sublayer writes."""
 
+import altair as alt
 import pandas as pd
 import streamlit as st
 
@@ -21,27 +22,31 @@ pre = cfg.norm == "pre"
 st.title("Residual stream, LayerNorm & FFN")
 st.caption(
     f"Model **{fmt.literal(cur.model_name)}** ({'pre' if pre else 'post'}-norm, {ACTIVATION[cfg.activation]} FFN) on "
-    f"**{cur.text}**; block **{layer}** (choose it in the sidebar)."
+    f"**{cur.text}**; block **{layer}** (choose it in the sidebar; the sidebar's head is not used on this page)."
 )
 
 # ---------------------------------------------------------------- the lesson
 st.markdown(
     "Every position carries one vector of d_model = "
     f"{cfg.d_model} numbers, the **residual stream**. Each sublayer (attention, then the FFN) reads it and "
-    "**adds** what it computes back onto it, so information is accumulated, not replaced. **LayerNorm** "
-    "rescales each position's vector to mean 0 and standard deviation 1, then applies a learned gain $w$ and "
-    "bias $b$. The **FFN** is the same two-layer network applied to every position on its own."
+    "**adds** what it computes back onto it. "
+    + ("In this pre-norm model nothing rescales the sum, so information is accumulated, not replaced. " if pre else
+       "In this post-norm model a LayerNorm then rescales the sum (Add & Norm), so what the stream carried is kept "
+       "only as far as its direction survives: the cosines below measure how much. ")
+    + "**LayerNorm** rescales each position's vector to mean 0 and standard deviation 1, then applies a learned "
+    "gain $w$ and bias $b$. The **FFN** is the same two-layer network applied to every position on its own."
 )
+# one short formula a line, so that each fits a phone's width
 if pre:
-    st.latex(r"x \leftarrow x + \mathrm{Attn}(\mathrm{LN}_1(x)) \qquad x \leftarrow x + \mathrm{FFN}(\mathrm{LN}_2(x))"
-             r"\qquad \text{(pre-norm; a final LN before the unembedding)}")  # fmt: skip
+    st.latex(r"\begin{gathered} x \leftarrow x + \mathrm{Attn}(\mathrm{LN}_1(x)) \\ x \leftarrow x + "
+             r"\mathrm{FFN}(\mathrm{LN}_2(x)) \\ \text{(pre-norm; a final LN at the end)} \end{gathered}")  # fmt: skip
 else:
-    st.latex(r"x \leftarrow \mathrm{LN}_1(x + \mathrm{Attn}(x)) \qquad x \leftarrow \mathrm{LN}_2(x + \mathrm{FFN}(x))"
-             r"\qquad \text{(post-norm: Add \& Norm)}")  # fmt: skip
+    st.latex(r"\begin{gathered} x \leftarrow \mathrm{LN}_1(x + \mathrm{Attn}(x)) \\ x \leftarrow "
+             r"\mathrm{LN}_2(x + \mathrm{FFN}(x)) \\ \text{(post-norm: Add \& Norm)} \end{gathered}")  # fmt: skip
 act = r"\mathrm{ReLU}" if cfg.activation == "relu" else r"\mathrm{GELU}"
 st.latex(
-    r"\mathrm{LN}(x) = w \odot \frac{x - \mu}{\sqrt{\sigma^2 + \epsilon}} + b \qquad "
-    rf"\mathrm{{FFN}}(x) = {act}(x W_{{in}} + b_{{in}})\, W_{{out}} + b_{{out}}"
+    r"\begin{gathered} \mathrm{LN}(x) = w \odot \frac{x - \mu}{\sqrt{\sigma^2 + \epsilon}} + b \\ "
+    rf"\mathrm{{FFN}}(x) = {act}(x W_{{in}} + b_{{in}})\, W_{{out}} + b_{{out}} \end{{gathered}}"
 )
 
 stages = res.stage_norms(res.residual_stages(net, cache))
@@ -61,7 +66,7 @@ st.info(
 )
 
 # ---------------------------------------------------------------- the stream through the blocks
-st.subheader("The residual stream through the blocks")
+st.subheader("The residual stream through the " + ("blocks" if cfg.n_layers > 1 else "block"))
 st.markdown(
     "The norm (length) of each position's vector at each stage: how much it carries. "
     + (
@@ -83,17 +88,36 @@ vega.draw(
     charts.sublayer_contributions(
         pd.DataFrame([{"block": b, "sublayer": s, "position_label": labels[i], "norm": float(n[i])}
                       for b, s, n in writes for i in range(len(labels))]),
-        title="How much each sublayer writes into the stream (norm of its output)"),
+        title="How much each sublayer writes (its output's norm)"),
     width="stretch",
+)  # fmt: skip
+st.subheader("How much of its direction the stream keeps")
+cosines = res.stream_cosines(net, cache)
+st.markdown(res.direction_text(cfg.norm, cosines, answer_at, f"{fmt.code(run.labels[answer_at])} (position "
+                                                             f"{answer_at})"))  # fmt: skip
+st.dataframe(
+    pd.DataFrame({"position": labels} | {f"block {b} {s}": c for b, s, c in cosines}),
+    hide_index=True, column_config={f"block {b} {s}": st.column_config.NumberColumn(
+        format="%.3f", help=f"cosine between the stream before and after block {b}'s {s}") for b, s, _ in cosines},
 )  # fmt: skip
 
 # ---------------------------------------------------------------- LayerNorm
 st.subheader(f"LayerNorm in block {layer}")
 norms = dict(res.layer_norms(cfg))
 ln_names = ["ln1", "ln2", "ln_final"] if pre else ["ln1", "ln2"]
-state.keep_valid("resid_ln", ln_names)  # a post-norm model has no ln_final
-which = st.segmented_control("LayerNorm", ln_names, default="ln1", key="resid_ln") or "ln1"
+ln_words = {"ln1": f"LayerNorm 1 ({'before' if pre else 'after'} attention)",
+            "ln2": f"LayerNorm 2 ({'before' if pre else 'after'} the FFN)", "ln_final": "final LayerNorm"}
+# required: clicking the selected option again keeps it (without it the control would return None); a value that
+# is not an option (None set through the session state, ln_final after a switch to a post-norm model) falls back
+# on the last choice, if this model has it
+last = st.session_state.get("resid_ln_last")
+last = last if last in ln_names else "ln1"
+state.keep_valid("resid_ln", ln_names, default=last)
+which = st.segmented_control("LayerNorm", ln_names, default="ln1", required=True, format_func=ln_words.get,
+                             key="resid_ln") or last  # fmt: skip
+st.session_state["resid_ln_last"] = which
 prefix = which if which == "ln_final" else f"blocks.{layer}.{which}"
+ln_title = "the final LayerNorm" if which == "ln_final" else f"LayerNorm {which[-1]} of block {layer}"
 ln_in = cache[f"{prefix}.hook_in"][0]  # [pos, d_model]
 ln_out = cache[f"{prefix}.hook_out"][0]  # [pos, d_model]: after the gain w and bias b
 scale = cache[f"{prefix}.hook_scale"][0, :, 0]  # [pos]
@@ -109,12 +133,13 @@ st.markdown(
 c1, c2 = st.columns(2)
 vega.draw(
     charts.matrix_heatmap(ln_in, labels, x_title="d_model dimension", value_title="LN input",
-                          title=f"Before {prefix}"),
+                          title=alt.TitleParams(f"Before {ln_title}", subtitle=f"{prefix}.hook_in")),
     width="stretch",
 where=c1)  # fmt: skip
 vega.draw(
     charts.matrix_heatmap(ln_out, labels, x_title="d_model dimension", value_title="LN output",
-                          title=f"After {prefix} (hook_out)"),
+                          title=alt.TitleParams(f"After {ln_title} (gain and bias applied)",
+                                                subtitle=f"{prefix}.hook_out")),
     width="stretch",
 where=c2)  # fmt: skip
 st.dataframe(
@@ -126,11 +151,12 @@ st.dataframe(
 
 # ---------------------------------------------------------------- FFN
 st.subheader(f"The FFN of block {layer}")
-zero_note = (
-    "ReLU sets every negative pre-activation to exactly 0: those neurons are off."
-    if cfg.activation == "relu"
-    else "GELU is never exactly 0 (negative inputs give small negative outputs): 'active' here means > 0."
-)
+if cfg.activation == "relu":
+    zero_note = "ReLU sets every negative pre-activation to exactly 0: those neurons are off."
+else:
+    st.latex(r"\begin{gathered} \mathrm{GELU}(x) = \tfrac12\, x \left(1 + \tanh u\right), \\ "
+             r"u = \sqrt{2/\pi}\,(x + 0.044715\,x^3) \end{gathered}")  # fmt: skip
+    zero_note = "This GELU is the tanh approximation (as GPT-2's). " + res.gelu_text(post, f"block {layer}'s")
 st.markdown(
     f"{cfg.d_ff} hidden neurons per position (`mlp.hook_post`, after the activation). {zero_note} "
     f"At {fmt.code(run.labels[answer_at])}, {active[answer_at]:.1%} of them are > 0."
@@ -153,4 +179,4 @@ c3.dataframe(
     pd.DataFrame({"neuron": top_idx, "activation": top_val}), hide_index=True,
     column_config={"activation": st.column_config.NumberColumn(format="%.4f")},
 )  # fmt: skip
-c3.caption(f"Top {TOP_K} neurons at {fmt.code(run.labels[answer_at])} (position {answer_at}).")
+c3.caption(f"Top {len(top_idx)} neurons at {fmt.code(run.labels[answer_at])} (position {answer_at}).")

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import statistics
 
 import numpy as np
 import pytest
-from app_helpers import chart_titles, charts, open_app, set_example
+from app_helpers import chart_titles, charts, open_app, set_example, shown_text
 from streamlit.elements.lib import policies
 from streamlit.testing.v1 import AppTest
 
@@ -262,8 +263,9 @@ def check_attention_page(at, model, text, layer, head):
         np.testing.assert_array_equal(grid(df, "query_pos", "key_pos", "weight", (T, T)), c[a + "hook_pattern"][0, h])
         assert ("view" in spec) == (h == head)
     np.testing.assert_array_equal(matrix(at, f"z, {name}", (T, dh)), c[a + "hook_z"][0, :, head])
-    write = matrix(at, f"z·W_O (hook_result), {name}", (T, net.cfg.d_model))
+    write = matrix(at, f"What {name} writes into the stream, z·W_O", (T, net.cfg.d_model))
     np.testing.assert_array_equal(write, c[a + "hook_result"][0, :, head])
+    assert chart(at, f"What {name} writes into the stream, z·W_O")[0]["title"]["subtitle"] == a + "hook_result"
     return run
 
 
@@ -277,7 +279,8 @@ def test_attention_page_shows_the_cached_arrays(shipped):
     _, df = chart(at, f"Attention from query {run.answer_pos}: =")
     np.testing.assert_array_equal(df["weight"], run.cache["blocks.0.attn.hook_pattern"][0, 0, run.answer_pos])
     k, w = aa.strongest_key(run.cache["blocks.0.attn.hook_pattern"][0, 0, run.answer_pos])
-    assert f"**{w:.2f}** of its attention on `{run.labels[k]}` (position {k})" in at.info[0].value
+    assert w > 0.5  # L0 H0 reads the operation token: one key
+    assert f"puts {w:.2f} of its attention on `{run.labels[k]}` (position {k})" in at.info[0].value
     # K and V on demand
     at.segmented_control(key="attn_qkv").set_value("V").run()
     np.testing.assert_array_equal(matrix(at, "V of L0 H0", (len(run.tokens), 16)),
@@ -642,6 +645,21 @@ def test_attention_page_for_a_causal_pre_norm_model(causal_model):
 # ================================================================ Residual page
 
 
+def ln_words(prefix: str) -> str:
+    """How the Residual page names a LayerNorm in its chart titles."""
+    if prefix == "ln_final":
+        return "the final LayerNorm"
+    _, block, which = prefix.split(".")
+    return f"LayerNorm {which[-1]} of block {block}"
+
+
+def table_with(at, column: str):
+    """The one table of the page with this column."""
+    found = [d.value for d in at.dataframe if column in d.value.columns]
+    assert len(found) == 1, [list(d.value.columns) for d in at.dataframe]
+    return found[0]
+
+
 def check_residual_page(at, model, text, layer, prefix):
     run = run_of(model, text)
     net, c, T = model.transformer, run.cache, len(run.tokens)
@@ -652,23 +670,27 @@ def check_residual_page(at, model, text, layer, prefix):
         got = df[df["stage"] == name].set_index("position_label").loc[labels, "norm"].to_numpy()
         np.testing.assert_allclose(got, np.sqrt((x.astype(np.float64) ** 2).sum(-1)), rtol=1e-5)
     assert df["stage"].unique().tolist() == [n for n, _ in stages]
-    _, df = chart(at, "How much each sublayer writes into the stream (norm of its output)")
+    _, df = chart(at, "How much each sublayer writes (its output's norm)")
     for b, s, norm in res.sublayer_writes(net, c):
         got = df[(df["block"] == b) & (df["sublayer"] == s)].set_index("position_label").loc[labels, "norm"]
         np.testing.assert_array_equal(got.to_numpy(), norm)
     D, F = net.cfg.d_model, net.cfg.d_ff
-    np.testing.assert_array_equal(matrix(at, f"Before {prefix}", (T, D)), c[f"{prefix}.hook_in"][0])
-    np.testing.assert_allclose(matrix(at, f"Before {prefix}", (T, D)), ln_input_by_hand(c, net.cfg, prefix), atol=1e-5)
-    np.testing.assert_array_equal(matrix(at, f"After {prefix} (hook_out)", (T, D)), c[f"{prefix}.hook_out"][0])
-    stats = at.dataframe[0].value
+    words = ln_words(prefix)
+    np.testing.assert_array_equal(matrix(at, f"Before {words}", (T, D)), c[f"{prefix}.hook_in"][0])
+    np.testing.assert_allclose(matrix(at, f"Before {words}", (T, D)), ln_input_by_hand(c, net.cfg, prefix), atol=1e-5)
+    assert chart(at, f"Before {words}")[0]["title"]["subtitle"] == f"{prefix}.hook_in"
+    after = f"After {words} (gain and bias applied)"
+    np.testing.assert_array_equal(matrix(at, after, (T, D)), c[f"{prefix}.hook_out"][0])
+    assert chart(at, after)[0]["title"]["subtitle"] == f"{prefix}.hook_out"
+    stats = table_with(at, "hook_scale")
     np.testing.assert_array_equal(stats["hook_scale"], c[f"{prefix}.hook_scale"][0, :, 0])
     np.testing.assert_allclose(stats["std before"], c[f"{prefix}.hook_scale"][0, :, 0], rtol=1e-4)
     post = c[f"blocks.{layer}.mlp.hook_post"][0]
     np.testing.assert_array_equal(matrix(at, f"FFN hidden activations, block {layer}", (T, F)), post)
     _, df = chart(at, f"All {post.size} activations of block {layer} ({T} positions)")
     np.testing.assert_array_equal(df["activation"], post.ravel())
-    np.testing.assert_array_equal(at.dataframe[1].value["active (> 0)"], (post > 0).mean(-1))
-    top = at.dataframe[2].value
+    np.testing.assert_array_equal(table_with(at, "active (> 0)")["active (> 0)"], (post > 0).mean(-1))
+    top = table_with(at, "neuron")
     assert top["activation"].tolist() == sorted(post[run.answer_pos].tolist(), reverse=True)[:10]
     return run
 
@@ -677,8 +699,8 @@ def test_residual_page_shows_the_cached_arrays(shipped):
     at = open_app(RESIDUAL)
     assert chart_titles(at) == [
         "Residual-stream norm per position and stage",
-        "How much each sublayer writes into the stream (norm of its output)",
-        "Before blocks.0.ln1", "After blocks.0.ln1 (hook_out)",
+        "How much each sublayer writes (its output's norm)",
+        "Before LayerNorm 1 of block 0", "After LayerNorm 1 of block 0 (gain and bias applied)",
         "FFN hidden activations, block 0", "All 2304 activations of block 0 (9 positions)",
     ]  # fmt: skip
     run = check_residual_page(at, shipped, DEFAULT, 0, "blocks.0.ln1")
@@ -709,7 +731,205 @@ def test_residual_page_for_a_causal_pre_norm_model(causal_model):
     add_session_model(at, causal_model)
     text = at.session_state["example"]
     check_residual_page(at, causal_model, text, 0, "blocks.0.ln1")
-    assert at.segmented_control(key="resid_ln").options == ["ln1", "ln2", "ln_final"]
+    options = ["LayerNorm 1 (before attention)", "LayerNorm 2 (before the FFN)", "final LayerNorm"]
+    assert at.segmented_control(key="resid_ln").options == options
     at.segmented_control(key="resid_ln").set_value("ln_final").run()
     check_residual_page(at, causal_model, text, 0, "ln_final")
-    assert "GELU is never exactly 0" in " ".join(m.value for m in at.markdown)
+    assert "GELU is never exactly 0" not in " ".join(m.value for m in at.markdown)
+
+
+# ================================================================ issue 13: every sentence true for this example
+def page_text(at) -> str:
+    """Everything the page writes in prose (rendered: code spans shown as their text), one string."""
+    parts = [e.value for kind in ("caption", "markdown", "info", "subheader") for e in getattr(at, kind)]
+    return "\n".join(shown_text(p) for p in parts)
+
+
+def open_on(model_name: str, page: str, text: str, layer: int | None = None, head: int | None = None):
+    at = open_app(page)
+    if model_name != "digits-0-9":
+        at.selectbox(key="model_name").select(model_name).run()
+    set_example(at, text)
+    if layer is not None:
+        select(at, layer, head)
+    assert not at.exception, at.exception
+    return at
+
+
+def test_attention_tie_of_max_5_5_2_names_both_fives(shipped):
+    at = open_on("digits-0-9", ATTENTION, "Max ( 5 5 2 )", 1, 3)
+    run = run_of(shipped, "Max ( 5 5 2 )")
+    row = run.cache["blocks.1.attn.hook_pattern"][0, 3, run.answer_pos].astype(np.float64)
+    fives = sorted((k for k, t in enumerate(run.labels) if t == "5"), key=lambda k: -row[k])
+    assert len(fives) == 2 and abs(row[fives[0]] - row[fives[1]]) < 0.05  # the tie
+    info = shown_text(at.info[0].value)
+    assert (f"the answer position = ({run.answer_pos}) puts {row[fives].sum():.2f} of its attention on 2 keys that "
+            f"hold the same token: {row[fives[0]]:.2f} on 5 (position {fives[0]}) and {row[fives[1]]:.2f} on 5 "
+            f"(position {fives[1]})") in info  # fmt: skip
+    # the bars' caption (the answer position by default) says the same, to four decimals
+    caption = next(shown_text(c.value) for c in at.caption if c.value.startswith("Query"))
+    assert f"{row[fives[0]]:.4f} on 5 (position {fives[0]}) and {row[fives[1]]:.4f} on 5" in caption
+
+
+@pytest.mark.parametrize("model_name, text, layer, head", [("digits-0-9", "Last ( 3 1 4 )", 0, 0),
+                                                           ("digits-0-99", "Max ( 47 82 19 )", 0, 3)])  # fmt: skip
+def test_attention_a_diffuse_head_spreads_its_attention(model_name, text, layer, head, shipped, shipped_99):
+    model = shipped if model_name == "digits-0-9" else shipped_99
+    at = open_on(model_name, ATTENTION, text, layer, head)
+    run = run_of(model, text)
+    row = run.cache[f"blocks.{layer}.attn.hook_pattern"][0, head, run.answer_pos].astype(np.float64)
+    assert row.max() < 0.3  # diffuse
+    top = np.argsort(-row, kind="stable")[:3]
+    info = shown_text(at.info[0].value)
+    listed = f"{row[top[0]]:.2f} on {run.labels[top[0]]} (position {top[0]}), {row[top[1]]:.2f} on " \
+             f"{run.labels[top[1]]} (position {top[1]}) and {row[top[2]]:.2f} on {run.labels[top[2]]} (position " \
+             f"{top[2]}), {row[top].sum():.2f} together"  # fmt: skip
+    assert f"spreads its attention, no key getting more than half of it: {listed}" in info
+    assert "puts" not in info.split(". ")[0]
+    caption = next(shown_text(c.value) for c in at.caption if c.value.startswith("Query"))
+    assert "spreads its attention" in caption and f"{row[top[0]]:.4f} on {run.labels[top[0]]}" in caption
+
+
+@pytest.mark.parametrize("model_name", ["digits-0-9", "digits-0-99"])
+def test_attention_says_what_q_k_v_are_computed_from_and_why_the_scores_are_divided(model_name):
+    at = open_on(model_name, ATTENTION, "Min ( 4 8 1 )", 1, 0)
+    text = page_text(at)
+    if model_name == "digits-0-9":  # post-norm: the block's input itself
+        assert "x is block 1's input itself (block 0's output), blocks.1.hook_resid_pre: in this post-norm" in text
+        assert "computed from $x$, the block's input itself." in text
+    else:  # pre-norm: its LayerNorm 1
+        assert "x is LayerNorm 1 of block 1's input (block 0's output): in this pre-norm model the attention reads " \
+               "the normalised stream, blocks.1.ln1.hook_out" in text  # fmt: skip
+        assert "computed from $x$, LayerNorm 1 of the block's input." in text
+    assert "divided by $\\sqrt{d_{head}}$" in text and "scaled by" not in text
+    assert "would have variance 16 (standard deviation 4); dividing by √16 = 4 brings its standard deviation back " \
+           "to 1" in text and "does not saturate" in text  # fmt: skip
+
+
+def test_attention_qkv_control_cannot_be_deselected(shipped):
+    at = open_app(ATTENTION)
+    assert at.segmented_control(key="attn_qkv").proto.required  # the browser cannot send "nothing selected"
+    at.segmented_control(key="attn_qkv").set_value("K").run()
+    at.segmented_control(key="attn_qkv").set_value(None).run()  # and if None arrives, the last choice stays
+    assert not at.exception, at.exception
+    run = run_of(shipped, DEFAULT)
+    np.testing.assert_array_equal(matrix(at, "K of L0 H0", (len(run.tokens), 16)),
+                                  run.cache["blocks.0.attn.hook_k"][0, :, 0])  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def one_head():
+    """One block of one head: every count on the pages is 1."""
+    return TaskModel.new(TaskConfig(max_value=9), name="one-head", n_layers=1, n_heads=1, d_model=16, d_ff=32, seed=2)
+
+
+def test_counts_of_one_are_singular(one_head):
+    at = open_app(ATTENTION)
+    at.session_state["session_models"] = {one_head.name: ("session:test-one-head", one_head)}
+    at.run()
+    at.selectbox(key="model_name").select(one_head.name).run()
+    assert not at.exception, at.exception
+    text = page_text(at)
+    assert "The one head of layer 0" in text and "All 1 heads" not in text
+    assert "Compare the other heads" not in text
+    assert "Switch the head off at the bottom of the page to see whether the answer needs it." in text
+    assert "The head's write plus $b_O$ is exactly the layer's attention output." in text
+    assert "The model's one head switched off (1 copy of the example in one batched run)" in text
+    assert not re.search(r"\b1 (heads|copies|blocks|cells are)\b", text), text
+    at.switch_page(RESIDUAL).run()
+    assert not at.exception, at.exception
+    text = page_text(at)
+    assert "The residual stream through the block" in text and "through the blocks" not in text
+    assert not re.search(r"\b1 (heads|copies|blocks|are)\b", text), text
+
+
+def cosines_from_hooks(net, cache) -> dict[str, np.ndarray]:
+    """{column: cosine per position}: the stream before and after each sublayer, from the hooks, in float64."""
+    c = {k: v[0].astype(np.float64) for k, v in cache.items()}
+    out = {}
+    for i in range(net.cfg.n_layers):
+        b = f"blocks.{i}."
+        mid = b + ("hook_resid_mid" if net.cfg.norm == "pre" else "ln1.hook_out")
+        end = b + ("hook_resid_post" if net.cfg.norm == "pre" else "ln2.hook_out")
+        for name, x, y in ((f"block {i} attention", c[b + "hook_resid_pre"], c[mid]), (f"block {i} FFN", c[mid],
+                                                                                       c[end])):  # fmt: skip
+            out[name] = np.einsum("td,td->t", x, y) / np.sqrt(np.einsum("td,td->t", x, x) * np.einsum("td,td->t", y, y))
+    return out
+
+
+@pytest.mark.parametrize("model_name", ["digits-0-9", "digits-0-99"])
+def test_residual_says_how_much_direction_each_sublayer_keeps(model_name, shipped, shipped_99):
+    model = shipped if model_name == "digits-0-9" else shipped_99
+    at = open_on(model_name, RESIDUAL, "Max ( 5 5 2 )")
+    run = run_of(model, "Max ( 5 5 2 )")
+    ref = cosines_from_hooks(model.transformer, run.cache)
+    table = table_with(at, "block 0 attention")
+    assert list(table.columns) == ["position"] + list(ref)
+    for col, cos in ref.items():
+        np.testing.assert_allclose(table[col], cos, atol=1e-9)
+    text = page_text(at)
+    def said(col):  # "block 0 attention" -> "block 0's attention"
+        return re.sub(r"^block (\d+) ", r"block \1's ", col)
+
+    at_answer = ", ".join(f"{cos[run.answer_pos]:.3f} through {said(col)}" for col, cos in ref.items())
+    assert f"At = (position {run.answer_pos}) the cosine between the stream before and after each sublayer (1: the " \
+           f"same direction, 0: orthogonal) is {at_answer}." in text  # fmt: skip
+    worst = min(ref, key=lambda col: ref[col][run.answer_pos])
+    assert f"B{said(worst)[1:]} turns it most (cosine {ref[worst][run.answer_pos]:.3f}" in text
+    if model.transformer.cfg.norm == "post":
+        assert "accumulated, not replaced" not in text
+        assert "In this post-norm model a LayerNorm then rescales the sum (Add & Norm)" in text
+        assert "rescales the whole stream, so earlier information is kept only as far as its direction survives" in text
+    else:
+        assert "In this pre-norm model nothing rescales the sum, so information is accumulated, not replaced." in text
+        assert "each sublayer's output is only added to it" in text
+
+
+def test_residual_gelu_text_is_measured(shipped_99):
+    at = open_on("digits-0-99", RESIDUAL, "Max ( 5 5 2 )")
+    text = page_text(at)
+    assert "never exactly 0" not in text
+    assert any(r"\tanh u" in e.value and r"u = \sqrt{2/\pi}\,(x + 0.044715\,x^3)" in e.value for e in at.latex)
+    # the minimum, on a fine grid of the formula written out again
+    grid = np.arange(-1.5, 0, 1e-5)
+    values = 0.5 * grid * (1 + np.tanh(math.sqrt(2 / math.pi) * (grid + 0.044715 * grid**3)))
+    i = int(np.argmin(values))
+    assert f"reaching its minimum, ≈ {fmt.MINUS}{-values[i]:.4f}, at x ≈ {fmt.MINUS}{-grid[i]:.4f}" in text
+    # the float32 zeros: every x at or below the printed threshold gives exactly 0, a bit above it does not
+    t = -float(re.search(r"exactly 0 for every x ≤ −(\d+\.\d+)", text).group(1))
+    x = np.float32(t) - np.arange(0, 50, 1e-3, dtype=np.float32)
+    gelu32 = np.float32(0.5) * x * (np.float32(1) + np.tanh(np.float32(math.sqrt(2 / math.pi)) * (x + np.float32(
+        0.044715) * x * x * x)))  # fmt: skip
+    assert (gelu32 == 0).all()
+    assert model_gelu(np.float32(t + 2e-5)) != 0
+    # and the counts of this block's activations
+    post = run_of(shipped_99, "Max ( 5 5 2 )").cache["blocks.0.mlp.hook_post"][0]
+    pos, neg = int((post > 0).sum()), int((post < 0).sum())
+    assert f"of block 0's {post.size} activations, {pos} are > 0, {neg} < 0 and {post.size - pos - neg} exactly 0." \
+           in text  # fmt: skip
+
+
+def model_gelu(x):
+    from model_core.layers import activation_forward
+
+    return activation_forward("gelu", np.array([x], np.float32))[0]
+
+
+def test_residual_page_names_charts_in_words_and_leaves_the_head_aside(shipped):
+    at = open_app(RESIDUAL)
+    assert "the sidebar's head is not used on this page" in shown_text(at.caption[0].value)
+    before = charts(at)
+    at.selectbox(key="head").select(2).run()  # the head changes nothing here
+    assert [s for s, _ in charts(at)] == [s for s, _ in before]
+    assert not [t for t in chart_titles(at) if "hook_" in t or t.startswith("blocks.")]
+    # the LayerNorm control cannot be deselected either; a None that arrives keeps the last choice
+    assert at.segmented_control(key="resid_ln").proto.required
+    at.segmented_control(key="resid_ln").set_value("ln2").run()
+    at.segmented_control(key="resid_ln").set_value(None).run()
+    assert not at.exception, at.exception
+    check_residual_page(at, shipped, DEFAULT, 0, "blocks.0.ln2")
+
+
+def test_attention_chart_titles_are_words():
+    at = open_app(ATTENTION)
+    assert not [t for t in chart_titles(at) if "hook_" in t or t.startswith("blocks.")]
