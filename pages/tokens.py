@@ -8,6 +8,7 @@ import streamlit as st
 from explainer import charts, state, vega
 from explainer import format as fmt
 from model_core.analysis import embeddings as emb
+from model_core.interp.positions import WithoutPositions, accuracy_without_positions
 
 
 def _titled(chart, words: str, name: str):
@@ -21,6 +22,12 @@ def _sinusoid_chart(model_key: str, dims: tuple[int, ...], n_used: int, _net):
     table = _net.positional_table()
     return _titled(charts.sinusoid_lines(table, dims), f"Sinusoids of the table at positions 0-{len(table) - 1}",
                    f"this example uses positions 0-{n_used - 1}")  # fmt: skip
+
+
+@state.model_cache(max_entries=8, session_entries=1)
+def _without_positions(model_key: str, _model) -> WithoutPositions:
+    """Accuracy per operation with and without the positional encoding, over the input space (once per model)."""
+    return accuracy_without_positions(_model)
 
 
 @state.model_cache(max_entries=8, session_entries=2)
@@ -139,6 +146,21 @@ else:
     change = _embedding_change(cur.model_key, model)
     vega.draw(_learned_table_chart(cur.model_key, net, change), width="stretch")
     st.info(emb.positions_text(change), icon=":material/lightbulb:")
+
+st.markdown("**Why position matters.** Switch the positional encoding off (zero `hook_pos_embed` at every "
+            "position) and score the model again on every input:")  # fmt: skip
+if st.toggle("Positional encoding off, on every input", key="tokens_no_pos"):
+    wp = _without_positions(cur.model_key, model)
+    st.dataframe(
+        pd.DataFrame({"operation": wp.operations, "as trained": wp.accuracy, "positions off": wp.without,
+                      "shuffling the values changes the answer": wp.order_matters}),
+        hide_index=True,
+        column_config={c: st.column_config.ProgressColumn(c, format="percent", min_value=0.0, max_value=1.0)
+                       for c in ("as trained", "positions off")},
+    )  # fmt: skip
+    st.caption(f"Exact match on {wp.n:,} expressions ({'every input' if wp.n == model.task.space_size else 'a sample'}"
+               " of the task), with each answer token read given the right ones before it.")  # fmt: skip
+    st.info(" ".join(wp.sentences()), icon=":material/lightbulb:")
 
 # ---------------------------------------------------------------- 4. the sum
 st.subheader("4 · Their sum: the start of the residual stream")

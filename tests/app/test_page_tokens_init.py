@@ -13,7 +13,6 @@ from dataclasses import replace
 import numpy as np
 import pytest
 from app_helpers import charts, open_app, set_example, shown_text
-from scipy.stats import spearmanr
 
 from model_core import TaskConfig, TaskModel, Transformer, load_model
 from model_core.analysis import embeddings as emb
@@ -58,10 +57,19 @@ def init_w_e(model) -> np.ndarray:
     return np.random.default_rng(cfg.seed).normal(0.0, 1.0, (cfg.vocab_size, cfg.d_model)).astype(np.float32)
 
 
+def spearman(x, y) -> float:
+    """Spearman's rho of untied data, by its textbook formula 1 - 6 sum(d^2) / (n (n^2 - 1)) (a second
+    implementation beside the page's, which correlates ranks)."""
+    rx, ry = np.argsort(np.argsort(x)), np.argsort(np.argsort(y))
+    n = len(x)
+    assert len(set(x)) == n and len(set(np.asarray(y).tolist())) == n, "ties: the formula would not hold"
+    return 1 - 6 * float(((rx - ry) ** 2).sum()) / (n * (n * n - 1))
+
+
 def rho(points: np.ndarray, tokens: list[str]) -> tuple[float, float]:
     rows = [tokens.index(d) for d in DIGITS if d in tokens]
     values = [int(tokens[r]) for r in rows]
-    return spearmanr(values, points[rows, 0])[0], spearmanr(values, points[rows, 1])[0]
+    return spearman(values, points[rows, 0]), spearman(values, points[rows, 1])
 
 
 def add_model(at, model: TaskModel):
@@ -217,3 +225,19 @@ def test_an_untrained_model_says_so():
     assert not at.radio
     assert "this model has not been trained" in one(texts(at), "is exactly its seed-3 initialisation")
     assert "are their seed-3 initialisation (exactly)" in one(texts(at), "Training reads positions 0-13 only")
+
+
+def test_switching_positions_off_shows_each_operations_accuracy_and_why():
+    from model_core import load_model
+    from model_core.interp.positions import accuracy_without_positions
+
+    at = open_app("../pages/tokens.py")
+    assert not at.dataframe or all("positions off" not in d.value.columns for d in at.dataframe)
+    at.toggle(key="tokens_no_pos").set_value(True).run()
+    assert not at.exception
+    (table,) = [d.value for d in at.dataframe if "positions off" in d.value.columns]
+    expected = accuracy_without_positions(load_model("digits-0-9"))
+    assert table["operation"].tolist() == expected.operations
+    np.testing.assert_allclose(table["positions off"], expected.without)
+    info = " ".join(i.value for i in at.info)
+    assert "First, Second and Last collapse" in info and "unordered bag" in info
