@@ -24,7 +24,7 @@ from threadpoolctl import threadpool_limits
 from explainer import format as fmt
 from model_core import ParseError, TaskModel, load_model, shipped_names
 from model_core.analysis import ExampleRun, run_example
-from model_core.interp.input_space import SpaceRun, space_run
+from model_core.interp.input_space import SpaceRun, hard_cases, space_run
 from model_core.training.watchers import WATCHERS
 
 # One BLAS thread for the whole server: several sessions (and their training threads) share
@@ -289,6 +289,56 @@ def _on_random() -> None:
     _set_example(model.parse(_random_text(model, rng)).text)
 
 
+HARD = "hard_example"  # (model key, index of the last hard case shown)
+
+
+def hard_examples(key: str, model: TaskModel) -> tuple[list[str], list[tuple[str, float]], int]:
+    """(the model's wrong answers, its least confident right ones with their margins, expressions looked at)
+    over its input space (or its stated sample): the Heads page's pass, cached per model."""
+    run = cached_space_run(key, model)
+    wrong, unsure = hard_cases(model, run=run)
+    return wrong, unsure, len(run.exprs)
+
+
+def _on_hard() -> None:
+    """The next hard case: the mistakes first, then the least confident right answers; round again at the end."""
+    ss = st.session_state
+    key, model = _resolve(ss.model_name)
+    wrong, unsure, n = hard_examples(key, model)
+    cases = wrong + [text for text, _ in unsure]
+    last = ss[HARD][1] if ss.get(HARD) and ss[HARD][0] == key else -1
+    i = (last + 1) % len(cases)
+    ss[HARD] = (key, i)
+    _set_example(model.parse(cases[i]).text)
+    where = "every input" if n == model.task.space_size else f"a sample of {n:,} inputs"
+    if i < len(wrong):
+        ss.example_note = (f"Hard example {i + 1} of {len(cases)}: one of the {len(wrong)} answers it gets wrong "
+                           f"on {where}.")  # fmt: skip
+    else:
+        margin = unsure[i - len(wrong)][1]
+        ss.example_note = (f"Hard example {i + 1} of {len(cases)}: "
+                           + ("it makes no mistake on " + where + ", and " if not wrong else "")
+                           + f"this is one of its least confident right answers (the true first token leads the "
+                           f"next by {margin:.2f} logits).")  # fmt: skip
+
+
+def _model_card(model: TaskModel) -> None:
+    """The open model's held-out accuracy per operation, as its checkpoint recorded it."""
+    cfg, task = model.transformer.cfg, model.task
+    st.markdown(f"**{fmt.literal(model.name or 'this model')}**: {'causal' if cfg.causal else 'bidirectional'}, "
+                f"{cfg.n_layers} block{'s' if cfg.n_layers != 1 else ''} × {cfg.n_heads} head"
+                f"{'s' if cfg.n_heads != 1 else ''}, d_model {cfg.d_model}; {', '.join(task.operations)} of "
+                f"{task.n_args} values in {task.min_value}-{task.max_value}.")  # fmt: skip
+    per_op, n = model.metrics.get("heldout_per_op"), model.metrics.get("heldout_n")
+    if not per_op:
+        st.caption("Its checkpoint records no held-out accuracy.")
+    else:
+        st.markdown(f"Held-out accuracy on {n:,} expressions it never trained on: "
+                    + ", ".join(f"{op} {fmt.percent(acc)}" for op, acc in per_op.items()) + ".")  # fmt: skip
+    st.caption("**Hard example** (below the values) shows where it fails or is least sure; Heads across all "
+               "inputs lists every mistake.")  # fmt: skip
+
+
 def _on_model() -> None:
     """Keep the example if the new model can read it; otherwise switch to its default."""
     _, model = _resolve(st.session_state.model_name)
@@ -413,6 +463,8 @@ def sidebar() -> Current:
         st.selectbox("Model", list(models), key="model_name", on_change=_on_model,
                      help="The shipped models, and any model trained or uploaded in this session.")  # fmt: skip
         key, model = _resolve(ss.model_name)
+        with st.popover("About this model", icon=":material/info:"):
+            _model_card(model)
         if "example" not in ss:
             _set_example(_default_example(model))
         _apply_pending(model)
@@ -432,7 +484,10 @@ def sidebar() -> Current:
         for j, col in enumerate(cols):
             col.number_input(f"value {j + 1}", min_value=task.min_value, max_value=task.max_value, step=1,
                              key=f"example_v{j}", on_change=_on_widgets)  # fmt: skip
-        st.button("Random example", key="random_example", on_click=_on_random, icon=":material/casino:")
+        with st.container(horizontal=True):
+            st.button("Random example", key="random_example", on_click=_on_random, icon=":material/casino:")
+            st.button("Hard example", key="hard_example_button", on_click=_on_hard, icon=":material/psychology_alt:",
+                      help="The model's mistakes, then its least confident right answers, one per click.")  # fmt: skip
         cfg = model.transformer.cfg
         keep_valid("layer", range(cfg.n_layers))
         keep_valid("head", range(cfg.n_heads))

@@ -30,3 +30,22 @@ def test_text_no_model_reads_gets_no_pointer_and_names_the_models_range():
     at.selectbox(key="model_name").set_value("digits-0-99").run()
     at.text_input(key="example_text").input("Max ( x 3 9 )").run()
     assert "from 0 to 99" in error_text(at)
+
+
+def test_hard_example_cycles_through_the_least_confident_answers_and_the_card_gives_per_op_accuracy():
+    from model_core import load_model
+    from model_core.interp.input_space import hard_cases, space_run
+
+    at = open_app()
+    model = load_model("digits-0-9")
+    wrong, unsure = hard_cases(model, run=space_run(model))
+    assert not wrong  # the shipped digits-0-9 is right on all 5,000 inputs
+    at.button(key="hard_example_button").click().run()
+    assert at.session_state["example"] == model.parse(unsure[0][0]).text
+    note = " ".join(shown_text(i.value) for i in at.sidebar.info)
+    assert "Hard example 1 of 20" in note and "makes no mistake on every input" in note
+    assert f"{unsure[0][1]:.2f} logits" in note
+    at.button(key="hard_example_button").click().run()
+    assert at.session_state["example"] == model.parse(unsure[1][0]).text
+    card = " ".join(shown_text(m.value) for m in at.sidebar.markdown)
+    assert "Held-out accuracy on 1,000 expressions" in card and "Max 100%" in card
