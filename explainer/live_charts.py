@@ -53,4 +53,5 @@ def draw(name: str, build: Callable[[pd.DataFrame], alt.TopLevelMixin], data: pd
     # the sample is only made when the spec is built, not on every refresh
     spec = _spec(name, cats, lambda: build(data.drop_duplicates(subset=columns) if columns else data.head(1)))
     (dataset,) = spec["datasets"]
-    st.vega_lite_chart({**spec, "datasets": {dataset: data}}, width="stretch")  # Streamlit copies the spec
+    spec = vega.readable_in_both_themes({**spec, "datasets": {dataset: data}})
+    st.vega_lite_chart(spec, width="stretch")  # Streamlit copies the spec

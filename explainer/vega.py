@@ -99,4 +99,16 @@ def draw(chart: alt.TopLevelMixin | dict, *, where: Any = None, **kwargs: Any):
     """
     kwargs.setdefault("width", "stretch")
     spec = chart if isinstance(chart, dict) else spec_of(chart)
-    return (where if where is not None else st).vega_lite_chart(spec, **kwargs)
+    return (where if where is not None else st).vega_lite_chart(readable_in_both_themes(spec), **kwargs)
+
+
+SUBTITLE_COLOR = "#7d8494"  # mid grey: Streamlit's chart theme colours titles for light and dark, not subtitles
+
+
+def readable_in_both_themes(spec: dict) -> dict:
+    """The spec with a subtitle colour readable on the light and the dark theme (a copy: specs may be shared)."""
+    config = spec.get("config", {})
+    title = config.get("title", {})
+    if "subtitleColor" in title:
+        return spec
+    return {**spec, "config": {**config, "title": {**title, "subtitleColor": SUBTITLE_COLOR}}}

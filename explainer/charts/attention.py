@@ -323,7 +323,7 @@ def head_ablation_bars(df: pd.DataFrame, *, title=None, x_domain: tuple[float, f
             ],
         )
     )
-    rule = alt.Chart().mark_rule(color="black").encode(x=alt.datum(0))  # one dataset: the rule reads it too
+    rule = alt.Chart().mark_rule(color="#888").encode(x=alt.datum(0))  # one dataset: the rule reads it too
     # height by the row step: Streamlit fits a "container"-wide chart's title, axes and legend inside a fixed
     # height, which leaves the bars almost no room
     return with_title(alt.layer(bars, rule, data=df), title, width="container", height=alt.Step(bar_height))
@@ -359,5 +359,5 @@ def logit_diff_before_after(df: pd.DataFrame, *, title: str | None = None) -> al
         color=alt.Color("run:N", sort=runs, scale=alt.Scale(range=[BASE_COLOUR, HIGHLIGHT_COLOUR]),
                         legend=alt.Legend(orient="bottom", title=None, labelLimit=320))  # fmt: skip
     )
-    rule = alt.Chart().mark_rule(color="black").encode(x=alt.datum(0))
+    rule = alt.Chart().mark_rule(color="#888").encode(x=alt.datum(0))
     return with_title(alt.layer(bars, rule, data=df), title, width="container", height=alt.Step(18 * len(runs)))

@@ -103,5 +103,5 @@ def neuron_histogram(
         )
     )
     # Where ReLU/GELU cut: everything left of the rule is (nearly) switched off.
-    zero = alt.Chart(pd.DataFrame({"zero": [0.0]})).mark_rule(color="black", strokeDash=[4, 3]).encode(x="zero:Q")
+    zero = alt.Chart(pd.DataFrame({"zero": [0.0]})).mark_rule(color="#888", strokeDash=[4, 3]).encode(x="zero:Q")
     return with_title(alt.layer(bars, zero), title, width="container")

@@ -89,3 +89,19 @@ def test_a_live_spec_with_other_than_one_dataset_is_refused_and_not_cached():
     spec = live_charts._spec("one frame", (), line)
     assert live_charts._spec("one frame", (), line) is spec  # a good spec is cached
     live_charts._spec.clear()
+
+
+def test_subtitles_get_a_colour_readable_on_both_themes_without_changing_the_spec():
+    import altair as alt
+    import pandas as pd
+
+    from explainer import vega
+
+    chart = alt.Chart(pd.DataFrame({"x": [1]})).mark_point().encode(x="x:Q").properties(
+        title=alt.TitleParams("Title", subtitle="hook_name"))
+    spec = vega.spec_of(chart)
+    drawn = vega.readable_in_both_themes(spec)
+    assert drawn["config"]["title"]["subtitleColor"] == vega.SUBTITLE_COLOR
+    assert "subtitleColor" not in spec.get("config", {}).get("title", {})  # a cached spec stays as it was
+    own = {**spec, "config": {"title": {"subtitleColor": "red"}}}
+    assert vega.readable_in_both_themes(own) is own
