@@ -427,3 +427,27 @@ def test_train_then_inspect_the_new_model(new_tab, app_url):
 
 def _slug(title: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
+
+
+def _luminance(css_colour: str) -> float:
+    """Relative luminance (0 black .. 1 white) of an "rgb(r, g, b)" / "rgba(...)" colour."""
+    r, g, b = (int(v) / 255 for v in re.findall(r"\d+", css_colour)[:3])
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def test_dark_mode_follows_the_browser_and_chart_text_stays_readable(new_tab, app_url):
+    """With the browser asking for dark, the app is dark and a chart's title and subtitle stay light enough."""
+    page = new_tab()
+    page.emulate_media(color_scheme="dark")
+    bh.open_app(page, app_url)
+    background = page.evaluate("getComputedStyle(document.querySelector('[data-testid=stApp]')).backgroundColor")
+    assert _luminance(background) < 0.2, background
+    chart = page.locator("[data-testid='stVegaLiteChart']").first
+    chart.locator("[aria-roledescription='title']").first.wait_for(state="attached")
+    fills = chart.evaluate("""c => [...c.querySelectorAll("text")].map(t => getComputedStyle(t).fill)
+                              .filter(f => f && f.startsWith('rgb'))""")
+    assert fills and min(_luminance(f) for f in fills) > 0.3, fills  # no dark text on the dark page
+    page.emulate_media(color_scheme="light")
+    page.wait_for_function("() => { const c = getComputedStyle(document.querySelector('[data-testid=stApp]'))"
+                           ".backgroundColor; return c.includes('255, 255, 255'); }", timeout=10_000)
+    bh.screenshot(page, "overview-light-after-dark")
