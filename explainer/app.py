@@ -1,37 +1,45 @@
 """The explainer's entry script: `python -m streamlit run explainer/app.py` from the repo root.
 
-It declares the pages and draws the shared sidebar (model, example, layer, head);
-each page in `pages/` reads the current selection from `explainer.state.current()`.
+It declares the pages and draws the shared sidebar (model, example, layer, head) and, around each page, the
+path through the course (`explainer.path`): the glossary, a stage page's question, Previous / Next. Each page
+in `pages/` reads the current selection from `explainer.state.current()`.
 """
 
 from pathlib import Path
 
 import streamlit as st
 
-from explainer import state
+from explainer import path, state
 
 PAGES = Path(__file__).resolve().parent.parent / "pages"
 
 st.set_page_config(page_title="Inside a transformer", page_icon=":material/neurology:", layout="wide")
 
+overview = st.Page(PAGES / "overview.py", title="Overview", icon=":material/home:", default=True)
+STAGES = {  # the stage pages and the question each asks (model_core.analysis.questions.STAGES)
+    "tokens": st.Page(PAGES / "tokens.py", title="Tokens & embeddings", icon=":material/text_fields:"),
+    "attention": st.Page(PAGES / "attention.py", title="Attention", icon=":material/visibility:"),
+    "residual": st.Page(PAGES / "residual.py", title="Residual, LayerNorm & FFN", icon=":material/stacks:"),
+    "output": st.Page(PAGES / "output.py", title="Output & softmax", icon=":material/bar_chart:"),
+    "backprop": st.Page(PAGES / "backprop.py", title="Backprop", icon=":material/undo:"),
+}
+why = [
+    st.Page(PAGES / "mechanism.py", title="How it answers", icon=":material/psychology:"),
+    st.Page(PAGES / "heads.py", title="Heads across all inputs", icon=":material/grid_view:"),
+]
+loop = st.Page(PAGES / "loop.py", title="The training loop", icon=":material/replay:")
+train = st.Page(PAGES / "train.py", title="Train", icon=":material/model_training:")
+COURSE = [overview, *STAGES.values(), *why, loop, train]  # the order Previous / Next follow
+
 navigation = st.navigation(
-    {
-        "Step through the model": [
-            st.Page(PAGES / "overview.py", title="Overview", icon=":material/home:", default=True),
-            st.Page(PAGES / "tokens.py", title="Tokens & embeddings", icon=":material/text_fields:"),
-            st.Page(PAGES / "attention.py", title="Attention", icon=":material/visibility:"),
-            st.Page(PAGES / "residual.py", title="Residual, LayerNorm & FFN", icon=":material/stacks:"),
-            st.Page(PAGES / "output.py", title="Output & softmax", icon=":material/bar_chart:"),
-            st.Page(PAGES / "backprop.py", title="Backprop", icon=":material/undo:"),
-        ],
-        "Why it answers": [
-            st.Page(PAGES / "mechanism.py", title="How it answers", icon=":material/psychology:"),
-            st.Page(PAGES / "heads.py", title="Heads across all inputs", icon=":material/grid_view:"),
-        ],
-        "Your own model": [
-            st.Page(PAGES / "train.py", title="Train", icon=":material/model_training:"),
-        ],
-    }
+    {"Step through the model": [overview, *STAGES.values()], "Why it answers": why, "Your own model": [loop, train]}
 )
-state.sidebar()
-navigation.run()
+# The sidebar's layer and head, on the pages that use them (elsewhere they are kept, not drawn).
+SELECTORS = {"attention": ("layer", "head"), "residual": ("layer",), "backprop": ("head",), "heads": ("layer", "head")}
+cur = state.sidebar(SELECTORS.get(navigation.url_path, ()))
+path.glossary_popover(cur)
+stage = next((name for name, page in STAGES.items() if page.url_path == navigation.url_path), None)
+if stage is not None:
+    path.quiz(stage, cur)  # above the page: predict before its numbers give the answer away
+navigation.run()  # the page draws itself
+path.prev_next(COURSE, navigation)

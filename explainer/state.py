@@ -331,12 +331,12 @@ def _model_card(model: TaskModel) -> None:
                 f"{task.n_args} values in {task.min_value}-{task.max_value}.")  # fmt: skip
     per_op, n = model.metrics.get("heldout_per_op"), model.metrics.get("heldout_n")
     if not per_op:
-        st.caption("Its checkpoint records no held-out accuracy.")
+        st.markdown("Its checkpoint records no held-out accuracy.")  # not a caption: those are the example's
     else:
         st.markdown(f"Held-out accuracy on {n:,} expressions it never trained on: "
                     + ", ".join(f"{op} {fmt.percent(acc)}" for op, acc in per_op.items()) + ".")  # fmt: skip
-    st.caption("**Hard example** (below the values) shows where it fails or is least sure; Heads across all "
-               "inputs lists every mistake.")  # fmt: skip
+    st.markdown(":small[**Hard example** (below the values) shows where it fails or is least sure; Heads across "
+                "all inputs lists every mistake.]")  # fmt: skip
 
 
 def _on_model() -> None:
@@ -447,8 +447,13 @@ def follow_training_job() -> None:
 
 
 # ---------------------------------------------------------------- the sidebar
-def sidebar() -> Current:
-    """Draw the sidebar (model, example, layer, head) and return the current selection."""
+SELECTOR_HELP = {"layer": "The block this page shows.", "head": "The head this page shows."}
+
+
+def sidebar(selectors: Sequence[str] = ("layer", "head")) -> Current:
+    """Draw the sidebar (model, example, and the layer and head when the page uses them: `selectors`) and
+    return the current selection. A selector the page does not use is not drawn; its value is kept for the
+    pages that do (a widget not drawn in a run loses its state, so it is mirrored in `_kept_<name>`)."""
     ss = st.session_state
     follow_training_job()
     if ss.get(TRAIN_JOB) is not None:
@@ -489,10 +494,18 @@ def sidebar() -> Current:
             st.button("Hard example", key="hard_example_button", on_click=_on_hard, icon=":material/psychology_alt:",
                       help="The model's mistakes, then its least confident right answers, one per click.")  # fmt: skip
         cfg = model.transformer.cfg
-        keep_valid("layer", range(cfg.n_layers))
-        keep_valid("head", range(cfg.n_heads))
-        layer = st.selectbox("Layer", range(cfg.n_layers), key="layer", help="Used by the attention pages.")
-        head = st.selectbox("Head", range(cfg.n_heads), key="head")
+        chosen = {}
+        for name, label, n in (("layer", "Layer", cfg.n_layers), ("head", "Head", cfg.n_heads)):
+            if name not in ss:
+                ss[name] = ss.get(f"_kept_{name}", 0)
+            keep_valid(name, range(n))
+            if name in selectors:
+                chosen[name] = st.selectbox(label, range(n), key=name, help=SELECTOR_HELP[name])
+            else:
+                chosen[name] = ss[name]
+                ss[name] = chosen[name]  # written back: a value the widget left behind goes when the run ends
+            ss[f"_kept_{name}"] = chosen[name]
+        layer, head = chosen["layer"], chosen["head"]
     current = Current(ss.model_name, key, model, ss.example, cached_run(key, ss.example, model), layer, head)
     ss["_current"] = current
     return current

@@ -8,6 +8,7 @@ import streamlit as st
 from explainer import charts, state, vega
 from explainer import format as fmt
 from model_core.analysis import output as ao
+from model_core.interp.input_space import SAMPLE
 
 cur = state.current()
 model, run = cur.model, cur.run
@@ -40,7 +41,9 @@ c3.caption(f"log p = {fmt.log_prob(float(np.log(answer.step_probs.max(axis=-1)).
 st.subheader("The pipeline")
 st.markdown(
     f"The model reads **{len(run.tokens)} tokens** and does the same thing to every one of them, "
-    "stage by stage. Click a stage to see its numbers for this example."
+    "stage by stage. Click a stage to see its numbers for this example. After the stages, two pages ask why it "
+    "answers as it does, one steps through training and one lets you train your own model; Next, at the bottom of "
+    "each page, follows this order."
 )
 stages = [
     ("../pages/tokens.py", "1 · Tokens & embeddings", f"{len(run.tokens)} tokens → {cfg.d_model}-d vectors"),
@@ -49,8 +52,15 @@ stages = [
     ("../pages/output.py", "4 · Output & softmax",
      f"{cfg.vocab_size} logits → probabilities at `=`" + (" and at each answer token" if cfg.causal else "")),
     ("../pages/backprop.py", "5 · Backprop", "the gradient of the loss at every stage"),
+    ("../pages/mechanism.py", "6 · How it answers",
+     f"why it answers {fmt.code(str(wrote))}: each component's share, ablation, patching"),
+    ("../pages/heads.py", "7 · Heads across all inputs",
+     f"what each of the {cfg.n_layers * cfg.n_heads} heads does over "
+     + (f"all {model.task.space_size:,} inputs" if model.task.space_size <= SAMPLE else "a sample of held-out inputs")),
+    ("../pages/loop.py", "8 · The training loop", "one real training step, and three optimisers side by side"),
+    ("../pages/train.py", "9 · Train", "train your own model and watch its heads form"),
 ]  # fmt: skip
-for row in range(0, len(stages), 3):  # three to a row: five side by side cut the labels short at 1280 px
+for row in range(0, len(stages), 3):  # three to a row: more side by side cut the labels short at 1280 px
     for col, (page, label, caption) in zip(st.columns(3), stages[row : row + 3], strict=False):
         with col.container(border=True):
             st.page_link(page, label=label)

@@ -22,7 +22,7 @@ pre = cfg.norm == "pre"
 st.title("Residual stream, LayerNorm & FFN")
 st.caption(
     f"Model **{fmt.literal(cur.model_name)}** ({'pre' if pre else 'post'}-norm, {ACTIVATION[cfg.activation]} FFN) on "
-    f"**{cur.text}**; block **{layer}** (choose it in the sidebar; the sidebar's head is not used on this page)."
+    f"**{cur.text}**; block **{layer}** (choose it in the sidebar)."
 )
 
 # ---------------------------------------------------------------- the lesson

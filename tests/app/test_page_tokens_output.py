@@ -573,7 +573,7 @@ def test_output_page_loss_of_zero_is_not_minus_zero():
         assert losses[i] == pytest.approx(float(one), abs=1e-7)
     assert losses[9] == 0 and f"{losses[9]:.4g}" == "-0"  # the old format's "-0"
     assert metric(at, "Loss at position 9") == "0"
-    text = " ".join(m.value for m in at.markdown)
+    text = " ".join(m.value for m in at.main.markdown)  # the page's (the sidebar's model card names digits-0-99)
     assert f"mean of ({losses[8]:.4g}, 0) over positions 8, 9 = {run.grad_cache.loss:.4g}" in text
     assert "-0" not in text and "−0," not in text
     assert "A loss of 0 is float32 rounding, not certainty" in text
