@@ -3,6 +3,7 @@
 import time
 from types import MappingProxyType
 
+import altair as alt
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -10,7 +11,7 @@ import streamlit as st
 from explainer import charts, live_charts, state
 from explainer import format as fmt
 from explainer.charts import attention as attention_charts
-from explainer.charts.training import mechanism_over_training
+from explainer.charts.training import mechanism_over_training, weight_change_bars
 from model_core import CheckpointError, ModelConfig, store
 from model_core.analysis.attention import strongest_attention
 from model_core.config import ConfigError, TrainConfig
@@ -25,7 +26,7 @@ JOB = state.TRAIN_JOB  # this session's TrainingJob (at most one)
 ADDED = state.TRAIN_ADDED  # {job id: the name it has in the sidebar}
 UPLOAD_RESULT = "train_upload_result"  # ("success" | "error", message) of the last upload
 SETTINGS = "train_settings"  # the settings' values, kept while the user is on other pages
-BARS_TITLE = "Validation accuracy per operation, latest evaluation"
+BARS_TITLE = "Validation accuracy per operation"  # its subtitle: at the latest evaluation (a longer title was cut)
 LIVE_EVERY_S = 0.4  # while training, the progress, curves and bars refresh this often
 DYNAMICS_EVERY_S = 3.0  # and the mechanism chart and the attention snapshots this often
 PLAY_EVERY_S = 0.5  # after it, "Play" shows the next snapshot this often
@@ -45,8 +46,9 @@ DEFAULTS = MappingProxyType({
     "train_optimizer": _TRAIN.optimizer, "train_lr": _TRAIN.lr, "train_batch": _TRAIN.batch_size,
     "train_steps": _TRAIN.steps, "train_seed": _TRAIN.seed, "train_warmup": _TRAIN.warmup_steps,
     "train_clip": _TRAIN.grad_clip, "train_eval_every": _TRAIN.eval_every,
-    "train_stop_at": _TRAIN.stop_at_accuracy is not None,
+    "train_stop_at": _TRAIN.stop_at_accuracy is not None, "train_size": "all",
 })  # fmt: skip
+TRAIN_SIZES = ["all" if n is None else n for n in tj.TRAIN_SIZES]  # the training expressions to use ("all")
 OPTIMIZERS = formulas.OPTIMIZER_NAMES
 ATTENTION = {"bidirectional": "bidirectional (encoder)", "causal": "causal (GPT-style decoder)"}
 NORMS = {"post": "post-norm (original)", "pre": "pre-norm (GPT-2)"}
@@ -80,6 +82,11 @@ def _settings() -> tuple[dict, dict, dict]:
     return task, train, model
 
 
+def _train_size() -> int | None:
+    """How many training expressions the next run trains on (None: all of the training split)."""
+    return None if ss.train_size == "all" else int(ss.train_size)
+
+
 # ---------------------------------------------------------------- callbacks
 def _on_optimizer() -> None:
     """A learning rate left at one optimiser's default follows the optimiser to its own default."""
@@ -90,7 +97,7 @@ def _on_optimizer() -> None:
 def _on_start() -> None:
     if _running():  # one job per session
         return
-    job = tj.TrainingJob(*_settings(), probe=ss.get("example"))
+    job = tj.TrainingJob(*_settings(), probe=ss.get("example"), train_size=_train_size())
     state.watch_job(job)  # in the URL too: a reload finds the run again
     ss[PLAYING] = False
     job.start()  # a refused job ("failed") does not start; a job beyond the server's limit waits "queued"
@@ -211,6 +218,12 @@ with right.container(border=True):
         st.number_input("Gradient clipping (0 = off)", 0.0, 100.0, step=0.5, key="train_clip")
         st.number_input("Evaluate every … steps", 10, 5000, step=10, key="train_eval_every")
         st.checkbox("Stop at 100% validation accuracy", key="train_stop_at")
+        st.selectbox("Training expressions", TRAIN_SIZES, key="train_size",
+                     format_func=lambda n: "all of the training split" if n == "all" else f"the first {n:,}",
+                     help="Draw every batch from only this many training expressions (a seeded choice, the same "
+                          "for every operation). With few, the model can memorise them: after the run, compare "
+                          "its accuracy on them with its held-out accuracy. The validation and held-out "
+                          "expressions stay the same.")  # fmt: skip
 ss[SETTINGS] = {k: ss[k] for k in DEFAULTS}
 
 
@@ -315,16 +328,24 @@ def live() -> None:
         curves = lambda df: charts.training_curves(df, title="Loss and accuracy", splits=tj.CURVE_SPLITS_OF)  # noqa: E731
         live_charts.draw("curves", curves, _curves_frame(snap))
     with right:
-        live_charts.draw("op_bars", lambda df: charts.op_accuracy_bars(df, title=BARS_TITLE), _op_frame(snap))
+        bars_title = alt.TitleParams(BARS_TITLE, subtitle="at the latest evaluation")
+        live_charts.draw("op_bars", lambda df: charts.op_accuracy_bars(df, title=bars_title), _op_frame(snap))
     if ev is None:
         st.caption("The curves fill in as the model trains: training loss and accuracy at every step, "
-                   "validation accuracy at every evaluation.")  # fmt: skip
+                   "validation loss and accuracy at every evaluation.")  # fmt: skip
         return
     shown = f"all {steps:,} training steps" if steps <= tj.MAX_POINTS else \
         f"{tj.MAX_POINTS} of the {steps:,} training steps (evenly spread)"  # fmt: skip
-    st.caption(f"Curves show {shown}; validation at every evaluation, with its values on hover (the bars: step "
-               f"{ev.step}). {_hardest_text(ev.per_op)}")  # fmt: skip
+    st.caption(f"Curves show {shown}; validation loss (the mean cross-entropy of every answer token of the "
+               f"{snap.validation_n:,} validation expressions) and accuracy at every evaluation, with their values "
+               f"on hover (the bars: step {ev.step}). {_hardest_text(ev.per_op)}")  # fmt: skip
+    history = [(e.step, e.per_op) for e in snap.validations]
+    st.markdown(tj.learned_order_text(tj.learned_order(history), ev.step, ended=snap.done))
     if snap.done:
+        verdict = tj.memorisation_text(snap.train_n, snap.train_accuracy, snap.held_out_accuracy, snap.held_out_n,
+                                       restricted=snap.train_size is not None and snap.train_n == snap.train_size)
+        if verdict is not None:
+            (st.warning if verdict.kind == "memorised" else st.markdown)(verdict.text)
         st.caption(formulas.clipping_sentence(snap.grad_norm, job.train.grad_clip if job.train else 0.0))
 
 
@@ -429,6 +450,53 @@ def _mechanism_notes(snap: tj.JobSnapshot) -> None:
     st.markdown("**What the curves show** (computed from these snapshots)\n\n" + "\n".join(f"- {t}" for t in lines))
 
 
+def _probe_answers(snap: tj.JobSnapshot) -> None:
+    """The model's answer on the probe and its confidence at every snapshot, and when it became right."""
+    history = [(e.step, e.probe_answer) for e in snap.evals if e.probe_answer is not None]
+    if not history:
+        return
+    st.markdown(f"**The answer on the probe {fmt.code(snap.probe_text)} at each snapshot** (the right answer: "
+                f"{fmt.code(snap.probe_right)}; confidence: the probability of its whole answer)")  # fmt: skip
+    st.dataframe(pd.DataFrame({"step": [s for s, _ in history], "answer": [a.written for _, a in history],
+                               "right": [a.correct for _, a in history],
+                               "confidence": [a.confidence for _, a in history]}),
+                 hide_index=True, height=min(36 + 35 * len(history), 250), key="train_probe_answers",
+                 column_config={"confidence": st.column_config.NumberColumn(format="percent")})  # fmt: skip
+    st.markdown(tj.probe_answer_text(history, snap.probe_text, snap.probe_right, percent=fmt.percent))
+
+
+def _weight_changes(snap: tj.JobSnapshot) -> None:
+    """After a run: how far each kind of weight moved from its initial value, and each parameter in a table."""
+    if not snap.weight_change:
+        return
+    st.subheader("Which weights moved")
+    st.markdown(tj.weight_change_text(snap.weight_change))
+    df = pd.DataFrame({"name": [c.name for c in snap.weight_change],
+                       "relative": [c.relative for c in snap.weight_change],
+                       "start_norm": [c.start_norm for c in snap.weight_change],
+                       "change_norm": [c.change_norm for c in snap.weight_change]})  # fmt: skip
+    st.altair_chart(weight_change_bars(df, title="How far each kind of weight moved in training"), width="stretch",
+                    key="train_weight_change")  # fmt: skip
+    st.caption("Each bar: the norm of the change over the whole run, ‖W_end − W_start‖, over the norm of the "
+               "initial weights, ‖W_start‖, with all of that kind's parameters (weights and biases) taken together.")
+    with st.expander("Each parameter"):
+        each = snap.param_change
+        st.dataframe(pd.DataFrame({"parameter": [c.name for c in each], "‖W_start‖": [c.start_norm for c in each],
+                                   "‖W_end − W_start‖": [c.change_norm for c in each],
+                                   "relative": [c.relative if c.start_norm > 0 else None for c in each]}),
+                     hide_index=True, key="train_param_change",
+                     column_config={"relative": st.column_config.NumberColumn(format="percent")})  # fmt: skip
+        st.caption("The relative change is blank for parameters that start at zero (the biases).")
+
+
+def _shown_answer_text(snap: tj.JobSnapshot, at_step: int) -> str:
+    a = snap.evals[[e.step for e in snap.evals].index(at_step)].probe_answer
+    if a is None:
+        return ""
+    verdict = "right" if a.correct else f"wrong: the answer is {fmt.code(snap.probe_right)}"
+    return f" At this step the model answers {fmt.code(a.written)} ({verdict}; confidence {fmt.percent(a.confidence)})."
+
+
 def _shown_mechanism_text(snap: tj.JobSnapshot, at_step: int) -> str:
     m = snap.evals[[e.step for e in snap.evals].index(at_step)].mechanism
     if m is None:
@@ -463,6 +531,7 @@ def dynamics() -> None:
     if snap.mechanism:
         _draw_mechanism(snap, shown)
     _mechanism_notes(snap)
+    _probe_answers(snap)
     if snap.done:
         at_step = _snapshot_controls(snap, steps)
     else:
@@ -492,10 +561,12 @@ def dynamics() -> None:
         f"What to notice: on the probe **{snap.probe_text}** at step {at_step}, the strongest attention from `=` "
         f"in layer {layer} is head {head}'s **{weight:.2f}** on `{snap.probe_tokens[key]}` (position {key}); "
         f"before training (step 0) it was head {head0}'s {weight0:.2f} on `{snap.probe_tokens[key0]}` "
-        f"(position {key0})." + _shown_mechanism_text(snap, at_step)
+        f"(position {key0})." + _shown_answer_text(snap, at_step) + _shown_mechanism_text(snap, at_step)
         + " Scrub or play through the snapshots and compare with the curves above.",
         icon=":material/lightbulb:",
     )
+    if snap.done:
+        _weight_changes(snap)
 
 
 live()

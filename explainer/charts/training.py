@@ -170,6 +170,24 @@ def op_accuracy_bars(df: pd.DataFrame, *, title: str | None = None) -> alt.Layer
     )
 
 
+def weight_change_bars(df: pd.DataFrame, *, title: str | None = None) -> alt.LayerChart:
+    """How far each kind of weight moved in training: horizontal bars of ||W_end - W_start|| / ||W_start||, in the
+    order given, with the share printed at each bar's end. ``df`` columns: name, relative, start_norm,
+    change_norm."""
+    df = df[["name", "relative", "start_norm", "change_norm"]]
+    base = alt.Chart(df).encode(
+        y=alt.Y("name:N", sort=ordered_unique(df["name"]), title=None, axis=alt.Axis(labelLimit=160)),
+        x=alt.X("relative:Q", title="‖W_end − W_start‖ / ‖W_start‖", axis=alt.Axis(format=".0%"),
+                scale=alt.Scale(zero=True)),
+        tooltip=[alt.Tooltip("name:N", title="weights"), value_tooltip("relative", "relative change", ".1%"),
+                 value_tooltip("start_norm", "‖W_start‖", ".4g"), value_tooltip("change_norm", "‖W_end − W_start‖",
+                                                                                 ".4g")],
+    )  # fmt: skip
+    bars = base.mark_bar(color=BASE_COLOUR)
+    text = base.mark_text(align="left", dx=3).encode(text=alt.Text("relative:Q", format=".0%"))
+    return with_title(alt.layer(bars, text), title, width="container")
+
+
 
 def before_after_bars(
     df: pd.DataFrame, *, value_title: str = "loss", title: str | None = None, text_format: str = ".4g"

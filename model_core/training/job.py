@@ -26,6 +26,12 @@ Every snapshot also measures the mechanism on a fixed probe set (`model_core.int
 head roles, accuracy per operation, the component whose zeroing costs the most), and the job
 snapshots every `EARLY_SNAPSHOTS[0]` steps up to step `EARLY_SNAPSHOTS[1]` besides the
 `eval_every` schedule, where most of the mechanism forms.
+
+The job also keeps a copy of the initial weights, and at the end measures how far each kind of weight moved
+(`weight_change`); with `train_size=N` it trains on N training expressions only (the trainer's `restrict_train`).
+The sentences about a run's dynamics are pure functions at the end of this module: the order in which the
+operations were learned (`learned_order_text`), when the probe's answer became right (`probe_answer_text`), the
+largest mover (`weight_change_text`) and a memorised training set (`memorisation_text`).
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ import re
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,7 +67,7 @@ from ..task_model import TaskModel
 from .memory import check_memory
 from .queue import QUEUE
 from .queue import place_text as place_text  # re-exported: the Train page's message for a queued job
-from .trainer import EvalMetrics, StepMetrics, Trainer, snapshot_steps
+from .trainer import EvalMetrics, ProbeAnswer, StepMetrics, Trainer, snapshot_steps
 
 # ----------------------------------------------------------------------------- limits
 # What one session may train here: a 2-core machine shared by every user. The model's sizes are in
@@ -71,10 +78,14 @@ MAX_TRAIN_VALUE = 99  # the Train page's tasks: values in 0-99 at most
 MAX_ARGS = 5
 MAX_POINTS = 500  # most points a live curve sends to the browser (see `thin_indices`)
 
-# The categories of `Snapshot.curves`: training loss and accuracy at every step, validation accuracy.
+# The categories of `Snapshot.curves`: training loss and accuracy at every step, validation loss and accuracy.
 CURVE_METRICS = (LOSS, ACCURACY) = ("loss", "accuracy")
 CURVE_SPLITS = (CURVE_TRAIN, CURVE_VALIDATION) = ("train", "validation")
-CURVE_SPLITS_OF = {LOSS: [CURVE_TRAIN], ACCURACY: list(CURVE_SPLITS)}  # validation is scored by accuracy only
+CURVE_SPLITS_OF = {LOSS: list(CURVE_SPLITS), ACCURACY: list(CURVE_SPLITS)}
+
+TRAIN_SIZES = (None, 1000, 300, 100)  # the Train page's choices of how many training expressions (None: all)
+LEARNED_AT = 0.95  # an operation counts as learned at the first evaluation with validation accuracy >= this
+MEMORISED_GAP = 0.10  # training accuracy >= LEARNED_AT and held-out this far below it: memorised
 
 # Snapshots (attention and mechanism) every 10 steps up to step 100 too, where the page's default run forms its
 # heads (its probe accuracy rises most between steps 40 and 90). Up to step 200 cost the default run about 15% of
@@ -167,6 +178,7 @@ class JobSnapshot:
     elapsed_s: float
     probe_text: str = ""
     probe_tokens: tuple[str, ...] = ()
+    probe_right: str = ""  # the probe's right answer
     operations: tuple[str, ...] = field(default=())
     probe_set_text: str = ""  # what the mechanism's probe set is (`describe_probe`), once the run has started
     heads: tuple[str, ...] = ()  # "L0H0", ... of the model trained
@@ -176,6 +188,13 @@ class JobSnapshot:
     queue_position: int | None = None  # while queued: its place in line (1 = next)
     wait_s: float | None = None  # while queued: about how long until it starts (None: not known yet)
     held_out_accuracy: float | None = None  # exact match on the test split once the run ended (None before)
+    held_out_n: int = 0  # how many test expressions that is
+    validation_n: int = 0  # how many validation expressions each evaluation scores
+    train_size: int | None = None  # the training expressions asked for (None: all of the train split)
+    train_n: int | None = None  # once ended: how many training expressions it trained on (None: not listed)
+    train_accuracy: float | None = None  # once ended: exact match on those
+    weight_change: tuple[WeightChange, ...] = ()  # once ended: how far each kind of weight moved
+    param_change: tuple[WeightChange, ...] = ()  # once ended: how far each parameter moved
 
     @property
     def steps_done(self) -> int:
@@ -224,18 +243,23 @@ class JobSnapshot:
     def curves(self, max_points: int = MAX_POINTS) -> dict[str, np.ndarray]:
         """Long-form columns (step, value, metric, split) for `charts.training_curves`.
 
-        Training loss and accuracy at <= max_points recorded steps (thinned, never averaged),
-        then validation accuracy at every evaluation.
+        Training loss at <= max_points recorded steps (thinned, never averaged), validation loss at every
+        evaluation, then training accuracy at the same steps and validation accuracy at every evaluation.
         """
         idx = thin_indices(self.steps_done, max_points)
-        ev_step = np.array([e.step for e in self.validations], dtype=np.int64)
-        ev_acc = np.array([e.accuracy for e in self.validations], dtype=np.float64)
-        k, m = len(idx), len(ev_step)
+        validations = self.validations
+        ev_step = np.array([e.step for e in validations], dtype=np.int64)
+        ev_acc = np.array([e.accuracy for e in validations], dtype=np.float64)
+        with_loss = [e for e in validations if e.loss is not None]
+        loss_step = np.array([e.step for e in with_loss], dtype=np.int64)
+        ev_loss = np.array([e.loss for e in with_loss], dtype=np.float64)
+        k, m, j = len(idx), len(ev_step), len(loss_step)
         return {
-            "step": np.concatenate([self.step[idx], self.step[idx], ev_step]),
-            "value": np.concatenate([self.loss[idx], self.accuracy[idx], ev_acc]),
-            "metric": np.array([LOSS] * k + [ACCURACY] * (k + m), dtype=object),
-            "split": np.array([CURVE_TRAIN] * (2 * k) + [CURVE_VALIDATION] * m, dtype=object),
+            "step": np.concatenate([self.step[idx], loss_step, self.step[idx], ev_step]),
+            "value": np.concatenate([self.loss[idx], ev_loss, self.accuracy[idx], ev_acc]),
+            "metric": np.array([LOSS] * (k + j) + [ACCURACY] * (k + m), dtype=object),
+            "split": np.array([CURVE_TRAIN] * k + [CURVE_VALIDATION] * j + [CURVE_TRAIN] * k
+                              + [CURVE_VALIDATION] * m, dtype=object),  # fmt: skip
         }
 
     def op_accuracy(self, which: int = -1) -> dict[str, list]:
@@ -315,11 +339,13 @@ class TrainingJob:
 
     `task`, `train` may be configs or dicts of their fields; `model` is a dict of ModelConfig
     fields. `probe` is the expression whose attention is snapshotted (text or Expression); if
-    the new task cannot read it, the first validation expression is used.
+    the new task cannot read it, the first validation expression is used. `train_size`: train on this many
+    training expressions only (None: all of them).
     """
 
     def __init__(self, task: TaskConfig | dict, train: TrainConfig | dict, model: dict | None = None, *,
-                 name: str | None = None, probe: str | Expression | None = None):  # fmt: skip
+                 name: str | None = None, probe: str | Expression | None = None,
+                 train_size: int | None = None):  # fmt: skip
         self.id = uuid.uuid4().hex
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -330,9 +356,16 @@ class TrainingJob:
         self._evals: list[EvalMetrics] = []
         self._started_at: float | None = None
         self._ended_at: float | None = None
-        self._probe_text, self._probe_tokens = "", ()
+        self._probe_text, self._probe_tokens, self._probe_right = "", (), ""
         self._probe_set_text, self._mechanism_error = "", ""
         self._held_out: float | None = None
+        self._held_out_n = self._validation_n = 0
+        self.train_size = train_size
+        self._train_n: int | None = None
+        self._train_accuracy: float | None = None
+        self._initial: dict[str, np.ndarray] = {}  # the weights before training (a copy)
+        self._weight_change: tuple[WeightChange, ...] = ()
+        self._param_change: tuple[WeightChange, ...] = ()
         self.probe_set: ExpressionSet | None = None  # the mechanism's probe set, once the run has started
         self._model: TaskModel | None = None
         self.task: TaskConfig | None = None
@@ -346,6 +379,9 @@ class TrainingJob:
             self.model_config = model_config(dict(model or {}))
             check_limits(self.task, self.model_config, self.train)
             check_compatible(self.task, self.model_config.causal)
+            if train_size is not None and train_size < len(self.task.operations):
+                raise ConfigError(f"Train on at least one expression per operation ({len(self.task.operations)}), "
+                                  f"not {train_size}.")  # fmt: skip
             self.name = name or default_name(self.task, self.model_config, self.train.seed)
             self._model = TaskModel.new(self.task, self.name, **dict(model or {}))
             self._probe = self._pick_probe(probe)
@@ -464,6 +500,7 @@ class TrainingJob:
                 elapsed_s=elapsed,
                 probe_text=self._probe_text,
                 probe_tokens=self._probe_tokens,
+                probe_right=self._probe_right,
                 operations=self.task.operations if self.task else (),
                 probe_set_text=self._probe_set_text,
                 heads=self._heads(),
@@ -473,6 +510,13 @@ class TrainingJob:
                 queue_position=position,
                 wait_s=wait_s,
                 held_out_accuracy=self._held_out,
+                held_out_n=self._held_out_n,
+                validation_n=self._validation_n,
+                train_size=self.train_size,
+                train_n=self._train_n,
+                train_accuracy=self._train_accuracy,
+                weight_change=self._weight_change,
+                param_change=self._param_change,
             )
 
     def _seconds_per_step(self) -> float | None:
@@ -513,12 +557,16 @@ class TrainingJob:
                 splits = make_splits(self.task, seed=self.train.seed)  # the trainer's own (same seed)
                 self.probe_set = probe_set(self.task, seed=self.train.seed, splits=splits)
                 trainer = Trainer(self._model, self.train, probe=self._probe, splits=splits,
-                                  early_snapshots=EARLY_SNAPSHOTS, measure=self._measure)  # fmt: skip
+                                  early_snapshots=EARLY_SNAPSHOTS, measure=self._measure,
+                                  train_size=self.train_size)  # fmt: skip
+                self._initial = {k: v.copy() for k, v in self._model.transformer.params.items()}
                 tokens = tuple(self._model.vocab.decode(trainer.probe_tokens[0]))
                 where = "held-out (validation) expressions" if held_out(self.probe_set, splits) else \
                     "expressions drawn from the whole task (its validation split is too small)"  # fmt: skip
                 with self._lock:
                     self._probe_text, self._probe_tokens = trainer.probe.text, tokens
+                    self._probe_right = str(trainer.probe.answer)
+                    self._validation_n = len(splits.val)
                     self._probe_set_text = f"{describe_probe(self.probe_set)}; {where}"
                     self._message = "Training…"
                 for event in trainer.run(self._stop):
@@ -528,7 +576,14 @@ class TrainingJob:
             if result.test:
                 message += f" Held-out accuracy {result.test['accuracy']:.1%} on {result.test['n']:,} expressions."
                 with self._lock:
-                    self._held_out = float(result.test["accuracy"])
+                    self._held_out, self._held_out_n = float(result.test["accuracy"]), int(result.test["n"])
+            if result.train:
+                with self._lock:
+                    self._train_n, self._train_accuracy = int(result.train["n"]), float(result.train["accuracy"])
+            params = self._model.transformer.params
+            kinds, each = weight_change(self._initial, params), weight_change(self._initial, params, by_kind=False)
+            with self._lock:
+                self._weight_change, self._param_change = tuple(kinds), tuple(each)
         except (ConfigError, TaskError) as err:
             status, message = "failed", str(err)
         except Exception as err:  # noqa: BLE001 - the UI shows the message; the thread must not die silently
@@ -577,3 +632,211 @@ def stop_job(job: TrainingJob | None) -> None:
     """Stop a job if it is one (for `on_release` hooks); safe on finished jobs and None."""
     if isinstance(job, TrainingJob):
         job.stop()
+
+
+# ----------------------------------------------------------------------------- the dynamics of a run
+@dataclass(frozen=True)
+class WeightChange:
+    """How far a group of weights (a kind, or one parameter) moved: ||W_end - W_start|| / ||W_start||, the norms
+    over every entry of the group's parameters together (Frobenius)."""
+
+    name: str  # a kind ("block 0 attention") or a parameter's name
+    params: tuple[str, ...]
+    start_norm: float  # ||W_start||
+    change_norm: float  # ||W_end - W_start||
+
+    @property
+    def relative(self) -> float:
+        """The change over the initial norm (NaN for weights that start at zero: biases)."""
+        return self.change_norm / self.start_norm if self.start_norm > 0 else float("nan")
+
+
+def weight_kind(name: str) -> str:
+    """The kind of a parameter: "embeddings", "block i attention" / "LayerNorms" / "MLP", "final LayerNorm",
+    "unembedding"."""
+    parts = name.split(".")
+    if parts[0] == "blocks":
+        kind = {"attn": "attention", "mlp": "MLP", "ln1": "LayerNorms", "ln2": "LayerNorms"}[parts[2]]
+        return f"block {parts[1]} {kind}"
+    return {"embed": "embeddings", "pos_embed": "embeddings", "ln_final": "final LayerNorm",
+            "unembed": "unembedding"}[parts[0]]  # fmt: skip
+
+
+def weight_change(start: dict[str, np.ndarray], end: dict[str, np.ndarray], by_kind: bool = True) -> list[WeightChange]:
+    """How far the weights moved from `start` to `end`, per kind (`weight_kind`) or per parameter, in the order of
+    `end`'s parameters."""
+    groups: dict[str, list[str]] = {}
+    for name in end:
+        groups.setdefault(weight_kind(name) if by_kind else name, []).append(name)
+    out = []
+    for group, names in groups.items():
+        w0 = np.concatenate([np.ravel(start[n]).astype(np.float64) for n in names])
+        w1 = np.concatenate([np.ravel(end[n]).astype(np.float64) for n in names])
+        out.append(WeightChange(group, tuple(names), float(np.linalg.norm(w0)), float(np.linalg.norm(w1 - w0))))
+    return out
+
+
+def _pct(x: float, decimals: int = 0) -> str:
+    """A share as a percentage with `decimals` decimals (up to two more where rounding would make it look like 0%
+    or 100%), as the page's bars and the job's message write accuracies with 1."""
+    for d in range(decimals, decimals + 3):
+        text = f"{x:.{d}%}"
+        if not ((float(text[:-1]) == 0 and x > 0) or (float(text[:-1]) == 100 and x < 1)):
+            return text
+    return f"less than {10.0 ** -d:g}%" if x < 0.5 else f"more than {100 - 10.0 ** -d:g}%"  # still: which side
+
+
+def _names(items: list[str]) -> str:
+    """"A", "A and B", "A, B and C"."""
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _at_step(step: int) -> str:
+    return "at step 0 (before training)" if step == 0 else f"at step {step:,}"
+
+
+@dataclass(frozen=True)
+class Learned:
+    """When one operation was learned: the first evaluation with validation accuracy >= the threshold."""
+
+    operation: str
+    step: int | None  # None: it never reached the threshold
+    best: float  # its highest validation accuracy
+    best_step: int  # the first evaluation with that accuracy
+
+
+def learned_order(history: list[tuple[int, dict[str, float]]], threshold: float = LEARNED_AT) -> list[Learned]:
+    """Each operation's `Learned` from (step, validation accuracy per operation) at each evaluation, in step
+    order: sorted by the step it was learned at (the operations' own order on a tie), those never learned last."""
+    if not history:
+        return []
+    ops = list(history[-1][1])
+    out = []
+    for op in ops:
+        series = [(step, per_op[op]) for step, per_op in history if op in per_op]
+        reached = [step for step, acc in series if acc >= threshold]
+        best = max(acc for _, acc in series)
+        best_step = next(step for step, acc in series if acc == best)
+        out.append(Learned(op, reached[0] if reached else None, best, best_step))
+    return sorted(out, key=lambda x: (x.step is None, x.step or 0, ops.index(x.operation)))
+
+
+def learned_order_text(order: list[Learned], last_step: int, *, ended: bool, threshold: float = LEARNED_AT) -> str:
+    """A sentence on the order in which the operations were learned (see `learned_order`), true on ties, on
+    operations that never reach the threshold, and during a run (`ended` False: "not yet")."""
+    if not order:
+        return ""
+    t = _pct(threshold)
+    groups: dict[int, list[str]] = {}
+    for x in order:
+        if x.step is not None:
+            groups.setdefault(x.step, []).append(x.operation)
+    never = [x for x in order if x.step is None]
+    not_yet = "never reached it" if ended else "has not reached it yet"
+
+    def best_of(xs: list[Learned]) -> str:
+        return "; ".join(f"{x.operation} {_pct(x.best, 1)}, {_at_step(x.best_step)}" for x in xs)
+
+    if not groups:
+        top = max(x.best for x in order)
+        closest = [x for x in order if x.best == top]
+        return (f"No operation {'reached' if ended else 'has reached'} {t} validation accuracy by step "
+                f"{last_step:,}, the last evaluation. Closest: {best_of(closest)}.")  # fmt: skip
+    if len(groups) == 1 and not never:
+        (step, ops), = groups.items()
+        if len(ops) == 1:
+            return f"{ops[0]} reached {t} validation accuracy {_at_step(step)}."
+        which = "Both" if len(ops) == 2 else f"All {len(ops)}"
+        return f"{which} operations reached {t} validation accuracy at the same evaluation, {_at_step(step)[3:]}."
+    parts = []
+    for i, (step, ops) in enumerate(groups.items()):
+        if i == 0 and (len(groups) > 1 or never):
+            parts.append(f"{_names(ops)} first, {_at_step(step)}")
+        elif i == len(groups) - 1 and not never:
+            parts.append(f"{_names(ops)} last, {_at_step(step)}")
+        else:
+            parts.append(f"then {_names(ops)}, {_at_step(step)}")
+    text = (f"The order in which the operations were learned (the first evaluation at which each one's validation "
+            f"accuracy is {t} or more): " + "; ".join(parts) + ".")  # fmt: skip
+    if never:
+        verb = not_yet if len(never) == 1 else not_yet.replace("has", "have")
+        text += f" {_names([x.operation for x in never])} {verb} (best: {best_of(never)})."
+    return text
+
+
+def probe_answer_text(history: list[tuple[int, ProbeAnswer]], probe: str, right: str,
+                      percent: Callable[[float], str] = lambda p: _pct(p, 1)) -> str:  # fmt: skip
+    """When the model's answer on the probe first became right and whether it stayed right, from (step, answer)
+    at each snapshot; `right` is the right answer; `percent` writes the confidence (the page passes its own
+    formatter, so that the sentence and the page's other numbers agree)."""
+    if not history:
+        return ""
+
+    def _confidence(p: float) -> str:
+        return f"confidence {percent(p)}"
+
+    steps = [s for s, _ in history]
+    ok = [a.correct for _, a in history]
+    last_step, last = history[-1]
+    now = f"at the last snapshot (step {last_step:,}) it answers `{last.written}`, {_confidence(last.confidence)}"
+    if not any(ok):
+        return f"The model never answered the probe **{probe}** right: {now}; the right answer is {right}."
+    first = ok.index(True)
+    if not ok[-1]:
+        return (f"The model's answer on the probe **{probe}** was first right {_at_step(steps[first])}, but is "
+                f"wrong again: {now}; the right answer is {right}.")  # fmt: skip
+    since = len(ok) - ok[::-1].index(False) if False in ok else 0  # the start of the last run of right answers
+    if since == 0:
+        return (f"The model answered the probe **{probe}** right ({right}) at every snapshot, from step 0 "
+                f"(before training, by chance); {now}.")  # fmt: skip
+    if since == first:
+        return (f"The answer on the probe **{probe}** first became right ({right}) {_at_step(steps[first])} and "
+                f"stayed right; {now}.")  # fmt: skip
+    wrong = ok.index(False, first)
+    return (f"The answer on the probe **{probe}** first became right ({right}) {_at_step(steps[first])}, was "
+            f"wrong again {_at_step(steps[wrong])}, and has been right since step {steps[since]:,}; {now}.")
+
+
+def weight_change_text(changes: list[WeightChange] | tuple[WeightChange, ...]) -> str:
+    """The kind (or kinds, on a tie) of weight that moved most relative to its initial size, and the least."""
+    moved = [c for c in changes if np.isfinite(c.relative)]
+    if not moved:
+        return ""
+    if all(c.change_norm == 0 for c in moved):
+        return "No weight has moved from its initial value."
+    top, low = max(c.relative for c in moved), min(c.relative for c in moved)
+    most = [c.name for c in moved if c.relative == top]
+    least = [c.name for c in moved if c.relative == low]
+    text = (f"Moved most: the **{_names(most)}** weights, by {_pct(top)} of their initial norm "
+            f"(‖W_end − W_start‖ / ‖W_start‖)")  # fmt: skip
+    if top == low:
+        return text + "; every kind moved by the same share."
+    return text + f"; least: the **{_names(least)}** weights, by {_pct(low)}."
+
+
+@dataclass(frozen=True)
+class FitVerdict:
+    kind: str  # "memorised", "not fit" or "generalises"
+    text: str
+
+
+def memorisation_text(train_n: int | None, train_accuracy: float | None, held_out: float | None, held_out_n: int,
+                      *, restricted: bool) -> FitVerdict | None:  # fmt: skip
+    """After a run: accuracy on the training expressions it used against held-out accuracy, and whether that says
+    it memorised them (training >= LEARNED_AT and held-out at least MEMORISED_GAP below). None if either is
+    unknown."""
+    if train_n is None or train_accuracy is None or held_out is None:
+        return None
+    what = f"its {train_n:,} training expressions" if restricted else \
+        f"the {train_n:,} expressions of its training split"  # fmt: skip
+    new = f"the {held_out_n:,} held-out expressions it never saw"
+    gap = train_accuracy - held_out
+    if train_accuracy >= LEARNED_AT and gap >= MEMORISED_GAP:
+        return FitVerdict("memorised", f"The model memorised {what}: {_pct(train_accuracy, 1)} right on them, but "
+                          f"{_pct(held_out, 1)} on {new}, {gap * 100:.0f} points lower. Part of what it learned holds "
+                          "only for the expressions it trained on.")  # fmt: skip
+    if train_accuracy < LEARNED_AT:
+        return FitVerdict("not fit", f"The model has not fit {what} yet: {_pct(train_accuracy, 1)} right on "
+                          f"them, {_pct(held_out, 1)} on {new}.")  # fmt: skip
+    return FitVerdict("generalises", f"{_pct(train_accuracy, 1)} right on {what} and {_pct(held_out, 1)} on "
+                      f"{new}: what it learned carries over to expressions it never saw.")  # fmt: skip

@@ -14,6 +14,13 @@ With `early_snapshots=(every, until)` it also snapshots every `every` steps up t
 stop are those of `eval_every`. `measure(model)`, if given, is called at every snapshot
 and its result kept as `EvalMetrics.mechanism` (the Train page measures the mechanism
 on a probe set, `model_core.interp.probe`). Neither changes the weights or the batches.
+
+Every validation also measures the mean token loss on the validation split (`evaluate_with_loss`: the same
+forward pass as the accuracy), and every snapshot the model's answer on the probe and its confidence
+(`ProbeAnswer`). With `train_size=N` the batches come from N training expressions only (`restrict_train`: the
+first ones of each operation's seeded order), so that a learner can watch a model memorise them; the validation
+and held-out splits stay as they are. At the end the model is also scored on the training expressions it used
+(`TrainResult.train`, where they can be listed: not for a hashed task trained on all of them).
 """
 
 from __future__ import annotations
@@ -28,7 +35,8 @@ import numpy as np
 
 from .. import machine
 from ..config import TrainConfig
-from ..task import Expression, Splits, exact_match_at_rows, make_splits
+from ..task import Expression, ExpressionSet, Splits, exact_match_at_rows, make_splits
+from ..task.splits import TRAIN, _balanced_ops, _sample_split_ids
 from ..task_model import TaskModel
 from . import _alloc
 from .optim import clip_grad_norm, lr_at, make_optimizer
@@ -45,6 +53,15 @@ class StepMetrics:
 
 
 @dataclass(frozen=True)
+class ProbeAnswer:
+    """What the model answers on the probe expression at a snapshot."""
+
+    written: str  # the answer tokens it wrote, e.g. "9" or "8 2 <eos>"
+    correct: bool
+    confidence: float  # the probability of its whole answer (`Answer.confidence`)
+
+
+@dataclass(frozen=True)
 class EvalMetrics:
     """A snapshot at one step: the probe's attention, and validation accuracy on the `eval_every` schedule."""
 
@@ -54,6 +71,8 @@ class EvalMetrics:
     attention: np.ndarray  # [layer, head, q_pos, k_pos] the probe's patterns at this step
     elapsed_s: float
     mechanism: Any = None  # what the trainer's `measure(model)` returned at this step (None without one)
+    loss: float | None = None  # mean token cross-entropy on the validation split (None where not validated)
+    probe_answer: ProbeAnswer | None = None
 
     @property
     def validated(self) -> bool:
@@ -86,12 +105,54 @@ class TrainResult:
     steps: int
     wall_s: float
     test: dict = field(default_factory=dict)  # held-out accuracy: {"accuracy", "per_op", "n"}
+    train: dict = field(default_factory=dict)  # the same on the training expressions used ({} if not listed)
+
+
+def evaluate_with_loss(model: TaskModel, exprs: ExpressionSet, batch_size: int = 4096) -> dict:
+    """`TaskModel.evaluate` (accuracy overall and per operation, "n") and "loss": the mean cross-entropy over
+    every answer token (a causal model's <eos> too), as the training loss averages a batch, from one pass."""
+    right = np.zeros(len(exprs), dtype=bool)
+    total, count = 0.0, 0
+    for start in range(0, len(exprs), batch_size):
+        part = exprs.subset(np.arange(start, min(start + batch_size, len(exprs))))
+        batch = model.encode(part)
+        rows = np.nonzero(batch.targets >= 0)
+        logits = model.transformer.forward(batch.tokens, rows=rows).astype(np.float64)  # [answer tokens, vocab]
+        right[start : start + len(part)] = exact_match_at_rows(logits, batch.targets)
+        target = batch.targets[rows]  # [answer tokens]
+        top = logits.max(axis=-1)
+        log_z = top + np.log(np.exp(logits - top[:, None]).sum(axis=-1))
+        total += float((log_z - logits[np.arange(len(target)), target]).sum())
+        count += len(target)
+    per_op = {op: float(right[exprs.ops == k].mean()) for k, op in enumerate(model.task.operations)
+              if (exprs.ops == k).any()}  # fmt: skip
+    return {"accuracy": float(right.mean()) if len(right) else 0.0, "per_op": per_op, "n": int(len(right)),
+            "loss": total / count if count else float("nan")}  # fmt: skip
+
+
+def restrict_train(splits: Splits, n: int, seed: int) -> ExpressionSet | None:
+    """N distinct training expressions, balanced across operations (n // n_ops each, one more for the first
+    n % n_ops), grouped by operation; None if the split holds no more than N (train on all of it).
+
+    Enumerated tasks: the first of each operation's block of `splits.train`, which `make_splits` shuffled with the
+    seed. Hashed tasks (no list of the training split): drawn with the seed, as `make_splits` draws validation."""
+    task, n_ops = splits.task, len(splits.task.operations)
+    if n < n_ops:
+        raise ValueError(f"train_size must be at least the number of operations ({n_ops}), got {n}")
+    if not splits.hashed:
+        if n >= len(splits.train):
+            return None
+        rows = [np.flatnonzero(splits.train.ops == k)[: n // n_ops + (k < n % n_ops)] for k in range(n_ops)]
+        return splits.train.subset(np.concatenate(rows))
+    rng = np.random.default_rng([seed, 1])  # not the batches' generator: the batches stay as they were
+    fraction = 1.0 - splits.val_fraction - splits.test_fraction
+    return ExpressionSet.from_ids(task, _sample_split_ids(task, TRAIN, n, fraction, rng, splits.split_of_ids))
 
 
 class Trainer:
     def __init__(self, model: TaskModel, cfg: TrainConfig, *, probe: str | Expression | None = None,
                  splits: Splits | None = None, early_snapshots: tuple[int, int] | None = None,
-                 measure: Callable[[TaskModel], Any] | None = None):  # fmt: skip
+                 measure: Callable[[TaskModel], Any] | None = None, train_size: int | None = None):  # fmt: skip
         # A step allocates hundreds of short-lived arrays and many small matrix products:
         # keep freed memory for reuse and fault in OpenBLAS's buffer once (see _alloc).
         _alloc.keep_freed_memory()
@@ -99,6 +160,11 @@ class Trainer:
         self.model = model
         self.cfg = cfg
         self.splits = splits if splits is not None else make_splits(model.task, seed=cfg.seed)
+        # the training expressions the batches come from: None = the whole train split (`Splits.sample_train`)
+        self.train_set = restrict_train(self.splits, train_size, cfg.seed) if train_size is not None else None
+        if self.train_set is not None:
+            counts = np.bincount(self.train_set.ops, minlength=len(model.task.operations))  # [n_ops]
+            self._train_count, self._train_start = counts, np.cumsum(counts) - counts
         self.optimizer = make_optimizer(cfg, model.transformer.params)
         self.rng = np.random.default_rng(cfg.seed)
         if probe is None:
@@ -111,6 +177,23 @@ class Trainer:
         self.early_snapshots = early_snapshots
         self.measure = measure
 
+    def sample_batch(self, n: int, rng: np.random.Generator) -> ExpressionSet:
+        """n training expressions (with replacement, balanced across operations) from `train_set`, else from the
+        whole train split."""
+        if self.train_set is None:
+            return self.splits.sample_train(n, rng)
+        ops = _balanced_ops(n, len(self.model.task.operations), rng)  # [n]
+        offset = (rng.random(n) * self._train_count[ops]).astype(np.int64)  # [n] within its operation's rows
+        return self.train_set.subset(self._train_start[ops] + offset)
+
+    def used_train_set(self) -> ExpressionSet | None:
+        """The training expressions the batches come from, when they can be listed."""
+        return self.train_set if self.train_set is not None else self.splits.train
+
+    def probe_answer(self) -> ProbeAnswer:
+        a = self.model.answer(self.probe)
+        return ProbeAnswer(" ".join(a.answer_tokens), a.correct, a.confidence)
+
     def probe_attention(self) -> np.ndarray:
         """[layer, head, q_pos, k_pos] attention patterns of the probe expression, now."""
         _, cache = self.model.transformer.run_with_cache(
@@ -119,10 +202,11 @@ class Trainer:
         return np.stack([cache[f"blocks.{i}.attn.hook_pattern"][0] for i in range(self.model.transformer.cfg.n_layers)])
 
     def _evaluate(self, step: int, start: float, validate: bool = True) -> EvalMetrics:
-        ev = self.model.evaluate(self.splits.val) if validate else {"accuracy": None, "per_op": None}
+        ev = evaluate_with_loss(self.model, self.splits.val) if validate else \
+            {"accuracy": None, "per_op": None, "loss": None}  # fmt: skip
         mechanism = self.measure(self.model) if self.measure is not None else None
         return EvalMetrics(step, ev["accuracy"], ev["per_op"], self.probe_attention(), time.perf_counter() - start,
-                           mechanism)  # fmt: skip
+                           mechanism, ev["loss"], self.probe_answer())  # fmt: skip
 
     def run(self, stop: threading.Event | None = None) -> Iterator[StepMetrics | EvalMetrics]:
         cfg, model = self.cfg, self.model
@@ -134,7 +218,7 @@ class Trainer:
             if stop is not None and stop.is_set():
                 status, message = "stopped", f"Stopped after {step} steps."
                 break
-            batch = model.encode(self.splits.sample_train(cfg.batch_size, self.rng))
+            batch = model.encode(self.sample_batch(cfg.batch_size, self.rng))
             loss, grads, logits = model.transformer.loss_and_grads(batch.tokens, batch.targets)
             norm = clip_grad_norm(grads, cfg.grad_clip)
             if not (np.isfinite(loss) and np.isfinite(norm)):
@@ -160,10 +244,14 @@ class Trainer:
                     break
         wall = time.perf_counter() - start
         test = model.evaluate(self.splits.test)
+        used = self.used_train_set()
+        train = model.evaluate(used) if used is not None else {}
         model.train_config = cfg
         model.metrics = {
             "status": status, "steps": step, "wall_s": round(wall, 3),
             "heldout_accuracy": test["accuracy"], "heldout_per_op": test["per_op"], "heldout_n": test["n"],
+            **({"train_size": len(self.train_set)} if self.train_set is not None else {}),
+            **({"train_accuracy": train["accuracy"], "train_n": train["n"]} if train else {}),
             "trained_on": machine.fingerprint(),
         }  # fmt: skip
-        self.result = TrainResult(status, message, step, wall, test)
+        self.result = TrainResult(status, message, step, wall, test, train)

@@ -123,7 +123,7 @@ def test_a_small_run_joins_the_model_list_and_opens_in_other_pages(trained):
     assert list(curves["metric"].dtype.categories) == ["loss", "accuracy"]  # sent as categories (see the page)
     curves = curves.astype({"metric": str, "split": str}).reset_index(drop=True)
     pd.testing.assert_frame_equal(curves, pd.DataFrame(snap.curves())[curves.columns], check_dtype=False)
-    (bars,) = frame(at, "Validation accuracy per operation, latest evaluation")
+    (bars,) = frame(at, "Validation accuracy per operation")
     assert dict(zip(bars["operation"], bars["accuracy"], strict=True)) == snap.evals[-1].per_op
     assert [e.step for e in snap.validations] == [0, 20, 40]
     assert {"L0 H0", "L0 H1"} <= set(chart_titles(at))

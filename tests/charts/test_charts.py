@@ -506,12 +506,11 @@ def test_training_curves(log_loss):
 
 
 def test_training_curves_legends_name_only_each_metrics_splits():
-    """Validation is scored by accuracy only: the loss panel's legend must not list it."""
-    from model_core.training.job import CURVE_SPLITS_OF
-
+    """A panel's legend lists only the splits its metric has (a metric scored on training batches only must not
+    list validation)."""
     df = _training_frame()
     df = df[(df.metric == "accuracy") | (df.split == "train")]
-    spec = spec_of(charts.training_curves(df, splits=CURVE_SPLITS_OF))
+    spec = spec_of(charts.training_curves(df, splits={"loss": ["train"], "accuracy": ["train", "validation"]}))
     loss, acc = spec["vconcat"]
     assert loss["layer"][0]["encoding"]["color"]["scale"]["domain"] == ["train"]
     assert acc["layer"][0]["encoding"]["color"]["scale"]["domain"] == ["train", "validation"]
