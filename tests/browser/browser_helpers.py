@@ -188,13 +188,14 @@ def go_to(page, title: str, timeout: float = 60_000) -> None:
 
     The link is highlighted as soon as it is clicked, before the server starts the run; the address bar
     changes when the new run starts (the same message that sets the script state to running), so the
-    condition is: address == the link's href, then idle.
+    condition is: the address's path == the link's, then idle. (The query string is the app's: a training run
+    puts ?job=<id> on every page.)
     """
     link = nav_link(page, title)
-    href = link.get_attribute("href")
-    if page.url != href:  # (clicking the page we are on would start a rerun we could not tell apart)
+    href = link.get_attribute("href").split("?")[0]
+    if page.url.split("?")[0] != href:  # (clicking the page we are on would start a rerun we could not tell apart)
         link.click()
-        page.wait_for_function("href => location.href === href", arg=href, timeout=timeout)
+        page.wait_for_function("href => location.href.split('?')[0] === href", arg=href, timeout=timeout)
     wait_idle(page, timeout)
 
 

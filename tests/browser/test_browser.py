@@ -45,6 +45,7 @@ PAGES = {  # sidebar title -> does the page draw charts (before anything is clic
     "Backprop": True,
     "How it answers": True,
     "Heads across all inputs": True,
+    "The training loop": True,
     "Train": False,
 }
 

@@ -135,3 +135,12 @@ def test_a_short_run_draws_the_mechanism_and_plays_its_snapshots(new_tab, app_ur
     # the chart followed: its marked snapshot is the last one again
     wait_label(page, MECHANISM, "snapshot shown: 60")
     assert_clean(page, "Train after playing")
+
+    # a reload is a new session: the run's id in the address brings its result back
+    assert "job=" in page.url, page.url
+    page.reload()
+    page.locator("[data-testid='stToast']").filter(has_text="Back to the training run").wait_for(timeout=60_000)
+    note.wait_for(timeout=60_000)  # the same run's ending, on the new session's page
+    bh.wait_idle(page)
+    assert_clean(page, "Train after a reload")
+    bh.screenshot(page, "train-reloaded")
