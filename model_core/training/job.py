@@ -77,6 +77,9 @@ MAX_BATCH = 512
 MAX_TRAIN_VALUE = 99  # the Train page's tasks: values in 0-99 at most
 MAX_ARGS = 5
 MAX_POINTS = 500  # most points a live curve sends to the browser (see `thin_indices`)
+# A run holds the server's trainer (training/queue.py) while it runs: the largest allowed job trains at a few
+# tenths of a step per second on this machine, so its 20,000 steps would keep everyone else waiting for a day.
+MAX_RUN_S = 15 * 60
 
 # The categories of `Snapshot.curves`: training loss and accuracy at every step, validation loss and accuracy.
 CURVE_METRICS = (LOSS, ACCURACY) = ("loss", "accuracy")
@@ -108,7 +111,7 @@ def limits_text() -> str:
     return (
         f"at most {MAX_LAYERS} blocks, {MAX_HEADS} heads, d_model {MAX_D_MODEL}, FFN width {MAX_D_FF}, "
         f"{MAX_PARAMS:,} parameters; values 0-{MAX_TRAIN_VALUE}, up to {MAX_ARGS} values; "
-        f"{MAX_STEPS:,} steps; batch {MAX_BATCH}"
+        f"{MAX_STEPS:,} steps; batch {MAX_BATCH}; {MAX_RUN_S // 60} minutes of training per run"
     )
 
 
@@ -349,6 +352,7 @@ class TrainingJob:
         self.id = uuid.uuid4().hex
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self.max_run_s = MAX_RUN_S  # tests may shorten it
         self._ended = threading.Event()
         self._thread: threading.Thread | None = None
         self._status, self._message = "pending", ""
@@ -569,10 +573,18 @@ class TrainingJob:
                     self._validation_n = len(splits.val)
                     self._probe_set_text = f"{describe_probe(self.probe_set)}; {where}"
                     self._message = "Training…"
+                began = time.perf_counter()
+                timed_out = False
                 for event in trainer.run(self._stop):
                     self._record(event)
+                    if not timed_out and time.perf_counter() - began > self.max_run_s:
+                        timed_out = True
+                        self._stop.set()  # the trainer evaluates once more and ends "stopped"
             result = trainer.result
             status, message = result.status, result.message
+            if timed_out and status == "stopped":
+                message = (f"Stopped at the time limit of {self.max_run_s / 60:g} minutes per run (this server has one "
+                           f"trainer for everyone), after {result.steps:,} steps.")  # fmt: skip
             if result.test:
                 message += f" Held-out accuracy {result.test['accuracy']:.1%} on {result.test['n']:,} expressions."
                 with self._lock:

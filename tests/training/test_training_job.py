@@ -326,3 +326,25 @@ def test_mechanism_columns_thin_a_long_run_to_max_points_snapshots():
     assert set(cols["series"][top]) == {"L0H0"} and np.allclose(cols["value"][top], 0.25)
     on = cols["panel"] == tj.PANEL_TO_OP
     assert np.allclose(cols["value"][on], 0.5) and np.allclose(cols["Max"][on], 0.5)
+
+
+def test_a_run_that_reaches_the_time_limit_stops_and_says_why():
+    """One run holds the server's trainer: past `max_run_s` of training it stops like a Stop press, and says so."""
+    job = tiny_job(steps=20_000, eval_every=5_000)
+    job.max_run_s = 0.5
+    started = time.perf_counter()
+    job.start()
+    assert job.join(60)
+    snap = job.snapshot()
+    assert snap.status == "stopped" and 0 < snap.steps_done < 20_000
+    assert f"Stopped at the time limit of {0.5 / 60:g} minutes per run" in snap.message
+    assert f"after {snap.steps_done:,} steps" in snap.message
+    assert time.perf_counter() - started < 30
+    assert "15 minutes of training per run" in tj.limits_text()
+
+
+def test_a_run_within_the_time_limit_is_not_cut():
+    job = tiny_job(steps=20, eval_every=10)
+    job.start()
+    assert job.join(60)
+    assert job.snapshot().status == "finished" and "time limit" not in job.snapshot().message
