@@ -38,6 +38,7 @@ navigation = st.navigation(
 SELECTORS = {"attention": ("layer", "head"), "residual": ("layer",), "backprop": ("head",), "heads": ("layer", "head")}
 cur = state.sidebar(SELECTORS.get(navigation.url_path, ()))
 path.glossary_popover(cur)
+state.phone_example()  # above the page, on a phone only (the sidebar is folded away there)
 stage = next((name for name, page in STAGES.items() if page.url_path == navigation.url_path), None)
 if stage is not None:
     path.quiz(stage, cur)  # above the page: predict before its numbers give the answer away

@@ -245,6 +245,7 @@ def _set_example(text: str) -> None:
     """Make `text` (already valid) the example, and mirror it into every example widget."""
     st.session_state.example = text
     st.session_state.example_text = text
+    st.session_state[PHONE_EXAMPLE] = text
     st.session_state.example_error = None
     op, rest = text.split(" ( ")
     st.session_state.example_op = op
@@ -252,13 +253,34 @@ def _set_example(text: str) -> None:
         st.session_state[f"example_v{j}"] = int(v)
 
 
-def _on_text() -> None:
+def _on_text(key: str = "example_text") -> None:
+    """An example typed in the sidebar's box (or the phone's, `key`): the new example, or why it is not one."""
     _, model = _resolve(st.session_state.model_name)
+    typed = st.session_state[key]
     try:
-        _set_example(model.parse(st.session_state.example_text).text)
+        _set_example(model.parse(typed).text)
     except ParseError as err:
-        st.session_state.example_error = str(err) + _readers_note(st.session_state.example_text)
+        st.session_state.example_error = str(err) + _readers_note(typed)
         # the last valid example stays on screen
+
+
+PHONE_EXAMPLE = "example_text_phone"  # the example's box above each page, shown on narrow screens only
+# Below 768 px Streamlit folds the sidebar away; there the box above the page is the way to edit the example.
+_PHONE_ONLY_CSS = ("<style>.st-key-phone_example{display:none}"
+                   "@media (max-width: 767px){.st-key-phone_example{display:block}}</style>")  # fmt: skip
+
+
+def phone_example() -> None:
+    """The example's text box above the page, for screens too narrow to show the sidebar (hidden elsewhere)."""
+    ss = st.session_state
+    st.html(_PHONE_ONLY_CSS)
+    with st.container(key="phone_example"):
+        if not ss.get("example_error"):
+            ss[PHONE_EXAMPLE] = ss.example  # follow edits made in the sidebar
+        st.text_input("Example", key=PHONE_EXAMPLE, on_change=_on_text, args=(PHONE_EXAMPLE,),
+                      help="The same example as in the sidebar (open it with the » at the top left for the rest).")
+        if ss.get("example_error"):
+            st.error(fmt.literal(ss.example_error), icon=":material/error:")
 
 
 def _readers_note(text: str) -> str:

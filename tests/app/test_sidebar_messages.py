@@ -49,3 +49,16 @@ def test_hard_example_cycles_through_the_least_confident_answers_and_the_card_gi
     assert at.session_state["example"] == model.parse(unsure[1][0]).text
     card = " ".join(shown_text(m.value) for m in at.sidebar.markdown)
     assert "Held-out accuracy on 1,000 expressions" in card and "Max 100%" in card
+
+
+def test_the_phones_example_box_edits_the_same_example_and_follows_the_sidebar():
+    at = open_app()
+    at.text_input(key="example_text_phone").input("min(4, 8, 1)").run()
+    assert at.session_state["example"] == "Min ( 4 8 1 )"
+    assert at.text_input(key="example_text").value == "Min ( 4 8 1 )"  # the sidebar's box follows
+    at.text_input(key="example_text").input("Last ( 3 1 4 )").run()
+    assert at.text_input(key="example_text_phone").value == "Last ( 3 1 4 )"  # and the other way round
+    at.text_input(key="example_text_phone").input("Max ( 1 2 )").run()
+    assert at.session_state["example"] == "Last ( 3 1 4 )"  # the last valid example stays
+    assert at.text_input(key="example_text_phone").value == "Max ( 1 2 )"  # what was typed stays to be fixed
+    assert "takes 3 values" in " ".join(shown_text(e.value) for e in at.main.error)

@@ -134,6 +134,7 @@ def test_an_empty_value_in_the_sidebar_is_an_error_and_keeps_the_last_example():
     run = at.session_state["_current"].run
     set_example(at, "Max ( 1 , , 2 3 )")
     assert not at.exception, at.exception
-    assert [shown_text(e.value) for e in at.error] == ["Empty value after '1': two commas with nothing between them. "
-                                           "Remove one, or put a value."]  # fmt: skip
+    message = "Empty value after '1': two commas with nothing between them. Remove one, or put a value."
+    assert [shown_text(e.value) for e in at.sidebar.error] == [message]
+    assert [shown_text(e.value) for e in at.main.error] == [message]  # the phone's box above the page says it too
     assert at.session_state["_current"].run is run

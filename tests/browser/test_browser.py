@@ -452,3 +452,24 @@ def test_dark_mode_follows_the_browser_and_chart_text_stays_readable(new_tab, ap
     page.wait_for_function("() => { const c = getComputedStyle(document.querySelector('[data-testid=stApp]'))"
                            ".backgroundColor; return c.includes('255, 255, 255'); }", timeout=10_000)
     bh.screenshot(page, "overview-light-after-dark")
+
+
+def test_on_a_phone_the_example_is_edited_above_the_page(browser, app_url, model):  # noqa: F811
+    """At 390 px Streamlit folds the sidebar away: the box above the page edits the example; at 1280 px it is hidden."""
+    page = browser.new_page()
+    try:
+        page.set_viewport_size({"width": 390, "height": 900})
+        bh.open_app(page, app_url)
+        box = page.locator(".st-key-phone_example input")
+        assert box.is_visible() and not page.locator("[data-testid='stSidebarUserContent']").is_visible()
+        bh.watch_for_run(page)
+        box.fill("Min ( 4 8 1 )")
+        box.press("Enter")
+        bh.wait_run_finished(page)
+        bh.wait_idle(page)
+        assert bh.metric(page, "Model's answer") == expected_answer(model, "Min ( 4 8 1 )")
+        bh.screenshot(page, "overview-390-phone-example")
+        page.set_viewport_size({"width": 1280, "height": 900})
+        page.wait_for_function("() => !document.querySelector('.st-key-phone_example input')?.checkVisibility()")
+    finally:
+        page.close()
