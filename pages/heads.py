@@ -218,6 +218,17 @@ def reached(k: int) -> str:
 
 st.markdown(f"The first stage at which {answer} is the top token, per operation: "
             + by_op([(op, reached(k)) for k, op in enumerate(ops)]) + ".")  # fmt: skip
+if cfg.n_layers > 1:  # stacking blocks: what the blocks after the first add, read off the same table
+    first_out = stages.index("block 0 out")
+    added = [(op, f"{fmt.percent(lens[first_out, k])} after block 0, {fmt.percent(lens[-1, k])} at the end")
+             for k, op in enumerate(ops)]  # fmt: skip
+    needs = [op for k, op in enumerate(ops) if lens[-1, k] - lens[first_out, k] >= 0.5]
+    st.markdown("**What stacking blocks adds.** The share of inputs with " + answer + " on top after block 0 and "
+                "after the last block: " + by_op(added) + ". "
+                + (f"{', '.join(needs)} {'needs' if len(needs) == 1 else 'need'} the later blocks: block 0 alone "
+                   "gets most of them wrong. " if needs else "Block 0 alone already puts it on top for most inputs "
+                   "of every operation; the later blocks make it surer or fix the rest. ")
+                + "Section 1 shows where each block's heads look from `=`.")  # fmt: skip
 
 # ---------------------------------------------------------------- 5: mistakes, least confident
 st.subheader("5 · Mistakes and least confident answers")

@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 import pytest
-from app_helpers import charts, open_app, set_example
+from app_helpers import charts, open_app, set_example, shown_text
 
 from explainer import format as fmt
 from explainer.charts.heads import fraction, margin
@@ -306,3 +306,18 @@ def test_rerun_after_an_edit_is_fast_once_the_space_is_cached():
         assert not at.exception
     print(f"heads page rerun after an edit: median {statistics.median(times):.3f} s of {times}")
     assert statistics.median(times) < 2.0
+
+
+def test_what_stacking_blocks_adds_reads_the_lens_after_block_0_and_at_the_end():
+    from model_core.interp import input_space as isp
+
+    at = open_app(PAGE)
+    model = load_model("digits-0-9")
+    stages, ops, lens = isp.lens_by_operation(model, run=isp.space_run(model))
+    text = " ".join(shown_text(m.value) for m in at.main.markdown)
+    assert "What stacking blocks adds." in text
+    after0 = stages.index("block 0 out")
+    for k, op in enumerate(ops):
+        assert f"{fmt.percent(lens[after0, k])} after block 0, {fmt.percent(lens[-1, k])} at the end" in text, op
+    needs = [op for k, op in enumerate(ops) if lens[-1, k] - lens[after0, k] >= 0.5]
+    assert (f"{', '.join(needs)} need" in text) if needs else ("Block 0 alone already" in text)
