@@ -46,23 +46,30 @@ def charts(at: AppTest) -> list[tuple[dict, list[pd.DataFrame]]]:
     return out
 
 
-def chart_titles(at: AppTest) -> list[str]:
-    """The titles of the page's charts (concatenated charts contribute their sub-titles)."""
-    titles = []
+def titles_and_subtitles(at: AppTest) -> list[tuple[str, str]]:
+    """(title, subtitle) of every chart and sub-chart on the page that has a title."""
+    out = []
+
+    def join(x) -> str:
+        return x if isinstance(x, str) else " ".join(x)
 
     def walk(spec):
         title = spec.get("title")
-        if isinstance(title, dict):
-            title = title.get("text")
         if title:
-            titles.append(title if isinstance(title, str) else " ".join(title))
+            text, sub = (title.get("text", ""), title.get("subtitle", "")) if isinstance(title, dict) else (title, "")
+            out.append((join(text), join(sub)))
         for key in ("hconcat", "vconcat", "concat", "layer"):
-            for sub in spec.get(key, []):
-                walk(sub)
+            for part in spec.get(key, []):
+                walk(part)
 
     for spec, _ in charts(at):
         walk(spec)
-    return titles
+    return out
+
+
+def chart_titles(at: AppTest) -> list[str]:
+    """The titles of the page's charts (concatenated charts contribute their sub-titles)."""
+    return [text for text, _ in titles_and_subtitles(at) if text]
 
 
 # ---------------------------------------------------------------- what Markdown shows

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 import pytest
-from app_helpers import chart_titles, charts, open_app, set_example
+from app_helpers import chart_titles, charts, open_app, set_example, titles_and_subtitles
 
 from explainer import format as fmt
 from model_core import TaskConfig, TaskModel, load_model
@@ -473,25 +473,6 @@ def test_output_page_causal_step_follows_the_number_of_answer_steps(causal):
 
 
 # ================================================================ Output & softmax: the sentences (issue 13)
-def titles_and_subtitles(at) -> list[tuple[str, str]]:
-    """(title, subtitle) of every chart and sub-chart on the page."""
-    out = []
-
-    def walk(s):
-        t = s.get("title")
-        if t:
-            text, sub = (t.get("text", ""), t.get("subtitle", "")) if isinstance(t, dict) else (t, "")
-            join = lambda x: x if isinstance(x, str) else " ".join(x)
-            out.append((join(text), join(sub)))
-        for key in ("layer", "hconcat", "vconcat", "concat"):
-            for sub_spec in s.get(key, []):
-                walk(sub_spec)
-
-    for spec, _ in charts(at):
-        walk(spec)
-    return out
-
-
 def lens_by_hand(model, run, pos) -> np.ndarray:
     """[stage, vocab]: the cached pre-norm streams at `pos` through a float64 LayerNorm (ln_final's gain and bias),
     W_U + b_U and softmax."""
