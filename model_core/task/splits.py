@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 
 import numpy as np
@@ -81,11 +81,18 @@ class Splits:
             return _hash_split(ids, self._key, self.val_fraction, self.test_fraction)
         return self._split_of_id[np.asarray(ids, dtype=np.int64)]
 
+    def with_train(self, train: ExpressionSet) -> Splits:
+        """These splits with `train` (training expressions grouped by operation, every operation present) as
+        the training split that `sample_train` draws from; validation and held-out stay as they are."""
+        counts = np.bincount(train.ops, minlength=len(self.task.operations))  # [n_ops]
+        return replace(self, train=train, _train_start=np.cumsum(counts) - counts, _train_count=counts)
+
     def sample_train(self, n: int, rng: np.random.Generator) -> ExpressionSet:
-        """n training expressions (with replacement), balanced across operations, shuffled."""
+        """n training expressions (with replacement), balanced across operations, shuffled: from the listed
+        training split, or (hashed spaces) drawn by hash."""
         task = self.task
         ops = _balanced_ops(n, len(task.operations), rng)  # [n]
-        if not self.hashed:
+        if self.train is not None:
             if (self._train_count[ops] == 0).any():
                 raise TaskError(
                     "An operation has no training expressions; lower val/test fractions."

@@ -36,7 +36,7 @@ import numpy as np
 from .. import machine
 from ..config import TrainConfig
 from ..task import Expression, ExpressionSet, Splits, exact_match_at_rows, make_splits
-from ..task.splits import TRAIN, _balanced_ops, _sample_split_ids
+from ..task.splits import TRAIN, _sample_split_ids
 from ..task_model import TaskModel
 from . import _alloc
 from .optim import clip_grad_norm, lr_at, make_optimizer
@@ -162,9 +162,7 @@ class Trainer:
         self.splits = splits if splits is not None else make_splits(model.task, seed=cfg.seed)
         # the training expressions the batches come from: None = the whole train split (`Splits.sample_train`)
         self.train_set = restrict_train(self.splits, train_size, cfg.seed) if train_size is not None else None
-        if self.train_set is not None:
-            counts = np.bincount(self.train_set.ops, minlength=len(model.task.operations))  # [n_ops]
-            self._train_count, self._train_start = counts, np.cumsum(counts) - counts
+        self._batches = self.splits if self.train_set is None else self.splits.with_train(self.train_set)
         self.optimizer = make_optimizer(cfg, model.transformer.params)
         self.rng = np.random.default_rng(cfg.seed)
         if probe is None:
@@ -180,11 +178,7 @@ class Trainer:
     def sample_batch(self, n: int, rng: np.random.Generator) -> ExpressionSet:
         """n training expressions (with replacement, balanced across operations) from `train_set`, else from the
         whole train split."""
-        if self.train_set is None:
-            return self.splits.sample_train(n, rng)
-        ops = _balanced_ops(n, len(self.model.task.operations), rng)  # [n]
-        offset = (rng.random(n) * self._train_count[ops]).astype(np.int64)  # [n] within its operation's rows
-        return self.train_set.subset(self._train_start[ops] + offset)
+        return self._batches.sample_train(n, rng)
 
     def used_train_set(self) -> ExpressionSet | None:
         """The training expressions the batches come from, when they can be listed."""
