@@ -2,14 +2,15 @@
 
 It declares the pages and draws the shared sidebar (model, example, layer, head) and, around each page, the
 path through the course (`explainer.path`): the glossary, a stage page's question, Previous / Next. Each page
-in `pages/` reads the current selection from `explainer.state.current()`.
+in `pages/` reads the current selection from `explainer.state.current()`. After the page, the address becomes
+the view's link (`explainer.links`).
 """
 
 from pathlib import Path
 
 import streamlit as st
 
-from explainer import path, state
+from explainer import links, path, state
 
 PAGES = Path(__file__).resolve().parent.parent / "pages"
 
@@ -38,9 +39,13 @@ navigation = st.navigation(
 SELECTORS = {"attention": ("layer", "head"), "residual": ("layer",), "backprop": ("head",), "heads": ("layer", "head")}
 cur = state.sidebar(SELECTORS.get(navigation.url_path, ()))
 path.glossary_popover(cur)
+share = st.sidebar.empty()  # the link of this view, filled in once the page has bound its own choices
 state.phone_example()  # above the page, on a phone only (the sidebar is folded away there)
 stage = next((name for name, page in STAGES.items() if page.url_path == navigation.url_path), None)
 if stage is not None:
     path.quiz(stage, cur)  # above the page: predict before its numbers give the answer away
 navigation.run()  # the page draws itself
 path.prev_next(COURSE, navigation)
+links.write()  # the address shows what is on screen
+with share.container():
+    links.share_popover(cur.model_name if cur.model_key.startswith("session:") else None)

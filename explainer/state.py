@@ -22,6 +22,7 @@ import streamlit as st
 from threadpoolctl import threadpool_limits
 
 from explainer import format as fmt
+from explainer import links
 from model_core import ParseError, TaskModel, load_model, shipped_names
 from model_core.analysis import ExampleRun, run_example
 from model_core.interp.input_space import SpaceRun, hard_cases, space_run
@@ -469,6 +470,19 @@ def follow_training_job() -> None:
 
 
 # ---------------------------------------------------------------- the sidebar
+def _example_from_link(model: TaskModel) -> None:
+    """The address's example, if it came from outside and the model reads it; and the example in every link."""
+    text = links.incoming("example")
+    if text is not None:
+        try:
+            if len(text) > links.MAX_CHARS:
+                raise ParseError("too long")
+            _set_example(model.parse(text).text)
+        except ParseError:
+            links.refuse("example", text)
+    links.register("example", lambda: st.session_state.example)
+
+
 SELECTOR_HELP = {"layer": "The block this page shows.", "head": "The head this page shows."}
 
 
@@ -486,6 +500,14 @@ def sidebar(selectors: Sequence[str] = ("layer", "head")) -> Current:
     if ss.get("model_name") not in models:
         ss.model_name = next(iter(models))
         ss.pop("example", None)
+    links.take()  # a shared link, a reload, Back or Forward: the address's selection applies to this run
+    before = ss.model_name
+    links.bind("model", "model_name", next(iter(models)), options=list(models))
+    if ss.model_name != before and "example" in ss:
+        try:  # keep the example if the link's model reads it (the link's own example, if any, comes next)
+            _set_example(_resolve(ss.model_name)[1].parse(ss.example).text)
+        except ParseError:
+            ss.pop("example")
     with st.sidebar:
         st.selectbox("Model", list(models), key="model_name", on_change=_on_model,
                      help="The shipped models, and any model trained or uploaded in this session.")  # fmt: skip
@@ -495,6 +517,7 @@ def sidebar(selectors: Sequence[str] = ("layer", "head")) -> Current:
         if "example" not in ss:
             _set_example(_default_example(model))
         _apply_pending(model)
+        _example_from_link(model)
         task = model.task
         st.text_input("Example", key="example_text", on_change=_on_text,
                       help=f"An operation and {task.n_args} values in {task.min_value}-{task.max_value}, "
@@ -522,6 +545,7 @@ def sidebar(selectors: Sequence[str] = ("layer", "head")) -> Current:
                 ss[name] = ss.get(f"_kept_{name}", 0)
             keep_valid(name, range(n))
             if name in selectors:
+                links.bind(name, name, 0, options=range(n))
                 chosen[name] = st.selectbox(label, range(n), key=name, help=SELECTOR_HELP[name])
             else:
                 chosen[name] = ss[name]

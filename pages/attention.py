@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from explainer import charts, state, vega
+from explainer import charts, links, state, vega
 from explainer import format as fmt
 from explainer.charts import attention as attention_charts
 from model_core.analysis import attention as aa
@@ -73,6 +73,7 @@ st.markdown(f"Each is [positions × d_head] = [{T} × {dh}] for this head, compu
             f"{aa.qkv_input_text(cfg.norm, layer, short=True)}.")  # fmt: skip
 # required: clicking the selected option again keeps it (without it the control would return None); a None that
 # still arrives (a value set through the session state) keeps the last choice
+links.bind("qkv", "attn_qkv", "Q", options=["Q", "K", "V"])
 shown = st.segmented_control("Show", ["Q", "K", "V"], default="Q", required=True, key="attn_qkv") or \
     st.session_state.get("attn_qkv_last", "Q")
 st.session_state["attn_qkv_last"] = shown
@@ -194,6 +195,7 @@ st.markdown(
     "difference** (the prediction's logit minus the strongest other token's: the margin it wins by; below 0 "
     "another token wins) and on the prediction's **log-probability**."
 )  # fmt: skip
+links.bind_heads_off("off", "attn_on_{layer}_{head}", cfg.n_layers, cfg.n_heads)
 off = []
 for lay in range(cfg.n_layers):
     cols = st.columns(cfg.n_heads + 1)

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from explainer import charts, state, vega
+from explainer import charts, links, state, vega
 from explainer import format as fmt
 from model_core.analysis import gradients as bp
 
@@ -77,6 +77,7 @@ st.info(
 
 # ---------------------------------------------------------------- norms by layer
 st.subheader("Gradient norms by layer")
+links.bind("log", "bp_log", True)
 log_scale = st.toggle("Log scale", value=True, key="bp_log", help="The norms span many decades.")
 
 
@@ -104,6 +105,8 @@ hooks = net.hook_names()
 params = [name for name, _ in par_norms]
 state.keep_valid("bp_activation", hooks, "hook_embed")  # another model: its names differ
 state.keep_valid("bp_param", params, "embed.W_E")
+links.bind("act", "bp_activation", "hook_embed", options=hooks)
+links.bind("param", "bp_param", "embed.W_E", options=params)
 left, right = st.columns(2)
 act_name = left.selectbox("Activation", hooks, key="bp_activation")
 par_name = right.selectbox("Parameter", params, key="bp_param")
@@ -127,6 +130,7 @@ st.latex(r"\theta \leftarrow \theta - \eta\, \frac{\partial \mathcal{L}}{\partia
 LR_MAX = 1.0
 MAX_STEPS = 25  # a walk of this many steps is kept; its chart and table still fit a phone
 STEPS = "bp_steps"  # {"at": (model key, example), "model": name, "steps": [SGDStep]}; the last holds its parameters
+links.bind("lr", "bp_lr", 0.1, low=0.001, high=LR_MAX)
 lr = st.slider("Learning rate η", min_value=0.001, max_value=LR_MAX, value=0.1, step=0.001, format="%.3f",
                key="bp_lr")  # fmt: skip
 here = (cur.model_key, cur.text)

@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from explainer import format as fmt
-from explainer import state, vega
+from explainer import links, state, vega
 from explainer.charts import mechanism as mc
 from model_core import ParseError, interp
 from model_core.analysis import output as ao
@@ -97,6 +97,7 @@ positions = ao.answer_positions(len(run.tokens), run.answer_pos, cfg.causal)
 if cfg.causal and len(positions) > 1:
     names = [f"step {k + 1}: reading {fmt.literal(run.labels[p])}" for k, p in enumerate(positions)]  # Markdown
     state.keep_valid("mech_step", names)
+    links.bind_choice("step", "mech_step", names)
     picked = st.segmented_control("Answer step", names, default=names[0], key="mech_step") or names[0]
     position = positions[names.index(picked)]
 else:
@@ -132,6 +133,7 @@ st.caption(f"{att.note} Sum of the parts − real value: {att.diff[0].sum() - to
 
 # ---------------------------------------------------------------- 2 · what breaks without it
 st.subheader("2 · What breaks without it")
+links.bind_choice("ablate", "mech_ablation", ["zeroing", "the mean over other inputs"])
 how = st.segmented_control("Switch off by", ["zeroing", "the mean over other inputs"], default="zeroing",
                            key="mech_ablation") or "zeroing"  # fmt: skip
 res = zero if how == "zeroing" else mean
@@ -172,6 +174,8 @@ st.markdown(
 generated = {k: v.text for k, v in interp.counterfactuals(model, cur.text).items()}
 choices = [f"{k}: {v}" for k, v in generated.items()] + ["type one"]
 state.keep_valid("mech_cf", choices)
+links.bind_choice("cf", "mech_cf", choices)
+links.bind("cft", "mech_cf_text", "")
 choice = st.radio("Corrupted input", choices, key="mech_cf", horizontal=True)
 if choice == "type one":
     typed = st.text_input("Corrupted input", key="mech_cf_text", placeholder="e.g. Min ( 7 2 9 )")
@@ -229,6 +233,7 @@ options = [f"all of layer {i}" for i in range(cfg.n_layers)] + head_names
 default_heads = options[cfg.n_layers - 1]  # the last layer's heads: copying may be spread over them
 state.keep_valid("mech_steer_heads", options, default=default_heads)
 ss.setdefault("mech_steer_heads", default_heads)
+links.bind("steer", "mech_steer_heads", default_heads, options=options)
 picked = st.selectbox("Heads", options, key="mech_steer_heads")
 heads = [f"L{picked.split()[-1]}H{h}" for h in range(cfg.n_heads)] if picked.startswith("all") else [picked]
 expr = model.parse(cur.text)
@@ -236,6 +241,7 @@ slot_names = [f"slot {j + 1}: {v}" for j, v in enumerate(expr.values)]
 other_slot = next((s for j, s in enumerate(slot_names) if j + 1 not in ex.answer_slots), slot_names[0])
 state.keep_valid("mech_steer_slot", slot_names, default=other_slot)
 ss.setdefault("mech_steer_slot", other_slot)
+links.bind_choice("slot", "mech_steer_slot", slot_names, default=other_slot)
 slot_label = st.segmented_control("Attend to", slot_names, key="mech_steer_slot") or slot_names[0]
 slot = slot_names.index(slot_label) + 1
 first_digit = [t for t, r in enumerate(ex.roles) if r.split(".")[0] == f"v{slot}"][0]

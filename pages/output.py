@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from explainer import charts, state, vega
+from explainer import charts, links, state, vega
 from explainer import format as fmt
 from model_core.analysis import output as ao
 
@@ -38,6 +38,7 @@ if model.causal:
     # would come back from the browser as a stale string (see state.keep_valid).
     steps = list(range(n_steps))
     state.keep_valid("out_step", steps)
+    links.bind_choice("step", "out_step", steps)
     step = st.selectbox("Answer step", steps, format_func=lambda s: f"answer token {s + 1}", key="out_step",
                         help="A causal model writes one answer token per position.")  # fmt: skip
 else:
@@ -67,6 +68,7 @@ vega.draw(
 
 # ---------------------------------------------------------------- probabilities
 st.subheader("Probabilities")
+links.bind("temp", "out_temperature", 1.0, low=0.1, high=5.0)
 temperature = st.slider("Temperature T", 0.1, 5.0, 1.0, 0.1, key="out_temperature",
                         help="Display only: divides the logits before softmax. The model uses T = 1.")  # fmt: skip
 st.latex(r"p_i = \frac{e^{z_i / T}}{\sum_j e^{z_j / T}}")

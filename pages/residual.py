@@ -4,7 +4,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from explainer import charts, state, vega
+from explainer import charts, links, state, vega
 from explainer import format as fmt
 from model_core.analysis import residual as res
 
@@ -113,6 +113,7 @@ ln_words = {"ln1": f"LayerNorm 1 ({'before' if pre else 'after'} attention)",
 last = st.session_state.get("resid_ln_last")
 last = last if last in ln_names else "ln1"
 state.keep_valid("resid_ln", ln_names, default=last)
+links.bind("ln", "resid_ln", "ln1", options=ln_names)
 which = st.segmented_control("LayerNorm", ln_names, default="ln1", required=True, format_func=ln_words.get,
                              key="resid_ln") or last  # fmt: skip
 st.session_state["resid_ln_last"] = which

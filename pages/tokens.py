@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from explainer import charts, state, vega
+from explainer import charts, links, state, vega
 from explainer import format as fmt
 from model_core.analysis import embeddings as emb
 from model_core.interp.positions import WithoutPositions, accuracy_without_positions
@@ -138,6 +138,7 @@ vega.draw(
 if cfg.positional == "sinusoidal":
     default = [d for d in (0, 1, 10, 11, 30) if d < D]
     state.keep_valid_many("tokens_dims", list(range(D)), default)  # another model may be narrower
+    links.bind("dims", "tokens_dims", default, options=list(range(D)))
     dims = st.multiselect("Dimensions to plot", list(range(D)), default=default, key="tokens_dims",
                           help="Low dimensions oscillate fast, high ones slowly.")  # fmt: skip
     if dims:
@@ -149,6 +150,7 @@ else:
 
 st.markdown("**Why position matters.** Switch the positional encoding off (zero `hook_pos_embed` at every "
             "position) and score the model again on every input:")  # fmt: skip
+links.bind("nopos", "tokens_no_pos", False)
 if st.toggle("Positional encoding off, on every input", key="tokens_no_pos"):
     wp = _without_positions(cur.model_key, model)
     st.dataframe(
@@ -205,6 +207,7 @@ if change.check.reproduced:
                 "cosine with its initial row": st.column_config.NumberColumn(format="%.4f"),
             })  # fmt: skip
 state.keep_valid("tokens_pca_view", views)  # another model may have no change to show
+links.bind_choice("view", "tokens_pca_view", views)
 view = st.radio("Show", views, key="tokens_pca_view", horizontal=True) if len(views) > 1 else AS_IS
 scatter, order_text, _ = _embedding_pca(cur.model_key, view, tuple(sorted(set(labels))), model, change)
 vega.draw(scatter, width="stretch")

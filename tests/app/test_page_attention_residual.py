@@ -17,6 +17,7 @@ import pytest
 from app_helpers import chart_titles, charts, open_app, set_example, shown_text
 from streamlit.elements.lib import policies
 from streamlit.testing.v1 import AppTest
+from streamlit.testing.v1.util import patch_config_options
 
 from explainer import format as fmt
 from explainer import state
@@ -557,6 +558,10 @@ def test_heads_off_set_through_session_state_draw_no_warning(shipped):
     logger = logging.getLogger("streamlit.elements.lib.policies")
     handler = Catch()
     logger.addHandler(handler)
+    # the app's config turns the warning off (links set widgets' values on purpose); on here, the toggles still
+    # must not cause it
+    config = patch_config_options({"global.disableWidgetStateDuplicationWarning": False})
+    config.__enter__()
     try:
         # the check catches the warning (it is logged once per process: reset it)
         policies._shown_default_value_warning = False
@@ -581,6 +586,7 @@ def test_heads_off_set_through_session_state_draw_no_warning(shipped):
         assert at.toggle(key="attn_on_0_2").value is False
         assert not [r for r in records if "Session State" in r], records
     finally:
+        config.__exit__(None, None, None)
         logger.removeHandler(handler)
 
 
