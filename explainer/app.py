@@ -10,7 +10,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from explainer import links, path, state
+from explainer import export, links, path, state
 
 PAGES = Path(__file__).resolve().parent.parent / "pages"
 
@@ -39,7 +39,7 @@ navigation = st.navigation(
 SELECTORS = {"attention": ("layer", "head"), "residual": ("layer",), "backprop": ("head",), "heads": ("layer", "head")}
 cur = state.sidebar(SELECTORS.get(navigation.url_path, ()))
 path.glossary_popover(cur)
-share = st.sidebar.empty()  # the link of this view, filled in once the page has bound its own choices
+share = st.sidebar.empty()  # this view's link and export, filled in once the page has bound its own choices
 state.phone_example()  # above the page, on a phone only (the sidebar is folded away there)
 stage = next((name for name, page in STAGES.items() if page.url_path == navigation.url_path), None)
 if stage is not None:
@@ -49,3 +49,4 @@ path.prev_next(COURSE, navigation)
 links.write()  # the address shows what is on screen
 with share.container():
     links.share_popover(cur.model_name if cur.model_key.startswith("session:") else None)
+    export.export_popover(navigation.url_path, cur)
