@@ -59,6 +59,8 @@ class Current:
     run: ExampleRun
     layer: int
     head: int
+    compare_text: str | None = None  # the second example, when comparing (valid for this model)
+    compare_run: ExampleRun | None = None
 
 
 @st.cache_resource(show_spinner=False)
@@ -469,17 +471,100 @@ def follow_training_job() -> None:
     watch_job(job)
 
 
+# ---------------------------------------------------------------- a second example to compare with
+COMPARE_ON = "compare_on"  # the sidebar's toggle
+COMPARE_KINDS = {"other operation": "Same values, other operation", "answer value changed": "Change the answer's value"}
+
+
+def _counterfactual(model: TaskModel, kind: str) -> str | None:
+    """The current example changed in one way (`interp.counterfactuals`), or None if there is no such input."""
+    from model_core.interp import counterfactuals
+
+    found = counterfactuals(model, st.session_state.example).get(kind)
+    return found.text if found is not None else None
+
+
+def _set_compare(text: str) -> None:
+    st.session_state.compare = st.session_state.compare_text = text
+    st.session_state.compare_error = None
+
+
+def _on_compare_on() -> None:
+    """Switched on: start from the example under another operation (or any other input) if none is kept."""
+    ss = st.session_state
+    if ss.get(COMPARE_ON) and not ss.get("compare"):
+        _, model = _resolve(ss.model_name)
+        _set_compare(_counterfactual(model, "other operation") or _random_text(model, np.random.default_rng()))
+
+
+def _on_compare_text() -> None:
+    _, model = _resolve(st.session_state.model_name)
+    typed = st.session_state.compare_text
+    try:
+        _set_compare(model.parse(typed).text)
+    except ParseError as err:
+        st.session_state.compare_error = str(err)
+
+
+def _on_compare_kind(kind: str) -> None:
+    _, model = _resolve(st.session_state.model_name)
+    text = _counterfactual(model, kind)
+    if text is not None:
+        _set_compare(text)
+
+
+def _compare_controls(model: TaskModel) -> None:
+    """The toggle, the second example and its one-click changes; the second example in every link."""
+    ss = st.session_state
+    text = _example_in_link("compare", model)
+    if text is not None:
+        _set_compare(text)
+        ss[COMPARE_ON] = True
+    links.register("compare", lambda: ss.compare if ss.get(COMPARE_ON) and ss.get("compare") else None)
+    if ss.get("compare"):
+        try:  # another model (or a link's) may not read the kept second example
+            ss.compare = model.parse(ss.compare).text
+        except ParseError:
+            ss.compare = None
+            if ss.get(COMPARE_ON):
+                _on_compare_on()
+    st.toggle("Compare with a second example", key=COMPARE_ON, on_change=_on_compare_on,
+              help="Every stage page then shows the two runs side by side or as a difference.")  # fmt: skip
+    if not ss.get(COMPARE_ON):
+        return
+    if not ss.get("compare_error"):
+        ss.compare_text = ss.compare
+    st.text_input("Second example", key="compare_text", on_change=_on_compare_text)
+    if ss.get("compare_error"):
+        st.error(fmt.literal(ss.compare_error), icon=":material/error:")
+        st.caption(f"Still comparing with **{fmt.literal(ss.compare)}**")
+    with st.container(horizontal=True):
+        for kind, label in COMPARE_KINDS.items():
+            st.button(label, key=f"compare_{kind.replace(' ', '_')}", on_click=_on_compare_kind, args=(kind,),
+                      disabled=_counterfactual(model, kind) is None)  # fmt: skip
+
+
 # ---------------------------------------------------------------- the sidebar
+def _example_in_link(param: str, model: TaskModel) -> str | None:
+    """The canonical text of the address's `param` if it came from outside and `model` reads it (one it cannot
+    read is named in the link's message); None otherwise."""
+    text = links.incoming(param)
+    if text is None:
+        return None
+    try:
+        if len(text) > links.MAX_CHARS:
+            raise ParseError("too long")
+        return model.parse(text).text
+    except ParseError:
+        links.refuse(param, text)
+        return None
+
+
 def _example_from_link(model: TaskModel) -> None:
     """The address's example, if it came from outside and the model reads it; and the example in every link."""
-    text = links.incoming("example")
+    text = _example_in_link("example", model)
     if text is not None:
-        try:
-            if len(text) > links.MAX_CHARS:
-                raise ParseError("too long")
-            _set_example(model.parse(text).text)
-        except ParseError:
-            links.refuse("example", text)
+        _set_example(text)
     links.register("example", lambda: st.session_state.example)
 
 
@@ -538,6 +623,7 @@ def sidebar(selectors: Sequence[str] = ("layer", "head")) -> Current:
             st.button("Random example", key="random_example", on_click=_on_random, icon=":material/casino:")
             st.button("Hard example", key="hard_example_button", on_click=_on_hard, icon=":material/psychology_alt:",
                       help="The model's mistakes, then its least confident right answers, one per click.")  # fmt: skip
+        _compare_controls(model)
         cfg = model.transformer.cfg
         chosen = {}
         for name, label, n in (("layer", "Layer", cfg.n_layers), ("head", "Head", cfg.n_heads)):
@@ -552,7 +638,9 @@ def sidebar(selectors: Sequence[str] = ("layer", "head")) -> Current:
                 ss[name] = chosen[name]  # written back: a value the widget left behind goes when the run ends
             ss[f"_kept_{name}"] = chosen[name]
         layer, head = chosen["layer"], chosen["head"]
-    current = Current(ss.model_name, key, model, ss.example, cached_run(key, ss.example, model), layer, head)
+    other = ss.compare if ss.get(COMPARE_ON) else None
+    current = Current(ss.model_name, key, model, ss.example, cached_run(key, ss.example, model), layer, head,
+                      other, cached_run(key, other, model) if other else None)  # fmt: skip
     ss["_current"] = current
     return current
 

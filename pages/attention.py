@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from explainer import charts, links, state, vega
+from explainer import charts, compare, links, state, vega
 from explainer import format as fmt
 from explainer.charts import attention as attention_charts
 from model_core.analysis import attention as aa
@@ -57,15 +57,23 @@ def plural(n: int, noun: str, many: str | None = None) -> str:
 
 
 focus = aa.attention_focus(pattern[answer_at], run.labels)
-compare = "Compare the other heads of the layer below, and switch" if cfg.n_heads > 1 else "Switch"
+others = "Compare the other heads of the layer below, and switch" if cfg.n_heads > 1 else "Switch"
 st.info(
     f"What to notice: in L{layer} H{head} the answer position {fmt.code(run.labels[answer_at])} ({answer_at}) "
     f"{aa.focus_text(focus, key_name)}. Its largest scaled score is {scores[answer_at, focus.keys[0]]:.3f}, on "
-    f"{key_name(focus.keys[0])}. {compare} "
+    f"{key_name(focus.keys[0])}. {others} "
     + ("heads off at the bottom of the page to see which ones the answer needs." if cfg.n_layers * cfg.n_heads > 1
        else "the head off at the bottom of the page to see whether the answer needs it."),
     icon=":material/lightbulb:",
 )
+
+if compare.on(cur):
+    compare.header(cur)
+    other = cur.compare_run
+    rows_a, rows_b = labels, charts.position_labels(other.labels)
+    compare.heatmaps(cur, f"Attention pattern L{layer} H{head}", pattern, other.cache[attn + "hook_pattern"][0, head],
+                     rows_a, rows_b, rows_a, rows_b, x_title="key position", y_title="query position",
+                     value_title="weight", kind="probability", key="attn_compare")  # fmt: skip
 
 # ---------------------------------------------------------------- step 1: Q, K, V
 st.subheader("1 · Queries, keys and values")

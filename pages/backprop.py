@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from explainer import charts, links, state, vega
+from explainer import charts, compare, links, state, vega
 from explainer import format as fmt
 from model_core.analysis import gradients as bp
 
@@ -41,6 +41,16 @@ st.markdown(
 )
 st.latex(formula.latex)
 st.caption(formula.reads)
+if compare.on(cur):
+    compare.header(cur)
+    other = cur.compare_run
+    names = ["blocks.0.hook_resid_pre"] + [f"blocks.{i}.{h}" for i in range(net.cfg.n_layers)
+                                            for h in ("hook_resid_mid", "hook_resid_post")]  # fmt: skip
+    norm = lambda g: np.stack([np.linalg.norm(g[n + "_grad"][0], axis=-1) for n in names])  # noqa: E731 [hooks, T']
+    compare.heatmaps(cur, "Gradient norms", norm(grads), norm(other.grad_cache), names,
+                     names, charts.position_labels(train_labels),
+                     charts.position_labels(vocab.decode(other.train_tokens)), x_title="position (teacher-forced)",
+                     y_title="gradient at", value_title="|∂L/∂x|", kind="magnitude", key="bp_compare")  # fmt: skip
 st.markdown(
     "**Backprop** applies the chain rule stage by stage, from the loss down to the embeddings: the gradient at "
     "each activation is the gradient at the stage above times that stage's derivative. Where the residual "

@@ -172,6 +172,8 @@ st.markdown(
     + (", the first answer token." if cfg.causal else ".")
 )
 generated = {k: v.text for k, v in interp.counterfactuals(model, cur.text).items()}
+if cur.compare_text is not None and cur.compare_text != cur.text:  # the sidebar's second example comes first
+    generated = {"the second example": cur.compare_text, **generated}
 choices = [f"{k}: {v}" for k, v in generated.items()] + ["type one"]
 state.keep_valid("mech_cf", choices)
 links.bind_choice("cf", "mech_cf", choices)

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from explainer import charts, links, state, vega
+from explainer import charts, compare, links, state, vega
 from explainer import format as fmt
 from model_core.analysis import output as ao
 
@@ -65,6 +65,16 @@ vega.draw(
                                                "hook_logits"])),
     width="stretch",
 )  # fmt: skip
+
+if compare.on(cur):
+    compare.header(cur)
+    other = cur.compare_run
+    pos_b = other.answer_pos + step
+    if pos_b < len(other.tokens):
+        st.markdown(f"At the answer step shown, position {pos} of the first run and {pos_b} of the second:")
+        compare.probabilities(cur, pos, pos_b, vocab)
+    else:
+        st.info(f"The second example's answer has no step {step + 1}.", icon=":material/info:")
 
 # ---------------------------------------------------------------- probabilities
 st.subheader("Probabilities")

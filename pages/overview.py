@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from explainer import charts, state, vega
+from explainer import charts, compare, state, vega
 from explainer import format as fmt
 from model_core.analysis import output as ao
 from model_core.interp.input_space import SAMPLE
@@ -37,6 +37,10 @@ c3.metric(
     help="The probability the model gave its whole answer: the product of each written token's probability.",
 )
 c3.caption(f"log p = {fmt.log_prob(float(np.log(answer.step_probs.max(axis=-1)).sum()))}")
+
+if compare.on(cur):
+    st.subheader(f"Where {cur.text} and {cur.compare_text} part")
+    compare.parting_view(cur)
 
 st.subheader("The pipeline")
 st.markdown(

@@ -1,10 +1,11 @@
 """Residual stream, LayerNorm & FFN: the stream through the blocks, one LayerNorm, one FFN, sublayer writes."""
 
 import altair as alt
+import numpy as np
 import pandas as pd
 import streamlit as st
 
-from explainer import charts, links, state, vega
+from explainer import charts, compare, links, state, vega
 from explainer import format as fmt
 from model_core.analysis import residual as res
 
@@ -24,6 +25,16 @@ st.caption(
     f"Model **{fmt.literal(cur.model_name)}** ({'pre' if pre else 'post'}-norm, {ACTIVATION[cfg.activation]} FFN) on "
     f"**{cur.text}**; block **{layer}** (choose it in the sidebar)."
 )
+
+if compare.on(cur):
+    compare.header(cur)
+    other = cur.compare_run
+    norms_a = res.stage_norms(res.residual_stages(net, cache))
+    norms_b = res.stage_norms(res.residual_stages(net, other.cache))
+    compare.heatmaps(cur, "Stream norms", np.stack([n for _, n in norms_a]),
+                     np.stack([n for _, n in norms_b]), [s for s, _ in norms_a], [s for s, _ in norms_b], labels,
+                     charts.position_labels(other.labels), x_title="position", y_title="after",
+                     value_title="norm", kind="magnitude", key="resid_compare")  # fmt: skip
 
 # ---------------------------------------------------------------- the lesson
 st.markdown(

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from explainer import charts, links, state, vega
+from explainer import charts, compare, links, state, vega
 from explainer import format as fmt
 from model_core.analysis import embeddings as emb
 from model_core.interp.positions import WithoutPositions, accuracy_without_positions
@@ -90,6 +90,13 @@ st.markdown(
     f"picks a row of the learned embedding table $W_E$ (a vector of {D} numbers), and a **positional** vector "
     "is added so the model can tell the first value from the last. Their sum is where the residual stream begins."
 )
+
+if compare.on(cur):
+    compare.header(cur)
+    other = cur.compare_run
+    compare.heatmaps(cur, "Block 0's input (token + position)", cache["blocks.0.hook_resid_pre"][0],
+                     other.cache["blocks.0.hook_resid_pre"][0], charts.position_labels(labels),
+                     charts.position_labels(other.labels), x_title="dimension", key="tokens_compare")  # fmt: skip
 
 # ---------------------------------------------------------------- 1. tokenisation
 st.subheader("1 · Tokenisation")

@@ -147,11 +147,14 @@ def matrix_heatmap(
     y_title: str = "position",
     value_title: str = "value",
     kind: Kind = "signed",
+    scale_values=None,
 ) -> alt.Chart:
     """Heatmap of ``values`` [rows, cols]: embeddings, positional encodings, activations, grads.
 
     ``row_labels`` must be unique (use ``position_labels(tokens)`` for positions). With
     more than 32 columns the x axis is numeric (column index) instead of one label each.
+    ``scale_values``: the values the colour scale is fitted to (default ``values``), e.g. two runs' arrays
+    so that two heatmaps side by side share one scale.
     """
     values = np.asarray(values, dtype=float)  # [rows, cols]
     n_cols = values.shape[1]
@@ -179,7 +182,7 @@ def matrix_heatmap(
         value_field="value",
         value_title=value_title,
         kind=kind,
-        scale_values=values,
+        scale_values=values if scale_values is None else np.asarray(scale_values, dtype=float),
         x_title=x_title,
         y_title=y_title,
         title=title,

@@ -89,17 +89,18 @@ def recovery_heatmap(values: np.ndarray, row_labels: Sequence[str], col_labels: 
     return with_title(alt.layer(chart, text), title, width="container", height=max(26 * len(row_labels) + 110, 190))
 
 
-def probability_compare(df: pd.DataFrame, *, title: str | None = None) -> alt.Chart:
+def probability_compare(df: pd.DataFrame, *, title: str | None = None, at: str = "=") -> alt.Chart:
     """Grouped bars of a few tokens' probabilities (``token``, ``run``, ``probability``) in two or more runs."""
     return with_title(
         alt.Chart(df).mark_bar().encode(
             x=alt.X("token:N", sort=list(dict.fromkeys(df["token"])), title="token"),
             xOffset=alt.XOffset("run:N", sort=list(dict.fromkeys(df["run"]))),
-            y=alt.Y("probability:Q", scale=alt.Scale(domain=[0, 1]), title="probability at ="),
+            y=alt.Y("probability:Q", scale=alt.Scale(domain=[0, 1]), title=f"probability at {at}"),
             color=alt.Color("run:N", sort=list(dict.fromkeys(df["run"])), title=None,
                             legend=alt.Legend(orient="bottom", labelLimit=260)),  # fmt: skip
             tooltip=[alt.Tooltip("run:N"), alt.Tooltip("token:N"), alt.Tooltip("probability:Q", format=".6f"),
                      alt.Tooltip("logprob:Q", title="log-probability", format=".4g")],  # fmt: skip
         ),
-        title, width="container", height=180,
+        # the height holds the axes and the legend too (Streamlit fits them inside it): 180 left no room for bars
+        title, width="container", height=320,
     )  # fmt: skip

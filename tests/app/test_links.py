@@ -26,7 +26,7 @@ def toasts(at: AppTest) -> list[str]:
 
 # One link per page, every field the page binds set away from its default.
 LINKS = {
-    "../pages/overview.py": {"model": "digits-0-99", "example": "Min ( 3 21 9 )"},
+    "../pages/overview.py": {"model": "digits-0-99", "example": "Min ( 3 21 9 )", "compare": "Max ( 3 21 9 )"},
     "../pages/attention.py": {"model": "digits-0-99", "example": "Max ( 47 82 19 )", "layer": "1", "head": "2",
                               "qkv": "K", "off": "L0H3,L1H0"},
     "../pages/residual.py": {"model": "digits-0-9", "example": "Last ( 3 1 4 )", "layer": "1", "ln": "ln2"},
@@ -108,12 +108,13 @@ HOSTILE = ["x" * 5000, "Ünïcødé ☃ 𝔘", "<script>alert(1)</script>", "-1"
 
 @pytest.mark.parametrize("value", HOSTILE)
 def test_hostile_values_fall_back_with_one_message(value):
-    fields = ["model", "example", "layer", "head", "qkv", "off"]
+    fields = ["model", "example", "layer", "head", "qkv", "off", "compare"]
     at = open_link("../pages/attention.py", dict.fromkeys(fields, value))
     assert at.session_state["model_name"] == "digits-0-9"
     assert at.session_state["example"] == "Max ( 7 2 9 )"
     assert (at.session_state["layer"], at.session_state["head"], at.session_state["attn_qkv"]) == (0, 0, "Q")
     assert all(at.session_state[f"attn_on_{lay}_{h}"] for lay in range(2) for h in range(4))
+    assert not at.session_state["compare_on"]
     [message] = toasts(at)
     assert "could not be used" in message and "are at their defaults" in message
     for field in fields:

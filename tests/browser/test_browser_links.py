@@ -106,3 +106,34 @@ def test_copy_link_gives_the_address_and_back_and_forward_go_through_the_views(p
         bh.wait_idle(page)
         assert bh.select_value(page, "Head") == "3"
         assert_clean(page, "after Back and Forward")
+
+
+COMPARE = {"model": "digits-0-9", "example": "Max ( 7 2 9 )", "compare": "Max ( 7 2 8 )"}
+STAGE_CHARTS = {"tokens": ("Block 0's input (token + position)", "tokens_compare"),
+                "attention": ("Attention pattern L0 H0", "attn_compare"),
+                "residual": ("Stream norms", "resid_compare"),
+                "backprop": ("Gradient norms", "bp_compare")}  # fmt: skip
+
+
+def test_compare_mode_on_every_stage_page(playwright, app_url):  # noqa: F811
+    with bh.chromium_context(playwright, width=1280, height=900) as ctx:
+        page = ctx.new_page()
+        for path, (title, key) in STAGE_CHARTS.items():
+            bh.open_app(page, app_url, f"{path}?{urlencode(COMPARE)}")
+            assert_clean(page, path)
+            for text in ("Max ( 7 2 9 )", "Max ( 7 2 8 )"):  # side by side: one chart per run, both drawn
+                chart = bh.chart_with_title(page, f"{title}: {text}")
+                chart.locator(bh.RECT_MARKS).first.wait_for(state="attached")
+            bh.watch_for_run(page)
+            page.locator(f".st-key-{key} button").filter(has_text="difference").click()
+            bh.wait_run_finished(page)
+            diff = bh.chart_with_title(page, f"{title}: first minus second")
+            diff.locator(bh.RECT_MARKS).first.wait_for(state="attached")
+            assert query(page)["cmp"] == "2"
+        bh.open_app(page, app_url, f"output?{urlencode(COMPARE)}")
+        bars = bh.chart_with_title(page, "Next-token probabilities of the two runs")
+        bars.locator(bh.MARKS).first.wait_for(state="attached")
+        assert len(bh.mark_labels(bars)) >= 4
+        bh.open_app(page, app_url, f"?{urlencode(COMPARE)}")
+        bh.chart_with_title(page, "How far apart the two residual streams are").wait_for()
+        assert "first part noticeably" in page.locator("[data-testid='stMain']").inner_text()
