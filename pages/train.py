@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from explainer import charts, live_charts, state
+from explainer import charts, links, live_charts, state
 from explainer import format as fmt
 from explainer.charts import attention as attention_charts
 from explainer.charts.training import mechanism_over_training, weight_change_bars
@@ -48,6 +48,7 @@ DEFAULTS = MappingProxyType({
     "train_clip": _TRAIN.grad_clip, "train_eval_every": _TRAIN.eval_every,
     "train_stop_at": _TRAIN.stop_at_accuracy is not None, "train_size": "all",
 })  # fmt: skip
+BATCH_SIZES = [16, 32, 64, 128, 256, tj.MAX_BATCH]
 TRAIN_SIZES = ["all" if n is None else n for n in tj.TRAIN_SIZES]  # the training expressions to use ("all")
 OPTIMIZERS = formulas.OPTIMIZER_NAMES
 ATTENTION = {"bidirectional": "bidirectional (encoder)", "causal": "causal (GPT-style decoder)"}
@@ -176,10 +177,34 @@ st.caption(f"Limits on this shared machine: {tj.limits_text()}. Training runs in
 # default from that run's message and sends it back; a value set through session state travels only with the
 # run that set it, so that default would be the empty list and the minimum.
 LAZY_WIDGETS = ("train_ops", "train_n_args")
+
+
+def _bind_settings() -> None:
+    """Every setting in the page's address (those at their default left out), each checked like its widget."""
+    d = DEFAULTS
+    links.bind("tmax", "train_max_value", d["train_max_value"], options=[9, 99])
+    links.bind("tops", "train_ops", list(d["train_ops"]), options=list(d["train_ops"]), check=bool)
+    links.bind("targs", "train_n_args", d["train_n_args"], low=2, high=tj.MAX_ARGS)
+    for param, key, high in (("tlayers", "train_layers", tj.MAX_LAYERS), ("theads", "train_heads", tj.MAX_HEADS),
+                             ("tdmodel", "train_d_model", tj.MAX_D_MODEL), ("tdff", "train_d_ff", tj.MAX_D_FF),
+                             ("tsteps", "train_steps", tj.MAX_STEPS), ("twarmup", "train_warmup", tj.MAX_STEPS),
+                             ("teval", "train_eval_every", 5000), ("tseed", "train_seed", 2**31 - 1)):  # fmt: skip
+        low = {"train_d_model": 4, "train_d_ff": 4, "train_steps": 10, "train_warmup": 0, "train_eval_every": 10,
+               "train_seed": 0}.get(key, 1)  # fmt: skip
+        links.bind(param, key, d[key], low=low, high=high)
+    links.bind("tattn", "train_causal", d["train_causal"], options=list(ATTENTION))
+    links.bind("tnorm", "train_norm", d["train_norm"], options=list(NORMS))
+    links.bind("topt", "train_optimizer", d["train_optimizer"], options=list(OPTIMIZERS))
+    links.bind("tlr", "train_lr", float(d["train_lr"]), low=0.0001, high=10.0)
+    links.bind("tbatch", "train_batch", d["train_batch"], options=BATCH_SIZES)
+    links.bind("tclip", "train_clip", float(d["train_clip"]), low=0.0, high=100.0)
+    links.bind("tstop", "train_stop_at", d["train_stop_at"])
+    links.bind_choice("tsize", "train_size", TRAIN_SIZES)
 saved = ss.get(SETTINGS, DEFAULTS)
 for key, value in saved.items():
     if key not in LAZY_WIDGETS:
         ss.setdefault(key, value)
+_bind_settings()  # a link's recipe (explainer.links): a teacher can send "train this"
 lazy_values = {key: ss.get(key, saved[key]) for key in LAZY_WIDGETS}  # this run's value, else the saved one
 if ss.train_max_value > 9:
     ss.train_causal = "causal"
@@ -209,7 +234,7 @@ with right.container(border=True):
                 on_change=_on_optimizer, help="Changing it sets the learning rate to its default, unless you changed "
                 "that yourself.")  # fmt: skip
     b.number_input("Learning rate", 0.0001, 10.0, step=0.001, format="%.4f", key="train_lr")
-    a.selectbox("Batch size", [16, 32, 64, 128, 256, tj.MAX_BATCH], key="train_batch")
+    a.selectbox("Batch size", BATCH_SIZES, key="train_batch")
     b.number_input("Steps", 10, tj.MAX_STEPS, step=100, key="train_steps")
     a.number_input("Seed", 0, 2**31 - 1, key="train_seed",
                    help="Initial weights and batches: the same settings and seed give the same model.")  # fmt: skip

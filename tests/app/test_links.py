@@ -38,6 +38,9 @@ LINKS = {
     "../pages/mechanism.py": {"model": "digits-0-99", "example": "Min ( 4 96 6 )", "step": "2", "ablate": "2",
                               "cf": "2", "steer": "L1H1", "slot": "3"},
     "../pages/heads.py": {"model": "digits-0-99", "example": "Max ( 6 54 1 )", "layer": "1", "head": "3"},
+    "../pages/train.py": {"model": "digits-0-9", "example": "Max ( 7 2 9 )", "tops": "Max,Min", "targs": "4",
+                          "tlayers": "1", "theads": "2", "tdmodel": "32", "tnorm": "pre", "topt": "sgd", "tlr": "0.05",
+                          "tbatch": "32", "tsteps": "300", "tseed": "7", "tstop": "0", "tsize": "3"},
 }
 # What each link's fields mean in the session (a sample: the widgets' own keys).
 STATE = {
@@ -49,6 +52,8 @@ STATE = {
                              "bp_param": "blocks.0.attn.W_Q", "bp_lr": 0.25},
     "../pages/tokens.py": {"tokens_dims": [2, 7], "tokens_no_pos": True},
     "../pages/mechanism.py": {"mech_ablation": "the mean over other inputs", "mech_steer_heads": "L1H1"},
+    "../pages/train.py": {"train_ops": ["Max", "Min"], "train_n_args": 4, "train_layers": 1, "train_d_model": 32,
+                          "train_optimizer": "sgd", "train_lr": 0.05, "train_stop_at": False, "train_size": 300},
 }
 
 
@@ -159,3 +164,18 @@ def test_the_copy_link_holds_the_address():
     from urllib.parse import parse_qsl
 
     assert dict(parse_qsl(query)) == LINKS["../pages/attention.py"]
+
+
+def test_a_recipe_in_a_link_is_what_start_training_trains():
+    """A teacher's link: the Train page's settings are the ones the run is started with."""
+    from explainer import state
+
+    at = open_link("../pages/train.py", LINKS["../pages/train.py"])
+    assert at.multiselect(key="train_ops").value == ["Max", "Min"] and at.slider(key="train_n_args").value == 4
+    at.button(key="train_start").click().run()
+    job = at.session_state[state.TRAIN_JOB]
+    job.stop()
+    cfg, task = job.model_config, job.task
+    assert (cfg.n_layers, cfg.n_heads, cfg.d_model, cfg.norm) == (1, 2, 32, "pre")
+    assert (task.operations, task.n_args) == (("Max", "Min"), 4)
+    assert (job.train.optimizer, job.train.lr, job.train.batch_size, job.train_size) == ("sgd", 0.05, 32, 300)

@@ -138,7 +138,8 @@ def test_a_small_run_joins_the_model_list_and_opens_in_other_pages(trained):
     assert snap.probe_tokens == ("Min", "(", "4", ",", "8", ",", "1", ")", "=")
     # The checkpoint offered for download is the trained model.
     data = at.session_state["train_checkpoint"][1]
-    assert len(at.get("download_button")) == 1
+    assert [b.proto.label for b in at.get("download_button") if b.key == "train_download"] == [
+        "Download the trained model (.safetensors)"]  # the sidebar's Export offers the run's own files too
     loaded = store.from_checkpoint(data)
     assert all(np.array_equal(loaded.transformer.params[k], v) for k, v in job.model.transformer.params.items())
     # Every explainer page opens the new model.
