@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from explainer import format as fmt
-from explainer import state, vega
+from explainer import links, state, vega
 from model_core.presets import train_page_defaults
 from model_core.training import formulas
 from model_core.training import job as tj
@@ -64,6 +64,9 @@ st.caption(formulas.loss_caption(model.causal))
 st.subheader("One step on one real batch")
 if ss.get("loop_model") != cur.model_key:  # another model: start from its recipe's step 0, seed and batch size
     ss.update(loop_model=cur.model_key, loop_step=0, loop_seed=cfg.seed, loop_batch=cfg.batch_size)
+links.bind("step", "loop_step", 0, low=0, high=cfg.steps)
+links.bind("seed", "loop_seed", cfg.seed, low=0, high=2**31 - 1)
+links.bind("batch", "loop_batch", cfg.batch_size, options=BATCH_SIZES)
 left, middle, right = st.columns([2, 1, 1])
 t = left.slider("Step t (its learning rate)", 0, cfg.steps, key="loop_step",
                 help="The step of the schedule whose learning rate this update uses (counted from 0).")  # fmt: skip
@@ -115,6 +118,7 @@ st.markdown(
     f"as on the Backprop page), one first step from the model's weights (float64 copies) with plain SGD (momentum "
     f"0), SGD with momentum {cfg.momentum:g} and Adam (β1 = {cfg.beta1:g}, β2 = {cfg.beta2:g}), all at the same η."
 )
+links.bind("eta", "loop_eta", 3e-3, options=ETAS)
 eta = st.select_slider("Learning rate η", ETAS, value=3e-3, key="loop_eta", format_func=lambda x: f"{x:g}")
 three = wt.three_optimizers(model, run.train_tokens, run.train_targets, float(eta), cfg)
 rows = []

@@ -38,6 +38,8 @@ LINKS = {
     "../pages/mechanism.py": {"model": "digits-0-99", "example": "Min ( 4 96 6 )", "step": "2", "ablate": "2",
                               "cf": "2", "steer": "L1H1", "slot": "3"},
     "../pages/heads.py": {"model": "digits-0-99", "example": "Max ( 6 54 1 )", "layer": "1", "head": "3"},
+    "../pages/loop.py": {"model": "digits-0-99", "example": "Max ( 47 82 19 )", "step": "250", "seed": "3",
+                         "batch": "32", "eta": "0.03"},
     "../pages/train.py": {"model": "digits-0-9", "example": "Max ( 7 2 9 )", "tops": "Max,Min", "targs": "4",
                           "tlayers": "1", "theads": "2", "tdmodel": "32", "tnorm": "pre", "topt": "sgd", "tlr": "0.05",
                           "tbatch": "32", "tsteps": "300", "tseed": "7", "tstop": "0", "tsize": "3"},
@@ -52,6 +54,7 @@ STATE = {
                              "bp_param": "blocks.0.attn.W_Q", "bp_lr": 0.25},
     "../pages/tokens.py": {"tokens_dims": [2, 7], "tokens_no_pos": True},
     "../pages/mechanism.py": {"mech_ablation": "the mean over other inputs", "mech_steer_heads": "L1H1"},
+    "../pages/loop.py": {"loop_step": 250, "loop_seed": 3, "loop_batch": 32, "loop_eta": 0.03},
     "../pages/train.py": {"train_ops": ["Max", "Min"], "train_n_args": 4, "train_layers": 1, "train_d_model": 32,
                           "train_optimizer": "sgd", "train_lr": 0.05, "train_stop_at": False, "train_size": 300},
 }
