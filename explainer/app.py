@@ -41,9 +41,9 @@ cur = state.sidebar(SELECTORS.get(navigation.url_path, ()))
 path.glossary_popover(cur)
 share = st.sidebar.empty()  # this view's link and export, filled in once the page has bound its own choices
 state.phone_example()  # above the page, on a phone only (the sidebar is folded away there)
-stage = next((name for name, page in STAGES.items() if page.url_path == navigation.url_path), None)
-if stage is not None:
-    path.quiz(stage, cur)  # above the page: predict before its numbers give the answer away
+# a stage page draws its question under its title (path.quiz_here): predict before its numbers give it away
+st.session_state[path.STAGE] = next((name for name, page in STAGES.items() if page.url_path == navigation.url_path),
+                                    None)  # fmt: skip
 navigation.run()  # the page draws itself
 path.prev_next(COURSE, navigation)
 links.write()  # the address shows what is on screen

@@ -32,6 +32,18 @@ def _reveal(stage: str, key: str) -> None:
         st.session_state.setdefault(REVEALED, {})[stage] = (key, choice)
 
 
+STAGE = "_quiz_stage"  # the stage page of this run (the entry script sets it), whose question the page draws
+
+
+def quiz_here() -> None:
+    """The stage page's question, drawn where the page calls this (under its title, before its numbers)."""
+    stage = st.session_state.get(STAGE)
+    if stage is not None:
+        from explainer.state import current
+
+        quiz(stage, current())
+
+
 def quiz(stage: str, cur: Current) -> None:
     """The page's question on the current example (nothing for a page without one): choose, then Reveal."""
     q = questions.question_for(stage, cur.run, cur.model, cur.layer, cur.head, code=fmt.code, pct=fmt.percent)

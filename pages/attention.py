@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from explainer import charts, compare, links, state, vega
+from explainer import charts, compare, links, path, state, vega
 from explainer import format as fmt
 from explainer.charts import attention as attention_charts
 from model_core.analysis import attention as aa
@@ -23,6 +23,7 @@ masked = aa.masked_keys(scores)
 answer_at = run.answer_pos
 
 st.title("Attention")
+path.quiz_here()  # predict, then reveal
 st.caption(
     f"Layer **{layer}**, head **{head}** of {cfg.n_heads} (choose them in the sidebar) on **{cur.text}**: "
     f"{T} positions, d_model {cfg.d_model}, d_head {dh}."

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from explainer import charts, compare, links, state, vega
+from explainer import charts, compare, links, path, state, vega
 from explainer import format as fmt
 from model_core.analysis import gradients as bp
 
@@ -27,6 +27,7 @@ def token(i: int) -> str:
 
 
 st.title("Backprop")
+path.quiz_here()  # predict, then reveal
 reads = fmt.code(" ".join(train_labels))
 st.caption(
     f"Example **{fmt.literal(expr.text)}**, true answer **{expr.answer}**. To learn, the model is scored on the "

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from explainer import charts, compare, links, state, vega
+from explainer import charts, compare, links, path, state, vega
 from explainer import format as fmt
 from model_core.analysis import output as ao
 
@@ -23,6 +23,7 @@ def _loss(v: float) -> str:
 
 
 st.title("Output & softmax")
+path.quiz_here()  # predict, then reveal
 st.markdown(
     "After the last block, each position's vector is multiplied by the unembedding $W_U$: one score, a **logit**, "
     "per vocabulary token. Softmax turns the logits into probabilities, and training lowers the cross-entropy "

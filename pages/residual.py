@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from explainer import charts, compare, links, state, vega
+from explainer import charts, compare, links, path, state, vega
 from explainer import format as fmt
 from model_core.analysis import residual as res
 
@@ -21,6 +21,7 @@ answer_at = run.answer_pos
 pre = cfg.norm == "pre"
 
 st.title("Residual stream, LayerNorm & FFN")
+path.quiz_here()  # predict, then reveal
 st.caption(
     f"Model **{fmt.literal(cur.model_name)}** ({'pre' if pre else 'post'}-norm, {ACTIVATION[cfg.activation]} FFN) on "
     f"**{cur.text}**; block **{layer}** (choose it in the sidebar)."

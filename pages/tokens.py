@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from explainer import charts, compare, links, state, vega
+from explainer import charts, compare, links, path, state, vega
 from explainer import format as fmt
 from model_core.analysis import embeddings as emb
 from model_core.interp.positions import WithoutPositions, accuracy_without_positions
@@ -85,6 +85,7 @@ rows = charts.position_labels(labels)
 T, D = len(labels), cfg.d_model
 
 st.title("Tokens & embeddings")
+path.quiz_here()  # predict, then reveal
 st.markdown(
     f"Before any attention, the text becomes numbers in three steps: it is cut into **tokens**, each token id "
     f"picks a row of the learned embedding table $W_E$ (a vector of {D} numbers), and a **positional** vector "
