@@ -168,6 +168,21 @@ def room_note(dropped: str) -> str:
             f"not selected, {dropped}, was removed from the model list.")  # fmt: skip
 
 
+RUNS = "train_runs"  # this session's ended training runs, oldest first (`remember_run`)
+MAX_RUNS_KEPT = 8  # a few kB each: the validation curve only
+
+
+def remember_run(job, name: str) -> None:
+    """Keep an ended run's validation curve and result for the Train page's overlay of this session's runs."""
+    snap = job.snapshot()
+    vals = snap.validations
+    runs = st.session_state.setdefault(RUNS, [])
+    runs.append({"name": name, "status": snap.status, "steps": snap.steps_done,
+                 "step": [e.step for e in vals], "accuracy": [e.accuracy for e in vals],
+                 "loss": [e.loss for e in vals], "held_out": snap.held_out_accuracy})  # fmt: skip
+    del runs[:-MAX_RUNS_KEPT]
+
+
 def adopt_finished_job(job) -> bool:
     """Once a training job has ended, put its model in the sidebar's list (once). True if this call did it.
 
@@ -179,6 +194,7 @@ def adopt_finished_job(job) -> bool:
         return False
     keep = job.model is not None and job.status in ("finished", "reached_target", "stopped")
     added[job.id], dropped = add_session_model(job.name, job.model) if keep else (None, None)
+    remember_run(job, added[job.id] or job.name)
     if dropped:
         st.session_state[MODEL_NOTE] = room_note(dropped)  # the sidebar shows it
     return keep

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from explainer import charts, links, live_charts, state
+from explainer import charts, links, live_charts, state, vega
 from explainer import format as fmt
 from explainer.charts import attention as attention_charts
 from explainer.charts.training import mechanism_over_training, weight_change_bars
@@ -596,6 +596,33 @@ def dynamics() -> None:
 
 live()
 dynamics()
+
+# ---------------------------------------------------------------- this session's runs, overlaid
+def session_runs() -> None:
+    """Every run this session ended, on one pair of axes: validation accuracy and loss against step."""
+    runs = ss.get(state.RUNS, [])
+    if len(runs) < 2:
+        return
+    st.subheader("This session's runs")
+    names = [r["name"] for r in runs]
+    rows = [(step, value, metric, r["name"]) for r in runs
+            for metric, values in (("accuracy", r["accuracy"]), ("loss", r["loss"]))
+            for step, value in zip(r["step"], values, strict=True) if value is not None]  # fmt: skip
+    df = pd.DataFrame(rows, columns=["step", "value", "metric", "split"])
+    for metric, log_y in (("accuracy", False), ("loss", True)):
+        # Streamlit fits the axes and the legend (one run a line, below) inside the height: room for both
+        vega.draw(charts.metric_curve(df, metric, log_y=log_y, title=f"Validation {metric} of each run",
+                                      splits=names, legend_title="run", height=360 + 26 * len(names)),
+                  width="stretch")  # fmt: skip
+    st.markdown(tj.runs_text(runs, name=lambda n: f"**{fmt.literal(n)}**", pct=fmt.percent))
+    st.dataframe(pd.DataFrame({"run": names, "status": [r["status"] for r in runs],
+                               "steps": [r["steps"] for r in runs],
+                               "held-out accuracy": [fmt.percent(r["held_out"]) if r["held_out"] is not None
+                                                     else "—" for r in runs]}),  # fmt: skip
+                 hide_index=True)
+
+
+session_runs()
 
 # ---------------------------------------------------------------- save and load
 st.subheader("Save or load a model")

@@ -51,11 +51,13 @@ def metric_curve(
     width: int | str | None = "container",
     height: int = PANEL_HEIGHT,
     splits: list[str] | None = None,
+    legend_title: str = "split",
 ) -> alt.Chart:
     """One metric against step, one line per split (a single panel of ``training_curves``).
 
     ``df`` columns: step, value, metric, split. Accuracy is drawn on [0, 1]. ``splits``: the splits this
-    metric has, which its legend lists (default: every split of ``df``).
+    metric has, which its legend lists (default: every split of ``df``); ``legend_title`` names them (e.g. "run"
+    when each line is one training run).
     """
     df = df[["step", "value", "metric", "split"]]
     if metric == "accuracy":
@@ -72,7 +74,10 @@ def metric_curve(
             x=alt.X("step:Q", title="training step"),
             y=alt.Y("value:Q", scale=scale, title=metric + (" (log scale)" if log_y else "")),
             # the domain too: the legend names every split before any has data (a live chart starts empty)
-            color=alt.Color("split:N", sort=splits, scale=alt.Scale(domain=splits), title="split"),
+            # runs' names are long: their legend goes below the plot, one per line
+            color=alt.Color("split:N", sort=splits, scale=alt.Scale(domain=splits), title=legend_title,
+                            legend=alt.Legend(orient="bottom", direction="vertical", labelLimit=400)
+                            if legend_title != "split" else alt.Undefined),  # fmt: skip
         )
     )
     # Points (with tooltips) only where values are sparse: the training split has a value at every
@@ -80,7 +85,7 @@ def metric_curve(
     # about 2 CPU-seconds more in a 12 s run of the Train page (benchmarks/train_page_speed.py).
     points = base.transform_filter(alt.datum.split != SPLIT_EVERY_STEP).mark_point(size=15, filled=True).encode(
         tooltip=[
-            alt.Tooltip("split:N", title="split"),
+            alt.Tooltip("split:N", title=legend_title),
             alt.Tooltip("step:Q", title="step"),
             value_tooltip("value", metric),
         ]

@@ -155,6 +155,35 @@ def file_name(name: str, suffix: str = ".safetensors") -> str:
     return stem[:100] + suffix
 
 
+def runs_text(runs: list[dict], name: Callable[[str], str] = str,
+              pct: Callable[[float], str] = lambda x: f"{x:.2%}") -> str:  # fmt: skip
+    """Which of several ended runs (`explainer.state.remember_run`'s records: name, step, accuracy, held_out)
+    reached 100% validation accuracy first, and which did best on held-out expressions; true of these runs.
+    `name` writes a run's name (e.g. bold and escaped for Markdown), `pct` a fraction (the app's never rounds
+    up to 100%)."""
+    first = {r["name"]: next((s for s, a in zip(r["step"], r["accuracy"], strict=True) if a >= 1.0), None)
+             for r in runs}  # fmt: skip
+    reached = {n: s for n, s in first.items() if s is not None}
+    parts = []
+    if not reached:
+        parts.append(f"None of these {len(runs)} runs reached 100% validation accuracy.")
+    else:
+        best = min(reached.values())
+        who = [n for n, s in reached.items() if s == best]
+        parts.append(f"{len(reached)} of these {len(runs)} runs reached 100% validation accuracy; "
+                     + (f"{name(who[0])} first, at step {best:,}." if len(who) == 1
+                        else f"{', '.join(name(n) for n in who)} first, all at step {best:,}."))  # fmt: skip
+    held = [(r["held_out"], r["name"]) for r in runs if r["held_out"] is not None]
+    if held:
+        top = max(h for h, _ in held)
+        who = [n for h, n in held if h == top]
+        if len(who) == len(held):
+            parts.append(f"All {len(held)} score the same on held-out expressions ({pct(top)}).")
+        else:
+            parts.append(f"Best on held-out expressions: {', '.join(name(n) for n in who)} ({pct(top)}).")
+    return " ".join(parts)
+
+
 def thin_indices(n: int, max_points: int = MAX_POINTS) -> np.ndarray:
     """At most `max_points` evenly spread indices into `n` points, always the first and the last.
 

@@ -148,3 +148,29 @@ def test_a_run_on_100_expressions_memorises_them(memorising):
     assert shown_text(warning.value).startswith(
         f"The model memorised its 100 training expressions: {train:.1%} right on them, but {held_out:.1%} on the "
         f"{len(splits.test):,} held-out expressions it never saw")
+
+
+def test_this_sessions_runs_are_overlaid_once_there_are_two():
+    """Two short runs: one line per run on the validation curves, equal to each run's own validations, and a
+    sentence that says which reached 100% first, computed from those numbers."""
+    from explainer import state
+
+    at = open_app(PAGE)
+    configure(at, steps=40, eval_every=20).button(key="train_start").click().run()
+    first = wait_until_done(at)
+    at.run()
+    assert "This session's runs" not in [s.value for s in at.subheader]  # one run: nothing to overlay
+    configure(at, steps=60, eval_every=20, train_seed=1).button(key="train_start").click().run()
+    second = wait_until_done(at)
+    at.run()
+    assert not at.exception
+    assert "This session's runs" in [s.value for s in at.subheader]
+    runs = at.session_state[state.RUNS]
+    assert [r["steps"] for r in runs] == [first.snapshot().steps_done, second.snapshot().steps_done]
+    _, df = [(s, f[0]) for s, f in charts(at) if "Validation accuracy of each run" in str(s.get("title"))][0]
+    for r, job in zip(runs, (first, second), strict=True):
+        mine = df[(df["split"] == r["name"]) & (df["metric"] == "accuracy")]
+        assert list(mine["step"]) == [e.step for e in job.snapshot().validations]
+        assert list(mine["value"]) == [e.accuracy for e in job.snapshot().validations]
+    want = tj.runs_text(runs, name=lambda n: f"**{fmt.literal(n)}**", pct=fmt.percent)
+    assert want in [m.value for m in at.markdown]
