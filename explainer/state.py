@@ -285,8 +285,10 @@ def _on_text(key: str = "example_text") -> None:
 
 PHONE_EXAMPLE = "example_text_phone"  # the example's box above each page, shown on narrow screens only
 # Below 768 px Streamlit folds the sidebar away; there the box above the page is the way to edit the example.
+# Formulas a little smaller there too, so that most fit the width (a wider one still scrolls).
 _PHONE_ONLY_CSS = ("<style>.st-key-phone_example{display:none}"
-                   "@media (max-width: 767px){.st-key-phone_example{display:block}}</style>")  # fmt: skip
+                   "@media (max-width: 767px){.st-key-phone_example{display:block}"
+                   ".katex-display{font-size:0.85em}}</style>")  # fmt: skip
 
 
 def phone_example() -> None:

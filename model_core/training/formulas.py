@@ -61,26 +61,24 @@ def update_latex(cfg: TrainConfig) -> str:
     """The parameter update of `cfg.optimizer`, with the constants of the optimiser the trainer builds."""
     opt = _optimizer(cfg)
     g = r"g_t = \nabla_\theta \mathcal{L}"
+    # one equation a line (KaTeX's gathered): side by side, the AdamW update was twice a phone's width
     if isinstance(opt, SGD):
-        return (
-            g + r",\quad v_t = " + _number(opt.momentum) + r"\, v_{t-1} + g_t,\quad \theta_t = \theta_{t-1} - "
-            r"\eta_t\, v_t"
-        )
+        v = r"v_t = " + _number(opt.momentum) + r"\, v_{t-1} + g_t"
+        return _lines(g, v, r"\theta_t = \theta_{t-1} - \eta_t\, v_t")
     b1, b2, eps = _number(opt.beta1), _number(opt.beta2), _number(opt.eps)
-    moments = (
-        g + r",\quad m_t = " + b1 + r"\, m_{t-1} + (1 - " + b1 + r")\, g_t,\quad v_t = " + b2 + r"\, v_{t-1} + (1 - "
-        + b2 + r")\, g_t^2"
-    )
-    step = (
-        r"\hat m_t = \frac{m_t}{1 - " + b1 + r"^{\,t}},\quad \hat v_t = \frac{v_t}{1 - " + b2 + r"^{\,t}},\quad "
-        r"\theta_t = \theta_{t-1} - \eta_t "
-    )
-    if isinstance(opt, AdamW) and opt.weight_decay > 0:
-        step += r"\left(\frac{\hat m_t}{\sqrt{\hat v_t} + " + eps + r"} + " + _number(opt.weight_decay)
-        step += r"\, \theta_{t-1}\, [\theta \in W]\right)"
-    else:
-        step += r"\frac{\hat m_t}{\sqrt{\hat v_t} + " + eps + "}"
-    return moments + r" \\ " + step
+    m = r"m_t = " + b1 + r"\, m_{t-1} + (1 - " + b1 + r")\, g_t"
+    v = r"v_t = " + b2 + r"\, v_{t-1} + (1 - " + b2 + r")\, g_t^2"
+    m_hat = r"\hat m_t = \frac{m_t}{1 - " + b1 + r"^{\,t}}"
+    v_hat = r"\hat v_t = \frac{v_t}{1 - " + b2 + r"^{\,t}}"
+    adam = r"\frac{\hat m_t}{\sqrt{\hat v_t} + " + eps + "}"
+    if isinstance(opt, AdamW) and opt.weight_decay > 0:  # u_t: the step's direction, on a line of its own
+        u = r"u_t = " + adam + " + " + _number(opt.weight_decay) + r"\, \theta_{t-1}\, [\theta \in W]"
+        return _lines(g, m, v, m_hat, v_hat, u, r"\theta_t = \theta_{t-1} - \eta_t\, u_t")
+    return _lines(g, m, v, m_hat, v_hat, r"\theta_t = \theta_{t-1} - \eta_t " + adam)
+
+
+def _lines(*equations: str) -> str:
+    return r"\begin{gathered} " + r" \\ ".join(equations) + r" \end{gathered}"
 
 
 def update_caption(cfg: TrainConfig, param_names: list[str]) -> str:
@@ -116,19 +114,18 @@ def _plain(x: float) -> str:
 def schedule_latex(cfg: TrainConfig) -> str:
     """The learning rate at step t, as `optim.lr_at` computes it."""
     warm = cfg.warmup_steps
-    parts = []
+    # one case a line, its condition after it: a `cases` block was wider than a phone
+    lines = []
     if warm > 0:
-        parts.append(r"\eta\, \frac{t + 1}{" + str(warm) + r"} & t < " + str(warm))
-    after = r"t \ge " + str(warm) if warm > 0 else r"\text{every } t"
+        lines.append(r"\eta_t = \eta\, \frac{t + 1}{" + str(warm) + r"} \quad (t < " + str(warm) + ")")
+    after = r"(t \ge " + str(warm) + ")" if warm > 0 else r"(\text{every } t)"
     if cfg.schedule == "constant":
-        parts.append(r"\eta & " + after)
-    else:
-        floor = _number(cfg.min_lr_ratio)
-        parts.append(
-            floor + r"\,\eta + (1 - " + floor + r")\,\eta\, \tfrac12\left(1 + \cos \frac{\pi\, \min(t - " + str(warm)
-            + r",\ T - " + str(warm) + r")}{T - " + str(warm) + r"}\right) & " + after
-        )
-    return r"\eta_t = \begin{cases} " + r" \\ ".join(parts) + r" \end{cases}, \qquad T = " + str(cfg.steps)
+        return _lines(*lines, r"\eta_t = \eta \quad " + after, f"T = {cfg.steps}")
+    floor = _number(cfg.min_lr_ratio)
+    rest = _number(round(1 - cfg.min_lr_ratio, 12))  # 1 - 0.1 written 0.9
+    lines.append(r"\eta_t = " + floor + r"\,\eta + " + rest + r"\,\eta\, \tfrac12 (1 + \cos \pi p_t) \quad " + after)
+    p = r"p_t = \frac{\min(t - " + str(warm) + r",\ T - " + str(warm) + r")}{T - " + str(warm) + "}"  # decay done
+    return _lines(*lines, p, f"T = {cfg.steps}")
 
 
 def schedule_caption(cfg: TrainConfig) -> str:
@@ -156,10 +153,8 @@ def clipping_latex(cfg: TrainConfig) -> str | None:
     if cfg.grad_clip <= 0:
         return None
     c = _number(cfg.grad_clip)
-    return (
-        r"g_t \leftarrow g_t \cdot \min\!\left(1,\ \frac{" + c + r"}{\lVert g_t \rVert}\right), \qquad \lVert g_t "
-        r"\rVert^2 = \sum_{\text{every parameter}} g^2"
-    )
+    return _lines(r"g_t \leftarrow g_t \cdot \min\!\left(1,\ \frac{" + c + r"}{\lVert g_t \rVert}\right)",
+                  r"\lVert g_t \rVert^2 = \sum_{\text{every parameter}} g^2")  # fmt: skip
 
 
 def clipping_sentence(grad_norms: np.ndarray, clip: float) -> str:
