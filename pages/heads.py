@@ -229,6 +229,14 @@ if cfg.n_layers > 1:  # stacking blocks: what the blocks after the first add, re
                    "gets most of them wrong. " if needs else "Block 0 alone already puts it on top for most inputs "
                    "of every operation; the later blocks make it surer or fix the rest. ")
                 + "Section 1 shows where each block's heads look from `=`.")  # fmt: skip
+    st.markdown("What each block's heads read at `=`, from section 1:\n\n" + "\n".join(
+        f"- **Block {lay}**: " + ("; ".join(f"{h} {said[h]}" for h in hs if said[h])
+                                 or "no head shows a clear role from where it attends")
+        + (f" ({len([h for h in hs if not said[h]])} more with no clear role)"
+           if any(said[h] for h in hs) and not all(said[h] for h in hs) else "") + "."
+        for lay in range(cfg.n_layers) for hs in [[h for h in roles.heads if h.startswith(f"L{lay}H")]])
+        + "\n\nHow it answers follows one example through them: patching shows which position carries the "
+        "difference after each block.")  # fmt: skip
 
 # ---------------------------------------------------------------- 5: mistakes, least confident
 st.subheader("5 · Mistakes and least confident answers")

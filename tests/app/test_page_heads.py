@@ -321,3 +321,20 @@ def test_what_stacking_blocks_adds_reads_the_lens_after_block_0_and_at_the_end()
         assert f"{fmt.percent(lens[after0, k])} after block 0, {fmt.percent(lens[-1, k])} at the end" in text, op
     needs = [op for k, op in enumerate(ops) if lens[-1, k] - lens[after0, k] >= 0.5]
     assert (f"{', '.join(needs)} need" in text) if needs else ("Block 0 alone already" in text)
+
+
+@pytest.mark.parametrize("name", ["digits-0-9", "digits-0-99"])
+def test_stacking_blocks_says_what_each_blocks_heads_read(spaces, name):
+    """One line per block; each head that shows a role is named under its own block with that role, computed
+    here from the head-role table over the same space."""
+    model, space = spaces[name]
+    roles = isp.head_roles(model, run=space)
+    at = heads_page(name)
+    [text] = [m.value for m in at.markdown if "What each block's heads read" in m.value]
+    lines = [ln for ln in text.splitlines() if ln.startswith("- **Block")]
+    assert len(lines) == model.transformer.cfg.n_layers
+    for h in roles.heads:
+        role = isp.head_role(roles, h)
+        line = lines[int(h[1])]
+        assert (f"{h} {role}" in line) == bool(role), (h, line)
+        assert all(f"{h} " not in other for k, other in enumerate(lines) if k != int(h[1]))
