@@ -108,7 +108,9 @@ def test_a_trained_model_past_the_cap_drops_the_oldest_unselected_and_says_so_in
                                                for i in range(cap)}  # fmt: skip
     at.run()
     at.selectbox(key="model_name").select("old 0").run()
-    job = SimpleNamespace(id="test-budget-job", done=True, status="finished", name="trained: new", model=tiny("new"))
+    ended = SimpleNamespace(status="finished", steps_done=40, validations=(), held_out_accuracy=None)
+    job = SimpleNamespace(id="test-budget-job", done=True, status="finished", name="trained: new", model=tiny("new"),
+                          snapshot=lambda: ended)  # what the sidebar reads of an ended run (state.remember_run)
     at.session_state[state.TRAIN_JOB] = job  # a run that has just ended: the sidebar adopts its model
     at.run()
     assert not at.exception, at.exception

@@ -209,6 +209,9 @@ def test_three_first_steps_follow_their_formulas(shipped):
     assert f"Adam's update is {ratio:.3g} times as large as SGD's" in wt.compare_sentence(t)
     changes = wt.loss_change_sentence(t)
     for s in t.steps:
+        if s.loss_after == s.loss_before:  # a confident model: the step is below the loss's float32 resolution
+            assert f"{s.name} left it unchanged" in changes
+            continue
         verb = "lowered" if s.loss_after < s.loss_before else "raised"
         assert f"{s.name} {verb} it by {abs(s.loss_after - s.loss_before):.3g}" in changes
 
