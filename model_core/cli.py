@@ -25,7 +25,7 @@ from .training.trainer import EvalMetrics, Trainer, TrainResult
 OVERRIDES = {
     "steps": ("train", int), "lr": ("train", float), "batch_size": ("train", int), "seed": ("train", int),
     "optimizer": ("train", str), "warmup_steps": ("train", int), "eval_every": ("train", int),
-    "stop_at_accuracy": ("train", float),
+    "stop_at_accuracy": ("train", float), "min_lr_ratio": ("train", float), "hard_fraction": ("train", float),
     "layers": ("model", int), "heads": ("model", int), "d_model": ("model", int), "d_ff": ("model", int),
     "model_seed": ("model", int),
 }  # fmt: skip

@@ -101,6 +101,9 @@ class TrainConfig:
     eval_every: int = 100  # validation accuracy and an attention snapshot every this many steps
     stop_at_accuracy: float | None = None  # stop early once validation accuracy reaches this
     seed: int = 0  # batches and splits; the model's own seed is in ModelConfig
+    # share of each batch drawn from the hard cases (`Splits.sample_train`): every value's digit count equally
+    # likely (one-digit values as common as two-digit ones), a third of them with a tie or near tie; 0: uniform
+    hard_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "eval_every"):
@@ -121,6 +124,7 @@ class TrainConfig:
             "beta2": (self.beta2, 0.0, 1.0, True),
             "min_lr_ratio": (self.min_lr_ratio, 0.0, 1.0, True),
             "grad_clip": (self.grad_clip, 0.0, 1e6, True),
+            "hard_fraction": (self.hard_fraction, 0.0, 1.0, True),
         }
         for name, (value, low, high, low_ok) in checks.items():
             ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value == value

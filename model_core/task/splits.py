@@ -54,6 +54,25 @@ def _balanced_ops(n: int, n_ops: int, rng: np.random.Generator) -> np.ndarray:
     return rng.permutation((np.arange(n) + rng.integers(n_ops)) % n_ops)
 
 
+def hard_values(task: TaskConfig, n: int, rng: np.random.Generator) -> np.ndarray:
+    """[n, n_args] values drawn where a uniform draw rarely goes: each value's digit count is equally likely
+    (then the value is uniform among those of that many digits in the range), so every layout of the tokens
+    (which values are short) is as common as any other; and in a third of the rows one value is replaced by
+    another's, or by one more or less than it (a tie or a near tie, e.g. 49 and 50), within the range."""
+    lo, hi = task.min_value, task.max_value
+    bands = [(max(lo, 10 ** (d - 1) if d > 1 else 0), min(hi, 10**d - 1)) for d in range(1, len(str(hi)) + 1)]
+    bands = np.array([b for b in bands if b[0] <= b[1]])  # [bands, 2]
+    band = bands[rng.integers(0, len(bands), size=(n, task.n_args))]  # [n, n_args, 2]
+    values = band[..., 0] + (rng.random((n, task.n_args)) * (band[..., 1] - band[..., 0] + 1)).astype(np.int64)
+    if task.n_args > 1:
+        rows = np.flatnonzero(rng.random(n) < 1 / 3)
+        src = rng.integers(0, task.n_args, len(rows))
+        dst = (src + rng.integers(1, task.n_args, len(rows))) % task.n_args  # another slot
+        near = values[rows, src] + rng.integers(-1, 2, len(rows))  # -1, 0 or +1
+        values[rows, dst] = np.clip(near, lo, hi)
+    return values
+
+
 @dataclass(frozen=True, eq=False)
 class Splits:
     """Train/val/test by distinct expression. `train` is None when the space is hashed."""
@@ -87,11 +106,41 @@ class Splits:
         counts = np.bincount(train.ops, minlength=len(self.task.operations))  # [n_ops]
         return replace(self, train=train, _train_start=np.cumsum(counts) - counts, _train_count=counts)
 
-    def sample_train(self, n: int, rng: np.random.Generator) -> ExpressionSet:
+    def sample_train(self, n: int, rng: np.random.Generator, hard_fraction: float = 0.0) -> ExpressionSet:
         """n training expressions (with replacement), balanced across operations, shuffled: from the listed
-        training split, or (hashed spaces) drawn by hash."""
+        training split, or (hashed spaces) drawn by hash.
+
+        With `hard_fraction`, that share of them (the first rows) come from the training split's hard cases
+        (`hard_values`: one-digit values as common as two-digit ones, ties and near ties); the rest as above.
+        (The hard cases are drawn from the whole training split, not from a `with_train` subset.)"""
         task = self.task
         ops = _balanced_ops(n, len(task.operations), rng)  # [n]
+        n_hard = round(n * hard_fraction)
+        if n_hard:
+            hard = self._sample_hard(ops[:n_hard], rng)
+            rest = self._sample_uniform(ops[n_hard:], rng)
+            return ExpressionSet(task, np.concatenate([hard.ops, rest.ops]), np.concatenate([hard.values, rest.values]))
+        return self._sample_uniform(ops, rng)
+
+    def _sample_hard(self, ops: np.ndarray, rng: np.random.Generator) -> ExpressionSet:
+        """One training expression of each op in `ops` with `hard_values`: 8 candidates per slot, the first in
+        the training split kept (as the hashed draw below)."""
+        task, n = self.task, len(ops)
+        ids = np.empty(n, dtype=np.int64)
+        pending = np.arange(n)
+        for _ in range(1000):
+            k = len(pending)
+            cand = ExpressionSet(task, np.repeat(ops[pending], 8), hard_values(task, k * 8, rng))
+            ok = (self.split_of_ids(cand.ids()) == TRAIN).reshape(k, 8)
+            hit = ok.any(axis=1)
+            ids[pending[hit]] = cand.ids().reshape(k, 8)[hit, ok[hit].argmax(axis=1)]
+            pending = pending[~hit]
+            if not len(pending):
+                return ExpressionSet.from_ids(task, ids)
+        raise TaskError("Could not draw hard training expressions; lower val/test fractions.")
+
+    def _sample_uniform(self, ops: np.ndarray, rng: np.random.Generator) -> ExpressionSet:
+        task, n = self.task, len(ops)
         if self.train is not None:
             if (self._train_count[ops] == 0).any():
                 raise TaskError(

@@ -162,6 +162,8 @@ class Trainer:
         self.splits = splits if splits is not None else make_splits(model.task, seed=cfg.seed)
         # the training expressions the batches come from: None = the whole train split (`Splits.sample_train`)
         self.train_set = restrict_train(self.splits, train_size, cfg.seed) if train_size is not None else None
+        if self.train_set is not None and cfg.hard_fraction:
+            raise ValueError("hard_fraction draws from the whole training split; it cannot be used with train_size")
         self._batches = self.splits if self.train_set is None else self.splits.with_train(self.train_set)
         self.optimizer = make_optimizer(cfg, model.transformer.params)
         self.rng = np.random.default_rng(cfg.seed)
@@ -177,7 +179,9 @@ class Trainer:
 
     def sample_batch(self, n: int, rng: np.random.Generator) -> ExpressionSet:
         """n training expressions (with replacement, balanced across operations) from `train_set`, else from the
-        whole train split."""
+        whole train split (`hard_fraction` of them from its hard cases)."""
+        if self.cfg.hard_fraction:
+            return self._batches.sample_train(n, rng, hard_fraction=self.cfg.hard_fraction)
         return self._batches.sample_train(n, rng)
 
     def used_train_set(self) -> ExpressionSet | None:

@@ -209,6 +209,35 @@ def test_sample_train_is_balanced_and_from_train(which, n, small_splits, big_spl
         assert (np.diff(batch.ops) < 0).any()  # shuffled, not grouped by op
 
 
+@pytest.mark.parametrize("which", ["small", "big"])
+def test_hard_sampling_draws_short_values_and_ties_from_train(which, small_splits, big_splits):
+    s = small_splits if which == "small" else big_splits
+    batch = s.sample_train(4_000, np.random.default_rng(3), hard_fraction=0.5)
+    counts = np.bincount(batch.ops, minlength=5)
+    assert counts.sum() == 4_000 and counts.min() > 700  # every operation, about equally
+    assert (s.split_of_ids(batch.ids()) == 0).all()  # never a held-out expression
+    hard, rest = batch.values[:2_000], batch.values[2_000:]
+    ties = (hard[:, 0] == hard[:, 1]) | (hard[:, 1] == hard[:, 2]) | (hard[:, 0] == hard[:, 2])
+    if which == "big":  # 0-99: one-digit values about half of the hard rows', a tenth of the uniform rows'
+        assert 0.45 < (hard < 10).mean() < 0.6 and 0.08 < (rest < 10).mean() < 0.12
+        assert 0.15 < ties.mean() < 0.35
+    assert (batch.values >= s.task.min_value).all() and (batch.values <= s.task.max_value).all()
+    # without it, the draws are what they were
+    a = s.sample_train(64, np.random.default_rng(9))
+    b = s.sample_train(64, np.random.default_rng(9), hard_fraction=0.0)
+    assert np.array_equal(a.ids(), b.ids())
+
+
+def test_hard_values_cover_each_digit_band():
+    from model_core.task.splits import hard_values
+
+    task = TaskConfig(min_value=5, max_value=120)
+    v = hard_values(task, 30_000, np.random.default_rng(0))
+    assert v.min() >= 5 and v.max() <= 120
+    bands = np.digitize(v, [10, 100])  # one, two, three digits
+    np.testing.assert_allclose(np.bincount(bands.ravel()) / v.size, [1 / 3] * 3, atol=0.03)
+
+
 # ----------------------------------------------------------------------------- encoding
 
 
