@@ -21,6 +21,8 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from explainer.charts.common import MID_GREY
+
 try:  # the lock st.altair_chart converts under: holding it keeps its transformer out of ours
     from streamlit.elements.vega_charts import _altair_globals_lock as ALTAIR_LOCK
 except ImportError:  # a Streamlit without it: at least our own conversions never interleave
@@ -102,7 +104,7 @@ def draw(chart: alt.TopLevelMixin | dict, *, where: Any = None, **kwargs: Any):
     return (where if where is not None else st).vega_lite_chart(readable_in_both_themes(spec), **kwargs)
 
 
-SUBTITLE_COLOR = "#7d8494"  # mid grey: Streamlit's chart theme colours titles for light and dark, not subtitles
+SUBTITLE_COLOR = MID_GREY  # Streamlit's chart theme colours titles for light and dark, not subtitles
 
 
 def readable_in_both_themes(spec: dict) -> dict:

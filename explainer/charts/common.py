@@ -25,6 +25,9 @@ MASK_GREY = "#c8c8c8"
 HIGHLIGHT_COLOUR = "#e6550d"
 BASE_COLOUR = "#4c78a8"
 VALUE_FORMAT = ".4f"
+# A mid grey readable on the light and the dark theme (Streamlit's chart theme colours axes and titles for each, but
+# not a mark's own text or a subtitle).
+MID_GREY = "#7d8494"
 
 
 def position_labels(tokens: Sequence[str]) -> list[str]:

@@ -11,6 +11,7 @@ import pandas as pd
 from explainer.charts.common import (
     BASE_COLOUR,
     HIGHLIGHT_COLOUR,
+    MID_GREY,
     ordered_unique,
     require_unique,
     signed_scale,
@@ -53,7 +54,7 @@ def probability_bars(
     title: str | None = None,
     top_k: int | None = None,
     highlight_title: str = "true answer",
-) -> alt.Chart:
+) -> alt.LayerChart:
     """Next-token probabilities [V] as bars on [0, 1]; ``highlight`` (the answer) stands out.
 
     Bars follow vocabulary order; with ``top_k`` only the k most probable are kept,
@@ -83,7 +84,17 @@ def probability_bars(
             tooltip=_token_tooltips("probability"),
         )
     )
-    return with_title(chart, title, width="container")
+    return with_title(alt.layer(chart, _answer_label(df, "probability")), title, width="container")
+
+
+def _answer_label(df: pd.DataFrame, field: str) -> alt.LayerChart:
+    """The highlighted token's name at the end of its bar: on a phone the axis shows only every other token."""
+    base = alt.Chart(df).encode(x=_token_axis(df), y=alt.Y(f"{field}:Q"), text=alt.Text("token:N"))
+    up = base.transform_filter(f"datum.highlighted && datum.{field} >= 0")
+    down = base.transform_filter(f"datum.highlighted && datum.{field} < 0")
+    text = {"fontWeight": "bold", "fontSize": 12, "color": MID_GREY}  # readable on both themes
+    return alt.layer(up.mark_text(dy=-9, **text),  # above a bar that rises
+                     down.mark_text(dy=9, **text))  # below one that falls
 
 
 def logit_bars(
@@ -92,7 +103,7 @@ def logit_bars(
     *,
     highlight: str | None = None,
     title: str | None = None,
-) -> alt.Chart:
+) -> alt.LayerChart:
     """Raw logits [V] as signed bars, coloured on a diverging scale centred on 0."""
     df = _vocab_frame(logits, tokens, "logit", highlight)
     chart = (
@@ -107,7 +118,7 @@ def logit_bars(
             tooltip=_token_tooltips("logit"),
         )
     )
-    return with_title(chart, title, width="container")
+    return with_title(alt.layer(chart, _answer_label(df, "logit")), title, width="container")
 
 
 def logit_lens_lines(df: pd.DataFrame, *, title: str | None = None) -> alt.LayerChart:

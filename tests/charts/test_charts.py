@@ -318,11 +318,23 @@ def test_embedding_scatter(rng):
 # --- 8. probability_bars -----------------------------------------------------------------------
 
 
+def assert_answer_label(label: dict, field: str) -> None:
+    """The answer's token printed at its bar's end: above when the value is >= 0, below when it is < 0."""
+    up, down = label["layer"]
+    for part, sign, dy in ((up, ">= 0", -9), (down, "< 0", 9)):
+        assert mark(part) == "text" and part["mark"]["dy"] == dy
+        assert part["encoding"]["text"]["field"] == "token" and part["encoding"]["y"]["field"] == field
+        [flt] = part["transform"]
+        assert flt["filter"] == f"datum.highlighted && datum.{field} {sign}"
+
+
 def test_probability_bars_vocab_order_and_highlight(rng):
     probs = rng.dirichlet(np.ones(len(VOCAB)))
     spec = spec_of(charts.probability_bars(probs, VOCAB, highlight="9", title="p"))
-    assert mark(spec) == "bar"
-    enc = spec["encoding"]
+    bars, label = spec["layer"]
+    assert mark(bars) == "bar"
+    assert_answer_label(label, "probability")
+    enc = bars["encoding"]
     assert enc["x"]["sort"] == VOCAB
     assert enc["y"]["field"] == "probability" and enc["y"]["scale"]["domain"] == [0.0, 1.0]
     colour = enc["color"]["scale"]
@@ -341,7 +353,7 @@ def test_probability_bars_top_k_keeps_largest(rng):
     expected = np.argsort(-probs)[:k]
     assert df["token"].tolist() == [VOCAB[i] for i in expected]
     np.testing.assert_array_equal(df["probability"], probs[expected])
-    assert spec["encoding"]["x"]["sort"] == [VOCAB[i] for i in expected]
+    assert spec["layer"][0]["encoding"]["x"]["sort"] == [VOCAB[i] for i in expected]
 
 
 # --- 9. logit_bars -------------------------------------------------------------------------------
@@ -350,8 +362,10 @@ def test_probability_bars_top_k_keeps_largest(rng):
 def test_logit_bars(rng):
     logits = rng.normal(scale=3.0, size=len(VOCAB))
     spec = spec_of(charts.logit_bars(logits, VOCAB, highlight="9"))
-    assert mark(spec) == "bar"
-    enc = spec["encoding"]
+    bars, label = spec["layer"]
+    assert mark(bars) == "bar"
+    assert_answer_label(label, "logit")
+    enc = bars["encoding"]
     assert enc["y"]["field"] == "logit" and enc["x"]["sort"] == VOCAB
     assert_signed_scale(enc["color"]["scale"], logits)
     assert condition_tests(enc["stroke"]) == ["datum.highlighted"]
