@@ -235,8 +235,10 @@ if cfg.n_layers > 1:  # stacking blocks: what the blocks after the first add, re
         + (f" ({len([h for h in hs if not said[h]])} more with no clear role)"
            if any(said[h] for h in hs) and not all(said[h] for h in hs) else "") + "."
         for lay in range(cfg.n_layers) for hs in [[h for h in roles.heads if h.startswith(f"L{lay}H")]])
-        + "\n\nHow it answers follows one example through them: patching shows which position carries the "
-        "difference after each block.")  # fmt: skip
+        )  # fmt: skip
+    st.page_link("../pages/mechanism.py", label="How it answers: follow the sidebar's example through the blocks "
+                 "(patching shows which position carries the difference after each one)",
+                 icon=":material/psychology:")  # fmt: skip
 
 # ---------------------------------------------------------------- 5: mistakes, least confident
 st.subheader("5 · Mistakes and least confident answers")
