@@ -16,6 +16,7 @@ from model_core import load_model
 from model_core.analysis import gradients as bp
 from model_core.analysis import run_example
 from model_core.model import Transformer
+from tests.fixtures import IMPERFECT_99
 
 
 def code(text) -> str:
@@ -24,7 +25,8 @@ def code(text) -> str:
 
 @pytest.fixture(scope="module")
 def m99():
-    return load_model("digits-0-99")
+    """A digits-0-99 model with real mistakes (the shipped one has none): see tests/fixtures."""
+    return load_model(IMPERFECT_99)
 
 
 @pytest.fixture(scope="module")

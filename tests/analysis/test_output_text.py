@@ -17,6 +17,7 @@ from model_core import load_model
 from model_core.analysis import output as ao
 from model_core.analysis import run_example
 from model_core.layers import LN_EPS
+from tests.fixtures import IMPERFECT_99
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +27,7 @@ def small():
 
 @pytest.fixture(scope="module")
 def big():
-    return load_model("digits-0-99")  # causal, pre-norm with ln_final, learned positions
+    return load_model(IMPERFECT_99)  # causal, pre-norm with ln_final, learned positions; with real mistakes
 
 
 def softmax64(z):

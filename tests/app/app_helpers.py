@@ -121,3 +121,22 @@ def render_markdown(source: str) -> Rendered:
 def shown_text(source: str) -> str:
     """What a reader sees of a Markdown source (an element's `.value`): its text, less invisible word joiners."""
     return render_markdown(source).text.replace("\u2060", "").strip()
+
+
+IMPERFECT = "digits-0-99 (imperfect)"  # the sidebar's name for tests/fixtures' model with real mistakes
+
+
+def select_imperfect_99(at: AppTest) -> AppTest:
+    """Add the digits-0-99 model with real mistakes (tests/fixtures; the shipped one makes none) to the session's
+    models, as an upload would, and open it."""
+    from explainer import state
+    from model_core import load_model
+    from tests.fixtures import IMPERFECT_99
+
+    models = dict(at.session_state[state.SESSION_MODELS]) if state.SESSION_MODELS in at.session_state else {}
+    models[IMPERFECT] = ("session:imperfect-0-99", load_model(IMPERFECT_99))
+    at.session_state[state.SESSION_MODELS] = models
+    at.run()
+    at.selectbox(key="model_name").select(IMPERFECT).run()
+    assert not at.exception, at.exception
+    return at

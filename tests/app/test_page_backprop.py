@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from app_helpers import charts, open_app, set_example, shown_text
+from app_helpers import IMPERFECT, charts, open_app, select_imperfect_99, set_example, shown_text
 
 from explainer import format as fmt
 from model_core import TaskConfig, TaskModel, load_model
 from model_core.analysis import gradients as bp
 from model_core.analysis import run_example
 from model_core.params import param_shapes
+from tests.fixtures import IMPERFECT_99
 
 PAGE = "../pages/backprop.py"
 MODEL = "digits-0-9"
@@ -302,11 +303,11 @@ def test_sgd_step_shows_before_and_after_and_never_touches_the_model():
 
 
 def open_99(text: str):
-    at = open_app(PAGE)
-    at.selectbox(key="model_name").select("digits-0-99").run()
+    """The page on a digits-0-99 model with real mistakes (tests/fixtures: the shipped one makes none)."""
+    at = select_imperfect_99(open_app(PAGE))
     set_example(at, text)
     assert not at.exception
-    return at, load_model("digits-0-99")
+    return at, load_model(IMPERFECT_99)
 
 
 def test_step_sentence_on_a_small_matched_step():
@@ -380,13 +381,11 @@ def test_a_confident_model_takes_an_invisibly_small_step():
     assert "η is already the largest this page offers" in text and "try one" not in text
 
 
-@pytest.mark.parametrize(("name", "text"), [(MODEL, "Max ( 7 2 9 )"), ("digits-0-99", "Min ( 8 0 1 )")])
+@pytest.mark.parametrize(("name", "text"), [(MODEL, "Max ( 7 2 9 )"), (IMPERFECT, "Min ( 8 0 1 )")])
 def test_notice_compares_like_with_like_and_formula_matches_the_model(name, text):
-    at = open_app(PAGE)
-    if name != MODEL:
-        at.selectbox(key="model_name").select(name).run()
+    at = open_app(PAGE) if name == MODEL else select_imperfect_99(open_app(PAGE))  # a wrong answer: Min ( 8 0 1 )
     set_example(at, text)
-    model = load_model(name)
+    model = load_model(name if name == MODEL else IMPERFECT_99)
     run = run_example(model, text)
     g = run.grad_cache
     resid = [n for n in model.transformer.hook_names() if ".hook_resid_" in n]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
-from app_helpers import chart_titles, charts, open_app, set_example, shown_text
+from app_helpers import chart_titles, charts, open_app, select_imperfect_99, set_example, shown_text
 from streamlit.proto.Metric_pb2 import Metric
 
 from explainer import format as fmt
@@ -46,7 +46,7 @@ def softmax64(z):
 
 
 def test_wrong_answer_is_named_with_the_step_it_goes_wrong():
-    at = overview("digits-0-99", "Max ( 3 0 0 )")
+    at = set_example(select_imperfect_99(open_app(OVERVIEW)), "Max ( 3 0 0 )")  # a model with real mistakes
     run = at.session_state["_current"].run
     a = run.answer
     assert not a.correct and a.value == 0 and a.expression.answer == 3

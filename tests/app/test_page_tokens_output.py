@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 import pytest
-from app_helpers import chart_titles, charts, open_app, set_example, titles_and_subtitles
+from app_helpers import chart_titles, charts, open_app, select_imperfect_99, set_example, titles_and_subtitles
 
 from explainer import format as fmt
 from model_core import TaskConfig, TaskModel, load_model
@@ -494,8 +494,7 @@ def test_output_page_lens_flip_and_input_free_stage():
     (the model answers 0, wrong); the embed + pos stage is marked as reading only the token at `=`."""
     from app_helpers import shown_text
 
-    at = open_app(OUTPUT_PAGE)
-    at.selectbox(key="model_name").select("digits-0-99").run()
+    at = select_imperfect_99(open_app(OUTPUT_PAGE))  # a model with real mistakes: the shipped one has none
     set_example(at, "Max ( 3 0 0 )")
     assert not at.exception
     cur = current(at)
@@ -541,8 +540,7 @@ def test_output_page_lens_flip_and_input_free_stage():
 
 def test_output_page_loss_of_zero_is_not_minus_zero():
     """digits-0-99 `Max ( 3 0 0 )`: float32 gives the teacher-forced <eos> after 3 a loss of -0.0; it reads 0."""
-    at = open_app(OUTPUT_PAGE)
-    at.selectbox(key="model_name").select("digits-0-99").run()
+    at = select_imperfect_99(open_app(OUTPUT_PAGE))
     set_example(at, "Max ( 3 0 0 )")
     at.selectbox(key="out_step").set_value(1).run()
     assert not at.exception

@@ -16,7 +16,7 @@ from explainer.glossary import TERMS
 from model_core import load_model
 from model_core.analysis import run_example
 from model_core.config import TrainConfig
-from tests.app.app_helpers import open_app, render_markdown, set_example, shown_text
+from tests.app.app_helpers import open_app, render_markdown, select_imperfect_99, set_example, shown_text
 
 # (url path, title, file) in course order: the order of the sidebar's navigation
 COURSE = [("", "Overview", "overview"), ("tokens", "Tokens & embeddings", "tokens"),
@@ -126,8 +126,7 @@ def test_the_attention_question_accepts_either_five_of_the_tie():
 
 
 def test_a_wrong_model_answer_is_the_right_prediction_and_the_page_says_it_is_wrong():
-    at = open_app("../pages/output.py")
-    at.selectbox(key="model_name").select("digits-0-99").run()
+    at = select_imperfect_99(open_app("../pages/output.py"))  # a model with real mistakes
     set_example(at, "Max ( 3 0 0 )")
     radio = quiz_radio(at)
     radio.set_value(radio.options.index("`0`")).run()
