@@ -1,6 +1,6 @@
 """Retrain a shipped model by its documented command and compare it with the shipped file.
 
-    python benchmarks/reproduce.py --preset digits-0-99      # about 5 minutes on a 2-core machine
+    python benchmarks/reproduce.py --preset digits-0-99      # about 8 minutes on a 2-core machine
     python benchmarks/reproduce.py --preset digits-0-9
 
 On the machine the file records (`metrics["trained_on"]`: CPU, BLAS kernel, BLAS threads, NumPy) the

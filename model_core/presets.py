@@ -35,10 +35,13 @@ PRESETS: dict[str, Preset] = {
         Preset(
             "digits-0-99",
             "Values 0-99 with multi-digit answers: a causal (GPT-style) pre-norm decoder that writes "
-            "its answer digit by digit, then <eos>.",
+            "its answer digit by digit, then <eos>. Half of each batch is hard cases (one-digit values as "
+            "common as two-digit ones, ties and near ties), so that it answers every one of the 5,000,000 "
+            "expressions right (benchmarks/exhaustive.py).",
             TaskConfig(max_value=99),
             {"causal": True, "norm": "pre", "positional": "learned", "activation": "gelu"},
-            TrainConfig(steps=6000, batch_size=128, lr=2e-3, warmup_steps=300, eval_every=500),
+            TrainConfig(steps=18000, batch_size=128, lr=2e-3, warmup_steps=300, eval_every=500, min_lr_ratio=0.02,
+                        hard_fraction=0.5),  # fmt: skip
         ),
         Preset(
             "tiny",

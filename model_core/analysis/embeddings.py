@@ -122,7 +122,8 @@ def value_writing(task: TaskConfig, values: tuple[int, ...] = ()) -> str:
 # ---------------------------------------------------------------- where training started
 # Untouched rows are compared with their initial rows up to one common factor (weight decay shrinks
 # them, see StartCheck). The factor is fitted, so what remains is the float32 rounding of the shrink,
-# step after step (about 1e-5 of the largest value after 6,000 steps); another start leaves differences of order 1.
+# step after step (a few 1e-5 of the largest value after thousands of steps); another start leaves
+# differences of order 1.
 START_TOLERANCE = 1e-3
 
 

@@ -30,7 +30,7 @@ def run_it(script: str, folder: Path) -> dict[str, np.ndarray]:
 
 def test_the_attention_pages_script_reproduces_its_pattern_and_its_heads_off_table(tmp_path):
     at = open_link("../pages/attention.py", {"model": "digits-0-99", "example": "Max ( 47 82 19 )", "layer": "1",
-                                             "head": "2", "off": "L0H3,L1H0"})  # fmt: skip
+                                             "head": "2", "off": "L0H1,L1H0"})  # fmt: skip
     saved = run_it(the_script(at), tmp_path)
     pattern = saved["blocks.1.attn.hook_pattern"][0, 2]  # [q, k]
     _, df = chart(at, "Attention pattern, L1 H2")
@@ -42,7 +42,7 @@ def test_the_attention_pages_script_reproduces_its_pattern_and_its_heads_off_tab
     logp -= np.log(np.exp(logp).sum(-1, keepdims=True))
     clean_top = saved["hook_logits"][0, positions].argmax(-1)  # the table follows the prediction with every head on
     np.testing.assert_allclose(logp[np.arange(len(positions)), clean_top], table["log-prob, heads off"], atol=1e-5)
-    assert (logp.argmax(-1) != clean_top).any()  # and L0H3 + L1H0 off change an answer token here
+    assert (logp.argmax(-1) != clean_top).any()  # and L0H1 + L1H0 off change an answer token here
 
 
 def test_the_output_pages_script_reproduces_its_logits_and_a_new_example_changes_it(tmp_path):

@@ -778,7 +778,7 @@ def test_attention_tie_of_max_5_5_2_names_both_fives(shipped):
 
 
 @pytest.mark.parametrize("model_name, text, layer, head", [("digits-0-9", "Last ( 3 1 4 )", 0, 0),
-                                                           ("digits-0-99", "Max ( 47 82 19 )", 0, 3)])  # fmt: skip
+                                                           ("digits-0-99", "Min ( 47 82 19 )", 0, 0)])  # fmt: skip
 def test_attention_a_diffuse_head_spreads_its_attention(model_name, text, layer, head, shipped, shipped_99):
     model = shipped if model_name == "digits-0-9" else shipped_99
     at = open_on(model_name, ATTENTION, text, layer, head)
