@@ -18,6 +18,7 @@ from explainer import format as fmt
 from explainer.charts import mechanism as mc
 from explainer.state import Current
 from model_core.analysis import compare as ac
+from model_core.analysis import output as ao
 from model_core.interp.inputs import roles
 
 VIEWS = ["side by side", "difference"]
@@ -70,8 +71,8 @@ def _merged(first: Sequence[str], second: Sequence[str]) -> list[str]:
 
 def probabilities(cur: Current, position_a: int, position_b: int, vocab, k: int = 5) -> None:
     """The two runs' next-token probabilities at a position (grouped bars of the tokens either ranks top-`k`)."""
-    pa = _softmax(cur.run.cache["hook_logits"][0, position_a])
-    pb = _softmax(cur.compare_run.cache["hook_logits"][0, position_b])
+    pa = ao.softmax_with_temperature(cur.run.cache["hook_logits"][0, position_a], 1.0)
+    pb = ao.softmax_with_temperature(cur.compare_run.cache["hook_logits"][0, position_b], 1.0)
     ids = list(dict.fromkeys([*np.argsort(-pa)[:k], *np.argsort(-pb)[:k]]))
     rows = [{"token": vocab.decode([int(i)])[0], "run": text, "probability": float(p[i]),
              "logprob": float(np.log(max(p[i], 1e-300)))}
@@ -79,12 +80,6 @@ def probabilities(cur: Current, position_a: int, position_b: int, vocab, k: int 
     at = "=" if position_a == cur.run.answer_pos and position_b == cur.compare_run.answer_pos else "the step"
     vega.draw(mc.probability_compare(pd.DataFrame(rows), title="Next-token probabilities of the two runs", at=at),
               width="stretch")  # fmt: skip
-
-
-def _softmax(z: np.ndarray) -> np.ndarray:
-    z = z.astype(np.float64)
-    e = np.exp(z - z.max())
-    return e / e.sum()
 
 
 def parting_view(cur: Current) -> None:

@@ -100,8 +100,7 @@ def _is_option(value, options: Sequence) -> bool:
 
 
 def bind(param: str, key: str, default, *, options: Sequence | None = None, low: float | None = None,
-         high: float | None = None, check: Callable[[object], bool] | None = None,
-         encode_as: Callable[[object], str] = encode) -> None:  # fmt: skip
+         high: float | None = None, check: Callable[[object], bool] | None = None) -> None:  # fmt: skip
     """Tie the widget with session key `key` to the address's `param`. Call it just before the widget.
 
     `default` is the widget's default (its type is the value's type). A value from the address is used only if
@@ -109,7 +108,7 @@ def bind(param: str, key: str, default, *, options: Sequence | None = None, low:
     named in the run's message and the widget keeps its value."""
     ss = st.session_state
     always = param in ALWAYS
-    register(param, lambda: encode_as(ss[key]) if key in ss and (always or ss[key] != default) else None)
+    register(param, lambda: encode(ss[key]) if key in ss and (always or ss[key] != default) else None)
     text = incoming(param)
     if text is None:
         return

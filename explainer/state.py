@@ -556,10 +556,13 @@ def _compare_controls(model: TaskModel) -> None:
     if ss.get("compare_error"):
         st.error(fmt.literal(ss.compare_error), icon=":material/error:")
         st.caption(f"Still comparing with **{fmt.literal(ss.compare)}**")
+    from model_core.interp import counterfactuals
+
+    found = counterfactuals(model, ss.example)  # once for both buttons
     with st.container(horizontal=True):
         for kind, label in COMPARE_KINDS.items():
             st.button(label, key=f"compare_{kind.replace(' ', '_')}", on_click=_on_compare_kind, args=(kind,),
-                      disabled=_counterfactual(model, kind) is None)  # fmt: skip
+                      disabled=kind not in found)  # fmt: skip
 
 
 # ---------------------------------------------------------------- the sidebar
