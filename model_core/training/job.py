@@ -1,8 +1,9 @@
-"""A training run in a background thread that a UI polls.
+"""A training run in the background that a UI polls.
 
 `TrainingJob` checks its configuration against the limits below (the model's sizes are in
-`model_core.limits`) before it starts, runs a `Trainer` in a daemon worker thread (the thread
-never touches the UI), and keeps every step's metrics under a lock. A UI reads
+`model_core.limits`) before it starts, runs a `Trainer` in a worker process (`worker`: the server's interpreter
+stays free for the explainer's users) watched by a daemon thread that never touches the UI, and keeps every
+step's metrics under a lock. A UI reads
 `job.snapshot()`: one consistent copy of the status, the per-step arrays and the evaluations
 so far, taken in one go, so its arrays always agree in length and step. Stop with
 `job.stop()`; the trainer checks between steps.
@@ -47,7 +48,7 @@ from typing import Any
 import numpy as np
 
 from ..config import ConfigError, ModelConfig, TrainConfig
-from ..interp.probe import ROLE_MEASURES, MechanismMetrics, describe_probe, held_out, mechanism_metrics, probe_set
+from ..interp.probe import ROLE_MEASURES, MechanismMetrics
 from ..limits import (  # the model's limits, shared with loading; the page reads tj.MAX_LAYERS, ...
     MAX_D_FF,
     MAX_D_MODEL,
@@ -60,14 +61,15 @@ from ..limits import (  # the model's limits, shared with loading; the page read
 )
 from ..limits import count_params as count_params  # re-exported (tj.count_params)
 from ..limits import model_limits_text as model_limits_text  # re-exported: the Train page's uploader states them
-from ..task import Expression, ExpressionSet, TaskConfig, TaskError, check_compatible, make_splits
+from ..task import Expression, ExpressionSet, TaskConfig, TaskError, check_compatible
 from ..task.parser import ParseError
 from ..task.vocab import DEFAULT_VOCAB
 from ..task_model import TaskModel
 from .memory import check_memory
 from .queue import QUEUE
 from .queue import place_text as place_text  # re-exported: the Train page's message for a queued job
-from .trainer import EvalMetrics, ProbeAnswer, StepMetrics, Trainer, snapshot_steps
+from .trainer import EvalMetrics, ProbeAnswer, StepMetrics, snapshot_steps
+from .worker import EARLY_SNAPSHOTS, MechanismError, RunSpec, Setup, in_process, run_here, run_in_process
 
 # ----------------------------------------------------------------------------- limits
 # What one session may train here: a 2-core machine shared by every user. The model's sizes are in
@@ -89,11 +91,6 @@ CURVE_SPLITS_OF = {LOSS: list(CURVE_SPLITS), ACCURACY: list(CURVE_SPLITS)}
 TRAIN_SIZES = (None, 1000, 300, 100)  # the Train page's choices of how many training expressions (None: all)
 LEARNED_AT = 0.95  # an operation counts as learned at the first evaluation with validation accuracy >= this
 MEMORISED_GAP = 0.10  # training accuracy >= LEARNED_AT and held-out this far below it: memorised
-
-# Snapshots (attention and mechanism) every 10 steps up to step 100 too, where the page's default run forms its
-# heads (its probe accuracy rises most between steps 40 and 90). Up to step 200 cost the default run about 15% of
-# its steps/s (22 snapshots instead of 6), up to 100 a few percent (14): see benchmarks/train_page_speed.py.
-EARLY_SNAPSHOTS = (10, 100)
 
 # The panels of `JobSnapshot.mechanism_columns`, top to bottom, and the one row that marks the snapshot shown.
 MECHANISM_PANELS = (PANEL_ACCURACY, PANEL_TO_OP, PANEL_TO_SLOT, PANEL_TOP, PANEL_LR, PANEL_GRAD) = (
@@ -584,64 +581,55 @@ class TrainingJob:
             QUEUE.release(self, self._seconds_per_step())
 
     def _train(self) -> None:
+        self._initial = {k: v.copy() for k, v in self._model.transformer.params.items()}
+        spec = RunSpec(self._model, self.train, self._probe, self.train_size)
+        self._began = time.perf_counter()
+        self._timed_out = False
         try:
-            # Overflow on the way to a NaN is reported as "diverged" by the trainer, not as warnings.
-            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                splits = make_splits(self.task, seed=self.train.seed)  # the trainer's own (same seed)
-                self.probe_set = probe_set(self.task, seed=self.train.seed, splits=splits)
-                trainer = Trainer(self._model, self.train, probe=self._probe, splits=splits,
-                                  early_snapshots=EARLY_SNAPSHOTS, measure=self._measure,
-                                  train_size=self.train_size)  # fmt: skip
-                self._initial = {k: v.copy() for k, v in self._model.transformer.params.items()}
-                tokens = tuple(self._model.vocab.decode(trainer.probe_tokens[0]))
-                where = "held-out (validation) expressions" if held_out(self.probe_set, splits) else \
-                    "expressions drawn from the whole task (its validation split is too small)"  # fmt: skip
+            run = run_in_process if in_process() else run_here
+            outcome = run(spec, self._stop, self._on_event)
+            status, message, result = outcome.status, outcome.message, outcome.result
+            if outcome.model is not None:  # trained in a worker process: the model it sent back
+                self._model = outcome.model
+            if result is not None:
+                if self._timed_out and status == "stopped":
+                    message = (f"Stopped at the time limit of {self.max_run_s / 60:g} minutes per run (this server "
+                               f"has one trainer for everyone), after {result.steps:,} steps.")  # fmt: skip
+                if result.test:
+                    message += (f" Held-out accuracy {result.test['accuracy']:.1%} on {result.test['n']:,} "
+                                "expressions.")  # fmt: skip
+                    with self._lock:
+                        self._held_out, self._held_out_n = float(result.test["accuracy"]), int(result.test["n"])
+                if result.train:
+                    with self._lock:
+                        self._train_n, self._train_accuracy = int(result.train["n"]), float(result.train["accuracy"])
+                params = self._model.transformer.params
+                kinds, each = weight_change(self._initial, params), weight_change(self._initial, params, by_kind=False)
                 with self._lock:
-                    self._probe_text, self._probe_tokens = trainer.probe.text, tokens
-                    self._probe_right = str(trainer.probe.answer)
-                    self._validation_n = len(splits.val)
-                    self._probe_set_text = f"{describe_probe(self.probe_set)}; {where}"
-                    self._message = "Training…"
-                began = time.perf_counter()
-                timed_out = False
-                for event in trainer.run(self._stop):
-                    self._record(event)
-                    if not timed_out and time.perf_counter() - began > self.max_run_s:
-                        timed_out = True
-                        self._stop.set()  # the trainer evaluates once more and ends "stopped"
-            result = trainer.result
-            status, message = result.status, result.message
-            if timed_out and status == "stopped":
-                message = (f"Stopped at the time limit of {self.max_run_s / 60:g} minutes per run (this server has one "
-                           f"trainer for everyone), after {result.steps:,} steps.")  # fmt: skip
-            if result.test:
-                message += f" Held-out accuracy {result.test['accuracy']:.1%} on {result.test['n']:,} expressions."
-                with self._lock:
-                    self._held_out, self._held_out_n = float(result.test["accuracy"]), int(result.test["n"])
-            if result.train:
-                with self._lock:
-                    self._train_n, self._train_accuracy = int(result.train["n"]), float(result.train["accuracy"])
-            params = self._model.transformer.params
-            kinds, each = weight_change(self._initial, params), weight_change(self._initial, params, by_kind=False)
-            with self._lock:
-                self._weight_change, self._param_change = tuple(kinds), tuple(each)
-        except (ConfigError, TaskError) as err:
-            status, message = "failed", str(err)
+                    self._weight_change, self._param_change = tuple(kinds), tuple(each)
         except Exception as err:  # noqa: BLE001 - the UI shows the message; the thread must not die silently
             status, message = "failed", f"Training failed: {type(err).__name__}: {err}"
         for array in self._model.transformer.params.values():
             array.setflags(write=False)  # the trained model is handed out; nothing may change it now
         self._end(status, message)
 
-    def _measure(self, model: TaskModel) -> MechanismMetrics | None:
-        """The mechanism metrics of a snapshot; None (and a note for the UI) if they cannot be measured:
-        an analysis that fails must not end the training run."""
-        try:
-            return mechanism_metrics(model, self.probe_set)
-        except Exception as err:  # noqa: BLE001 - shown on the page; training goes on without them
+    def _on_event(self, event: Setup | StepMetrics | EvalMetrics | MechanismError) -> None:
+        """What the run reports (from the worker process, or this thread): kept for the snapshots."""
+        if isinstance(event, Setup):
             with self._lock:
-                self._mechanism_error = f"{type(err).__name__}: {err}"
-            return None
+                self._probe_text, self._probe_tokens, self._probe_right = (event.probe_text, event.probe_tokens,
+                                                                           event.probe_right)  # fmt: skip
+                self._validation_n, self._probe_set_text = event.validation_n, event.probe_set_text
+                self._message = "Training…"
+            self.probe_set = event.probe_set
+        elif isinstance(event, MechanismError):
+            with self._lock:
+                self._mechanism_error = event.message
+        else:
+            self._record(event)
+            if not self._timed_out and time.perf_counter() - self._began > self.max_run_s:
+                self._timed_out = True
+                self._stop.set()  # the trainer evaluates once more and ends "stopped"
 
     def snapshot_steps(self) -> list[int]:
         """The steps this job snapshots at if it runs to its last step."""

@@ -20,6 +20,7 @@ from model_core import (
 from model_core.analysis.attention import strongest_attention
 from model_core.interp import probe as pr
 from model_core.training import job as tj
+from model_core.training import worker
 from model_core.training.job import TrainingJob
 
 TINY = {"n_layers": 1, "n_heads": 2, "d_model": 16, "d_ff": 32}
@@ -299,7 +300,8 @@ def test_a_failing_measurement_does_not_end_the_run(monkeypatch):
     def broken(model, probe):
         raise ValueError("no luck")
 
-    monkeypatch.setattr(tj, "mechanism_metrics", broken)
+    monkeypatch.setenv(worker.ENV_VAR, "thread")  # in this process, where the patch is
+    monkeypatch.setattr(worker, "mechanism_metrics", broken)
     job = tiny_job(steps=20)
     job.start()
     assert job.join(30) and job.status == "finished"
