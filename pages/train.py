@@ -18,6 +18,7 @@ from model_core.config import ConfigError, TrainConfig
 from model_core.interp import probe
 from model_core.params import param_shapes
 from model_core.presets import DEFAULT_LR, train_page_defaults
+from model_core.task import TaskConfig, TaskError
 from model_core.training import formulas
 from model_core.training import job as tj
 from model_core.training.watchers import WATCHERS
@@ -280,7 +281,18 @@ with st.container(horizontal=True):  # each button as wide as its label (columns
     st.button("Start training", key="train_start", on_click=_on_start, disabled=running, type="primary",
               icon=":material/play_arrow:")  # fmt: skip
     st.button("Stop", key="train_stop", on_click=_on_stop, disabled=not running, icon=":material/stop:")
-st.caption("One run at a time per session; settings changed during a run apply to the next one.")
+
+
+def _duration_text(task: dict, train: dict, model: dict) -> str:
+    """How long these settings should train here ("" when they are not valid: Start says why)."""
+    try:
+        return tj.duration_text(TaskConfig.from_dict(task), tj.model_config(model), TrainConfig.from_dict(train))
+    except (ConfigError, TaskError, TypeError, ValueError):
+        return ""
+
+
+st.caption("One run at a time per session; settings changed during a run apply to the next one. "
+           + _duration_text(*_settings()))  # fmt: skip
 
 
 def _curves_frame(snap: tj.JobSnapshot | None) -> pd.DataFrame:

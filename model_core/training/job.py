@@ -66,7 +66,7 @@ from ..task.parser import ParseError
 from ..task.vocab import DEFAULT_VOCAB
 from ..task_model import TaskModel
 from .memory import check_memory
-from .queue import QUEUE
+from .queue import QUEUE, about, expected_seconds_per_step
 from .queue import place_text as place_text  # re-exported: the Train page's message for a queued job
 from .trainer import EvalMetrics, ProbeAnswer, StepMetrics, snapshot_steps
 from .worker import EARLY_SNAPSHOTS, MechanismError, RunSpec, Setup, in_process, run_here, run_in_process
@@ -108,7 +108,8 @@ def limits_text() -> str:
     return (
         f"at most {MAX_LAYERS} blocks, {MAX_HEADS} heads, d_model {MAX_D_MODEL}, FFN width {MAX_D_FF}, "
         f"{MAX_PARAMS:,} parameters; values 0-{MAX_TRAIN_VALUE}, up to {MAX_ARGS} values; "
-        f"{MAX_STEPS:,} steps; batch {MAX_BATCH}; {MAX_RUN_S // 60} minutes of training per run"
+        f"{MAX_STEPS:,} steps (fewer for large models: as many as fit in {MAX_RUN_S // 60} minutes); "
+        f"batch {MAX_BATCH}; {MAX_RUN_S // 60} minutes of training per run"
     )
 
 
@@ -131,6 +132,35 @@ def check_limits(task: TaskConfig, model: ModelConfig, train: TrainConfig) -> No
             raise LimitError(f"{what} is {value:,}; this app trains at most {most:,}.")
     check_param_count(model)
     check_memory(task, model, train)  # after the sizes: its estimate counts the parameters
+    most = max_steps_for(task, model, train.batch_size)
+    if train.steps > most:
+        raise LimitError(f"Training steps is {train.steps:,}; at this size a step takes about "
+                         f"{_seconds(expected_seconds_per_step(task, model, train.batch_size))} here, so this app "
+                         f"trains at most {most:,} steps of it ({MAX_RUN_S // 60} minutes per run). Use fewer steps, "
+                         "a smaller batch or a smaller model.")  # fmt: skip
+
+
+def max_steps_for(task: TaskConfig, model: ModelConfig, batch_size: int) -> int:
+    """The most steps one run of this size may ask for: MAX_STEPS, or as many as fit in MAX_RUN_S at the expected
+    pace (`queue.expected_seconds_per_step`), so that a run is refused up front rather than cut short."""
+    return max(1, min(MAX_STEPS, int(MAX_RUN_S / expected_seconds_per_step(task, model, batch_size))))
+
+
+def duration_text(task: TaskConfig, model: ModelConfig, train: TrainConfig) -> str:
+    """How long a run of these settings should take here, e.g. "A step of these settings takes about 7 ms on this
+    server (an estimate): 1,000 steps, about 10 s. At this size a run may have up to 20,000 steps." """
+    step_s = expected_seconds_per_step(task, model, train.batch_size)
+    most = max_steps_for(task, model, train.batch_size)
+    return (f"A step of these settings takes about {_seconds(step_s)} on this server (an estimate): "
+            f"{train.steps:,} steps, {about(train.steps * step_s)}. At this size a run may have up to "
+            f"{most:,} steps.")  # fmt: skip
+
+
+def _seconds(s: float) -> str:
+    """A step's time: "6.9 ms", "0.26 s", "2.0 s"."""
+    if s < 0.1:
+        return f"{s * 1000:.2g} ms"
+    return f"{s:.2g} s" if s < 1 else f"{s:.1f} s"
 
 
 def default_name(task: TaskConfig, model: ModelConfig, seed: int) -> str:

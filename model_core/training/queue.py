@@ -21,6 +21,9 @@ import threading
 from collections import deque
 from typing import TYPE_CHECKING
 
+from ..config import ModelConfig
+from ..limits import count_params
+from ..task import TaskConfig
 from .memory import tokens_per_example
 
 if TYPE_CHECKING:
@@ -108,26 +111,29 @@ class JobQueue:
 
     def place(self, job: TrainingJob) -> tuple[int | None, float | None]:
         """(position in line, 1 = next; estimated seconds until it starts) of a waiting job; (None, None) if it is
-        not waiting. The wait is None when it cannot be estimated yet (a job ahead has not done a step)."""
+        not waiting."""
         with self._lock:
             if job not in self._waiting:
                 return None, None
             ahead = list(self._waiting)[: self._waiting.index(job)]
-            running = [r._remaining_s() for r in self._running]  # each job's lock, after the queue's
+            running = [(r, r._remaining_s()) for r in self._running]  # each job's lock, after the queue's
             return len(ahead) + 1, self._wait(running, ahead)
 
-    def _wait(self, running: list[float | None], ahead: list[TrainingJob]) -> float | None:
-        """When a slot frees for the job after `ahead`: the running jobs' remaining times, then each job ahead
-        taking the first slot to free for its steps at the recent pace (scaled by its work per step)."""
-        if any(r is None for r in running):
-            return None
-        pace = self._pace()
-        if ahead and pace is None:
-            return None
-        slots = sorted(running) + [0.0] * (max(1, MAX_RUNNING_JOBS) - len(running))
+    def _wait(self, running: list[tuple[TrainingJob, float | None]], ahead: list[TrainingJob]) -> float:
+        """When a slot frees for the job after `ahead`: the running jobs' remaining times (a job without a step yet:
+        all its steps), then each job ahead taking the first slot to free for all its steps; at the pace measured
+        on this server (scaled by each job's work per step), or before any, the expected pace (`expected_step_s`).
+        """
+        rate = self._pace()
+
+        def steps_s(job: TrainingJob, steps: int) -> float:
+            return steps * (rate * step_work(job) if rate is not None else expected_step_s(job))
+
+        slots = [left if left is not None else steps_s(job, job.train.steps) for job, left in running]
+        slots = sorted(slots) + [0.0] * (max(1, MAX_RUNNING_JOBS) - len(slots))
         heapq.heapify(slots)
         for job in ahead:  # a job ahead that stops early (at its target accuracy) only shortens the wait
-            heapq.heapreplace(slots, slots[0] + job.train.steps * pace * step_work(job))
+            heapq.heapreplace(slots, slots[0] + steps_s(job, job.train.steps))
         return slots[0]
 
     def _pace(self) -> float | None:  # under the lock: seconds per unit of step work, latest first
@@ -141,7 +147,27 @@ class JobQueue:
 def step_work(job: TrainingJob) -> float:
     """A step's cost in arbitrary units, to scale one job's pace to another's: examples x tokens x parameters
     (a product's arithmetic). Rough: small models' steps cost more than this says (NumPy's per-call overhead)."""
-    return float(job.train.batch_size * tokens_per_example(job.task, job.model_config) * job.n_params)
+    return work_per_step(job.task, job.model_config, job.train.batch_size)
+
+
+def work_per_step(task: TaskConfig, model: ModelConfig, batch_size: int) -> float:
+    """`step_work` of a configuration (before any job is made of it)."""
+    return float(batch_size * tokens_per_example(task, model) * count_params(model))
+
+
+# A step's expected time before this server has measured any: a fixed cost (NumPy's per-call overheads) and a
+# cost per unit of `step_work`, evaluations and snapshots included, fitted to the 2-core machine this app is
+# tuned for by benchmarks/training_pace.py (which prints its own machine's figures beside these).
+PACE_OVERHEAD_S = 1.0e-3
+PACE_PER_WORK_S = 1.0e-10
+
+
+def expected_step_s(job: TrainingJob) -> float:
+    return expected_seconds_per_step(job.task, job.model_config, job.train.batch_size)
+
+
+def expected_seconds_per_step(task: TaskConfig, model: ModelConfig, batch_size: int) -> float:
+    return PACE_OVERHEAD_S + PACE_PER_WORK_S * work_per_step(task, model, batch_size)
 
 
 def ordinal(n: int) -> str:
@@ -161,7 +187,8 @@ def about(seconds: float) -> str:
 
 def place_text(position: int | None, wait_s: float | None) -> str:
     """What a queued job's owner is told, e.g. "Queued: 2nd in line for the trainer (the server trains 1 model at
-    a time); about 40 s." The wait is the jobs ahead's remaining steps at their pace so far: an estimate."""
+    a time); about 40 s." The wait is the jobs ahead's remaining steps at the pace measured so far (before any,
+    the expected pace): an estimate."""
     n = max(1, MAX_RUNNING_JOBS)
     at_once = "1 model at a time" if n == 1 else f"{n} models at a time"
     where = f"{ordinal(position)} in line" if position else "in line"

@@ -64,3 +64,28 @@ def test_a_weak_run_is_a_warning_and_says_how_often_clipping_acted():
         hardest = [op for op, acc in per_op.items() if acc == worst]
         assert f"Hardest: {' and '.join(hardest)}" in text
     assert np.isfinite(snap.grad_norm).all()
+
+
+def test_the_page_says_how_long_a_run_takes_and_refuses_one_too_long_for_its_size():
+    from model_core import TaskConfig, TrainConfig
+    from model_core.training import job as tj
+
+    at = open_app(PAGE)
+    default = tj.duration_text(TaskConfig(), tj.model_config({}), TrainConfig(steps=at.number_input(key="train_steps")
+                                                                              .value, batch_size=64))  # fmt: skip
+    assert default in captions(at) and "up to 20,000 steps" in default
+    at.selectbox(key="train_max_value").select(99).run()
+    at.selectbox(key="train_batch").select(tj.MAX_BATCH)
+    big = {"train_layers": 4, "train_heads": 8, "train_d_model": 256, "train_d_ff": 448}
+    for key, value in (big | {"train_steps": tj.MAX_STEPS}).items():
+        at.number_input(key=key).set_value(value)
+    at.run()
+    model = tj.model_config({"n_layers": 4, "n_heads": 8, "d_model": 256, "d_ff": 448, "causal": True})
+    most = tj.max_steps_for(TaskConfig(max_value=99), model, tj.MAX_BATCH)
+    assert most < tj.MAX_STEPS and f"At this size a run may have up to {most:,} steps." in captions(at)
+    at.button(key="train_start").click().run()
+    assert not at.exception
+    assert any(f"Training steps is {tj.MAX_STEPS:,}" in shown_text(e.value) and f"at most {most:,} steps" in
+               shown_text(e.value) for e in at.error), [e.value for e in at.error]  # fmt: skip
+    at.number_input(key="train_steps").set_value(most).run()
+    assert f"{most:,} steps, about" in captions(at)

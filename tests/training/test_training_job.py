@@ -20,6 +20,7 @@ from model_core import (
 from model_core.analysis.attention import strongest_attention
 from model_core.interp import probe as pr
 from model_core.training import job as tj
+from model_core.training import queue as tq
 from model_core.training import worker
 from model_core.training.job import TrainingJob
 
@@ -135,7 +136,16 @@ def test_limits(model, train, task, words):
 
 def test_limits_allow_their_edges():
     big = tj.model_config({"n_layers": 2, "d_model": 256, "n_heads": 8, "d_ff": 1024})
-    tj.check_limits(TaskConfig(max_value=99, n_args=5), big, TrainConfig(steps=20_000, batch_size=512))
+    task = TaskConfig(max_value=99, n_args=5)
+    most = tj.max_steps_for(task, big, 512)  # the largest model's steps fit in one run's time at the expected pace
+    assert 100 < most < tj.MAX_STEPS and most * tq.expected_seconds_per_step(task, big, 512) <= tj.MAX_RUN_S
+    tj.check_limits(task, big, TrainConfig(steps=most, batch_size=512))
+    with pytest.raises(tj.LimitError, match=f"Training steps is {most + 1:,}; at this size a step takes about .* so "
+                                         f"this app trains at most {most:,} steps of it"):  # fmt: skip
+        tj.check_limits(task, big, TrainConfig(steps=most + 1, batch_size=512))
+    small = tj.model_config({})
+    assert tj.max_steps_for(TaskConfig(), small, 64) == tj.MAX_STEPS  # the default model: every step allowed
+    tj.check_limits(TaskConfig(), small, TrainConfig(steps=tj.MAX_STEPS, batch_size=64))
     assert tj.count_params(big) == sum(p.size for p in TaskModel.new(TaskConfig(), **{
         "n_layers": 2, "d_model": 256, "n_heads": 8, "d_ff": 1024}).transformer.params.values())  # fmt: skip
     assert "2,000,000 parameters" in tj.limits_text()
@@ -350,3 +360,15 @@ def test_a_run_within_the_time_limit_is_not_cut():
     job.start()
     assert job.join(60)
     assert job.snapshot().status == "finished" and "time limit" not in job.snapshot().message
+
+
+def test_duration_text_is_the_expected_pace_times_the_steps():
+    task, model = TaskConfig(), tj.model_config({})
+    step_s = tq.expected_seconds_per_step(task, model, 64)
+    text = tj.duration_text(task, model, TrainConfig(steps=3000, batch_size=64))
+    assert text == (f"A step of these settings takes about {step_s * 1000:.2g} ms on this server (an estimate): "
+                    f"3,000 steps, {tq.about(3000 * step_s)}. At this size a run may have up to 20,000 steps.")
+    big = tj.model_config({"n_layers": 4, "d_model": 256, "n_heads": 8, "d_ff": 448, "causal": True})
+    text = tj.duration_text(TaskConfig(max_value=99, n_args=5), big, TrainConfig(steps=100, batch_size=512))
+    most = tj.max_steps_for(TaskConfig(max_value=99, n_args=5), big, 512)
+    assert f"may have up to {most:,} steps" in text and most < tj.MAX_STEPS and " s on this server" in text

@@ -91,15 +91,32 @@ def test_a_refused_job_takes_no_slot(one_at_a_time):
 def test_the_wait_adds_up_the_jobs_ahead(one_at_a_time, monkeypatch):
     queue = tq.JobQueue()
     ahead = tiny_job(steps=100)  # never started: only its config is read
-    assert queue._wait([None], []) is None  # a running job without a step yet: unknown
-    assert queue._wait([12.0], []) == 12.0
-    assert queue._wait([12.0], [ahead]) is None  # no pace measured yet
+    running = tiny_job(steps=300)
+    expected = tq.expected_step_s(ahead)
+    assert expected == pytest.approx(tq.PACE_OVERHEAD_S + tq.PACE_PER_WORK_S * tq.step_work(ahead))
+    assert queue._wait([(running, None)], []) == pytest.approx(300 * expected)  # no step yet: all of its steps
+    assert queue._wait([(running, 12.0)], []) == 12.0
+    assert queue._wait([(running, 12.0)], [ahead]) == pytest.approx(12.0 + 100 * expected)  # no pace measured yet
     queue._recent = (0.05, tq.step_work(ahead))  # the latest job: 0.05 s per step at the same work per step
-    assert queue._wait([12.0], [ahead]) == pytest.approx(17.0)
+    assert queue._wait([(running, 12.0)], [ahead]) == pytest.approx(17.0)
+    assert queue._wait([(running, None)], [ahead]) == pytest.approx(300 * 0.05 + 5.0)  # the measured pace
     bigger = TrainingJob(MAX2, TrainConfig(steps=100, batch_size=64), TINY)  # twice the work per step
-    assert queue._wait([12.0], [ahead, bigger]) == pytest.approx(27.0)
+    assert queue._wait([(running, 12.0)], [ahead, bigger]) == pytest.approx(27.0)
     monkeypatch.setattr(tq, "MAX_RUNNING_JOBS", 2)  # two slots: the job ahead takes the first to free
-    assert queue._wait([12.0, 3.0], [ahead]) == pytest.approx(8.0)
+    assert queue._wait([(running, 12.0), (running, 3.0)], [ahead]) == pytest.approx(8.0)
+
+
+def test_a_queued_job_has_a_wait_before_the_running_job_has_done_a_step(one_at_a_time):
+    first = tiny_job(steps=tj.MAX_STEPS, eval_every=5000)
+    second = tiny_job()
+    first.start()
+    second.start()
+    snap = second.snapshot()  # at once: the first has not done a step (nor, perhaps, has its worker started)
+    assert snap.queued and snap.queue_position == 1 and snap.wait_s is not None and snap.wait_s > 0
+    assert "not known" not in tq.place_text(snap.queue_position, snap.wait_s)
+    first.stop()
+    second.stop()
+    assert first.join(10)
 
 
 def test_place_text(one_at_a_time, monkeypatch):
