@@ -50,7 +50,9 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from st_client import ProtocolError, RunResult, StreamlitSession  # noqa: E402
 from websockets.exceptions import WebSocketException  # noqa: E402
 
+from model_core import TaskConfig  # noqa: E402
 from model_core.limits import MAX_D_FF, MAX_D_MODEL, MAX_HEADS, MAX_LAYERS, MAX_PARAMS, count_params  # noqa: E402
+from model_core.presets import train_page_defaults  # noqa: E402
 from model_core.training import job as tj  # noqa: E402
 
 OPS = ("First", "Second", "Last", "Max", "Min")  # digits-0-9, the default model: three values 0-9
@@ -65,13 +67,17 @@ def trainer_settings(task: str) -> dict[str, object]:
     every size at its cap, and the FFN as wide as the parameter cap leaves room for (4 x 8 x 256 with d_ff 1,024
     would be 3.2M parameters), for the most steps. task "largest": also the largest task and batch (values 0-99,
     5 of them, batch 512: the heaviest job, whose evaluation peaks near the per-job memory cap); "page": the
-    page's own task (0-9, three values) and batch."""
+    page's own task (0-9, three values) and batch. The steps: as many as the limits allow at that size."""
     sizes = {"n_layers": MAX_LAYERS, "n_heads": MAX_HEADS, "d_model": MAX_D_MODEL}
     fits = [f for f in range(4, MAX_D_FF + 1) if count_params(tj.model_config({**sizes, "d_ff": f})) <= MAX_PARAMS]
     heavy = {"train_max_value": str(tj.MAX_TRAIN_VALUE), "train_n_args": tj.MAX_ARGS,
              "train_batch": str(tj.MAX_BATCH)} if task == "largest" else {}  # fmt: skip
+    model = tj.model_config({**sizes, "d_ff": max(fits), "causal": task == "largest"})
+    task_cfg = TaskConfig(max_value=tj.MAX_TRAIN_VALUE, n_args=tj.MAX_ARGS) if task == "largest" else TaskConfig()
+    batch = tj.MAX_BATCH if task == "largest" else train_page_defaults().train.batch_size
+    steps = tj.max_steps_for(task_cfg, model, batch)
     return {**heavy, "train_layers": MAX_LAYERS, "train_heads": MAX_HEADS, "train_d_model": MAX_D_MODEL,
-            "train_d_ff": max(fits), "train_steps": tj.MAX_STEPS}  # fmt: skip
+            "train_d_ff": max(fits), "train_steps": steps}  # fmt: skip
 
 
 # ---------------------------------------------------------------- the server
