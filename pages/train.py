@@ -29,6 +29,7 @@ UPLOAD_RESULT = "train_upload_result"  # ("success" | "error", message) of the l
 SETTINGS = "train_settings"  # the settings' values, kept while the user is on other pages
 BARS_TITLE = "Validation accuracy per operation"  # its subtitle: at the latest evaluation (a longer title was cut)
 LIVE_EVERY_S = 0.4  # while training, the progress, curves and bars refresh this often
+QUEUED_EVERY_S = 2.0  # and while the run waits in line, its place and wait this often (a class's queued runs add up)
 DYNAMICS_EVERY_S = 3.0  # and the mechanism chart and the attention snapshots this often
 PLAY_EVERY_S = 0.5  # after it, "Play" shows the next snapshot this often
 PLAYING = "train_playing"  # True while the snapshots play
@@ -155,6 +156,7 @@ job = _job()  # the sidebar took up the run of the page's link, if any, and watc
 if job is not None and state.adopt_finished_job(job):
     st.rerun()  # the sidebar was drawn before the model existed
 running = _running()
+queued = running and job is not None and job.status == "queued"  # waiting in line: its view refreshes less often
 
 st.title("Train your own model")
 st.markdown(
@@ -315,10 +317,12 @@ def _op_frame(snap: tj.JobSnapshot | None) -> pd.DataFrame:
 # swaps in their data, where a chart it has to build (and, on a new tab, its chart library) would cost it most
 # (on the machine that trains, if the browser runs there). The charts' columns are categories for the same
 # reason: the specs are the same from the empty charts to the last update.
-@st.fragment(run_every=LIVE_EVERY_S if running else None)
+@st.fragment(run_every=(QUEUED_EVERY_S if queued else LIVE_EVERY_S) if running else None)
 def live() -> None:
     job = _job()
     snap = job.snapshot() if job is not None else None
+    if queued and snap is not None and not snap.queued:
+        st.rerun(scope="app")  # it left the line: the page again, refreshing at the pace of a running job
     if snap is None:
         st.info("Choose the settings and press **Start training**. The defaults (the original 2-block model) "
                 "reach 100% validation accuracy on 0-9 in a few hundred steps.")  # fmt: skip
