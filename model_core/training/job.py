@@ -157,10 +157,10 @@ def duration_text(task: TaskConfig, model: ModelConfig, train: TrainConfig) -> s
 
 
 def _seconds(s: float) -> str:
-    """A step's time: "6.9 ms", "0.26 s", "2.0 s"."""
+    """A step's time: "6.9 ms", "0.26 s", "2.0 s" (a no-break space: the figure and its unit stay on one line)."""
     if s < 0.1:
-        return f"{s * 1000:.2g} ms"
-    return f"{s:.2g} s" if s < 1 else f"{s:.1f} s"
+        return f"{s * 1000:.2g}\u00a0ms"
+    return f"{s:.2g}\u00a0s" if s < 1 else f"{s:.1f}\u00a0s"
 
 
 def default_name(task: TaskConfig, model: ModelConfig, seed: int) -> str:

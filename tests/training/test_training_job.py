@@ -366,9 +366,9 @@ def test_duration_text_is_the_expected_pace_times_the_steps():
     task, model = TaskConfig(), tj.model_config({})
     step_s = tq.expected_seconds_per_step(task, model, 64)
     text = tj.duration_text(task, model, TrainConfig(steps=3000, batch_size=64))
-    assert text == (f"A step of these settings takes about {step_s * 1000:.2g} ms on this server (an estimate): "
+    assert text == (f"A step of these settings takes about {step_s * 1000:.2g}\u00a0ms on this server (an estimate): "
                     f"3,000 steps, {tq.about(3000 * step_s)}. At this size a run may have up to 20,000 steps.")
     big = tj.model_config({"n_layers": 4, "d_model": 256, "n_heads": 8, "d_ff": 448, "causal": True})
     text = tj.duration_text(TaskConfig(max_value=99, n_args=5), big, TrainConfig(steps=100, batch_size=512))
     most = tj.max_steps_for(TaskConfig(max_value=99, n_args=5), big, 512)
-    assert f"may have up to {most:,} steps" in text and most < tj.MAX_STEPS and " s on this server" in text
+    assert f"may have up to {most:,} steps" in text and most < tj.MAX_STEPS and "\u00a0s on this server" in text
