@@ -73,8 +73,9 @@ def trainer_settings(task: str) -> dict[str, object]:
     heavy = {"train_max_value": str(tj.MAX_TRAIN_VALUE), "train_n_args": tj.MAX_ARGS,
              "train_batch": str(tj.MAX_BATCH)} if task == "largest" else {}  # fmt: skip
     model = tj.model_config({**sizes, "d_ff": max(fits), "causal": task == "largest"})
-    task_cfg = TaskConfig(max_value=tj.MAX_TRAIN_VALUE, n_args=tj.MAX_ARGS) if task == "largest" else TaskConfig()
-    batch = tj.MAX_BATCH if task == "largest" else train_page_defaults().train.batch_size
+    page = train_page_defaults()
+    task_cfg = TaskConfig(max_value=tj.MAX_TRAIN_VALUE, n_args=tj.MAX_ARGS) if task == "largest" else page.task
+    batch = tj.MAX_BATCH if task == "largest" else page.train.batch_size
     steps = tj.max_steps_for(task_cfg, model, batch)
     return {**heavy, "train_layers": MAX_LAYERS, "train_heads": MAX_HEADS, "train_d_model": MAX_D_MODEL,
             "train_d_ff": max(fits), "train_steps": steps}  # fmt: skip

@@ -69,7 +69,7 @@ from .memory import check_memory
 from .queue import QUEUE, about, expected_seconds_per_step
 from .queue import place_text as place_text  # re-exported: the Train page's message for a queued job
 from .trainer import EvalMetrics, ProbeAnswer, StepMetrics, snapshot_steps
-from .worker import EARLY_SNAPSHOTS, MechanismError, RunSpec, Setup, in_process, run_here, run_in_process
+from .worker import EARLY_SNAPSHOTS, MechanismError, RunSpec, Setup, in_process, run_in_process, train_run
 
 # ----------------------------------------------------------------------------- limits
 # What one session may train here: a 2-core machine shared by every user. The model's sizes are in
@@ -445,7 +445,7 @@ class TrainingJob:
             self.name = name or default_name(self.task, self.model_config, self.train.seed)
             self._model = TaskModel.new(self.task, self.name, **dict(model or {}))
             self._probe = self._pick_probe(probe)
-            self.n_params = count_params(self.model_config)  # the queue scales one job's pace to another's by it
+            self.n_params = count_params(self.model_config)  # the queue's `step_work` reads it on every refresh
         except (ConfigError, TaskError) as err:  # bad hyperparameters: a message, never a traceback
             self._end("failed", str(err))
             return
@@ -616,7 +616,7 @@ class TrainingJob:
         self._began = time.perf_counter()
         self._timed_out = False
         try:
-            run = run_in_process if in_process() else run_here
+            run = run_in_process if in_process() else train_run
             outcome = run(spec, self._stop, self._on_event)
             status, message, result = outcome.status, outcome.message, outcome.result
             if outcome.model is not None:  # trained in a worker process: the model it sent back

@@ -9,8 +9,8 @@ at a lower priority, `NICE`), so the pages of the other users keep the server's 
 probe set, runs `Trainer.run`, and hands every event to `emit` (a `Setup` first, then each `StepMetrics` and
 `EvalMetrics`, and a `MechanismError` when a snapshot's measurement fails); it returns an `Outcome`.
 
-- `run_here(spec, stop, emit)` runs it in the calling thread, training `spec.model` in place
-  (`EXPLAINER_TRAINING_IN=thread`, and tests that patch the run's functions).
+- Called directly, it runs in the calling thread and trains `spec.model` in place (`EXPLAINER_TRAINING_IN=thread`,
+  and tests that patch the run's functions).
 - `run_in_process(spec, stop, emit)` runs it in a worker process and returns the trained model in the
   `Outcome` (with its `train_config` and `metrics`, as the trainer left them). The worker is a fresh
   `python -m model_core.training.worker` (not a fork of the threaded server), started ahead of time as a spare so
@@ -29,7 +29,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -125,11 +125,6 @@ def train_run(spec: RunSpec, stop, emit: Emit) -> Outcome:
         return Outcome("failed", str(err))
     except Exception as err:  # noqa: BLE001 - the UI shows the message; the run must not die silently
         return Outcome("failed", f"Training failed: {type(err).__name__}: {err}")
-
-
-def run_here(spec: RunSpec, stop: threading.Event, emit: Emit) -> Outcome:
-    """The run in this thread: `spec.model` is trained in place."""
-    return train_run(spec, stop, emit)
 
 
 # ----------------------------------------------------------------------------- worker processes
@@ -238,9 +233,9 @@ def main(fd: int) -> None:
         spec = conn.recv()
     except (EOFError, OSError):  # the server closed before sending a run (it exited): nothing to do
         return
-    outcome = run_here(spec, _StopFromServer(conn), conn.send)
+    outcome = train_run(spec, _StopFromServer(conn), conn.send)
     if outcome.result is not None:
-        outcome = Outcome(outcome.status, outcome.message, outcome.result, spec.model)
+        outcome = replace(outcome, model=spec.model)
     try:
         conn.send(outcome)
     except OSError:  # the server is gone
