@@ -137,10 +137,19 @@ def _run_training(model: TaskModel, cfg) -> TrainResult:
     return trainer.result
 
 
+def _percent(acc: float) -> str:
+    """Two decimals, with more where two would round a miss up to 100.00%."""
+    shown = f"{acc:.2%}"
+    return f"{acc:.4%}" if acc < 1 and shown == "100.00%" else shown
+
+
 def _print_accuracy(label: str, ev: dict) -> None:
-    print(f"{label} accuracy {ev['accuracy']:.2%} on {ev['n']} expressions")
+    wrong = ev["n"] - round(ev["accuracy"] * ev["n"])
+    print(f"{label} accuracy {_percent(ev['accuracy'])} on {ev['n']} expressions ({wrong} wrong)")
     for op, acc in ev["per_op"].items():
-        print(f"  {op:<8} {acc:7.2%}")
+        print(f"  {op:<8} {_percent(acc):>8}")
+    for n, acc in ev.get("per_length", {}).items():
+        print(f"  {n:>2} values {_percent(acc):>8}")
 
 
 def evaluate(args) -> int:

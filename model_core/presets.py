@@ -44,6 +44,15 @@ PRESETS: dict[str, Preset] = {
                         hard_fraction=0.5),  # fmt: skip
         ),
         Preset(
+            "lists-0-9",
+            "Lists of any length from 2 to 10 values in 0-9, where Second and Last depend on the length: a causal "
+            "pre-norm decoder (learned positions, GELU) that answers after `=`. Every length is as common in "
+            "training as any other, so the few short lists are seen as often as the many long ones.",
+            TaskConfig(min_args=2, n_args=10),
+            {"causal": True, "norm": "pre", "positional": "learned", "activation": "gelu"},
+            TrainConfig(steps=6000, batch_size=128, lr=2e-3, warmup_steps=200, eval_every=500, min_lr_ratio=0.02),
+        ),
+        Preset(
             "tiny",
             "A very small model for quick experiments and tests: 1 block, 2 heads, d_model 32.",
             TaskConfig(),

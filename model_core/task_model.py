@@ -78,8 +78,7 @@ class TaskModel:
 
     def expressions(self, items: list[Expression]) -> ExpressionSet:
         ops = np.array([self.task.operations.index(e.op) for e in items], dtype=np.int64)
-        values = np.array([e.values for e in items], dtype=np.int64).reshape(len(items), self.task.n_args)
-        return ExpressionSet(self.task, ops, values)
+        return ExpressionSet.from_lists(self.task, ops, [e.values for e in items])
 
     def encode(self, exprs: ExpressionSet):
         return encode(exprs, self.vocab, self.causal)
@@ -156,7 +155,8 @@ class TaskModel:
 
     # ------------------------------------------------------------ accuracy
     def evaluate(self, exprs: ExpressionSet, batch_size: int = 4096, fwd_hooks=()) -> dict:
-        """Exact-match accuracy overall and per operation, optionally under hooks (`run_with_hooks`'s).
+        """Exact-match accuracy overall, per operation (and, where lists vary, per length), optionally under
+        hooks (`run_with_hooks`'s): see `accuracy_breakdown`.
 
         Teacher-forced: an example counts as right when every answer token (and the
         causal model's <eos>) is the top prediction given the right tokens before it,
@@ -166,12 +166,7 @@ class TaskModel:
         for start in range(0, len(exprs), batch_size):
             part = exprs.subset(np.arange(start, min(start + batch_size, len(exprs))))
             right[start : start + len(part)] = self.exact_match(self.encode(part), fwd_hooks)
-        per_op = {
-            op: float(right[exprs.ops == k].mean())
-            for k, op in enumerate(self.task.operations)
-            if (exprs.ops == k).any()
-        }
-        return {"accuracy": float(right.mean()) if len(right) else 0.0, "per_op": per_op, "n": int(len(right))}
+        return accuracy_breakdown(exprs, right)
 
     def exact_match(self, batch, fwd_hooks=()) -> np.ndarray:
         """[n] bool for an encoded batch (one forward pass; without hooks, only at the answer positions)."""
@@ -179,3 +174,17 @@ class TaskModel:
             return exact_match(self.transformer.run_with_hooks(batch.tokens, list(fwd_hooks)), batch.targets)
         rows = np.nonzero(batch.targets >= 0)
         return exact_match_at_rows(self.transformer.forward(batch.tokens, rows=rows), batch.targets)
+
+
+def accuracy_breakdown(exprs: ExpressionSet, right: np.ndarray) -> dict:
+    """{"accuracy", "per_op": {op: accuracy}, "n"} from [n] bool, and "per_length": {number of values: accuracy}
+    where the task's lists vary in length. Only what `exprs` holds is listed."""
+    task = exprs.task
+    out = {"accuracy": float(right.mean()) if len(right) else 0.0,
+           "per_op": {op: float(right[exprs.ops == k].mean()) for k, op in enumerate(task.operations)
+                      if (exprs.ops == k).any()},
+           "n": int(len(right))}  # fmt: skip
+    if task.variable_length:
+        out["per_length"] = {n: float(right[exprs.lengths == n].mean()) for n in task.lengths
+                             if (exprs.lengths == n).any()}  # fmt: skip
+    return out

@@ -23,6 +23,7 @@ import numpy as np
 
 from .. import layers as L
 from ..task import ExpressionSet, enumerate_all, exact_match_at_rows, make_splits
+from ..task.operations import ABSENT
 from ..task_model import TaskModel
 from .ablation import _rows, ablation_hooks, every_component, mean_activations, parse_component
 from .inputs import roles
@@ -156,7 +157,7 @@ def _layouts(model: TaskModel, tokens: np.ndarray):
     """Positions by role for every example, one `roles` call per distinct layout.
 
     Returns (op [n, T] bool, slot [n, T] int: the value slot 1.. a position belongs to or 0,
-    last_digit [n, n_args]: the position of each slot's last digit)."""
+    last_digit [n, n_args]: the position of each slot's last digit, 0 for a slot past a shorter list's end)."""
     digit_ids = [model.vocab.id(str(d)) for d in range(10)]
     kind = np.isin(tokens, digit_ids).astype(np.int8) + 2 * (tokens == model.vocab.pad_id)  # [n, T]
     layouts, which = np.unique(kind, axis=0, return_inverse=True)
@@ -237,13 +238,14 @@ def score_by_digit(model: TaskModel, layer: int, head: int, exprs: ExpressionSet
     exprs = run.exprs
     _, _, last = _layouts(model, run.tokens)  # [n, n_args]
     n = len(exprs)
-    values = run.scores[np.arange(n)[:, None], layer, head, last].astype(np.float64)  # [n, n_args]
+    here = exprs.values != ABSENT  # [n, n_args] the slots a shorter list has
+    values = run.scores[np.arange(n)[:, None], layer, head, last].astype(np.float64)[here]  # [m] scores at values
     n_ops, n_args, V = len(model.task.operations), model.task.n_args, model.task.n_values
-    ops = np.broadcast_to(exprs.ops[:, None], (n, n_args))
-    slots = np.broadcast_to(np.arange(n_args), (n, n_args))
-    cell = np.ravel_multi_index((ops, slots, exprs.values - model.task.min_value), (n_ops, n_args, V))  # [n, n_args]
-    total_n = np.bincount(cell.ravel(), minlength=n_ops * n_args * V)
-    total = np.bincount(cell.ravel(), weights=values.ravel(), minlength=n_ops * n_args * V)
+    ops = np.broadcast_to(exprs.ops[:, None], (n, n_args))[here]
+    slots = np.broadcast_to(np.arange(n_args), (n, n_args))[here]
+    cell = np.ravel_multi_index((ops, slots, exprs.values[here] - model.task.min_value), (n_ops, n_args, V))  # [m]
+    total_n = np.bincount(cell, minlength=n_ops * n_args * V)
+    total = np.bincount(cell, weights=values, minlength=n_ops * n_args * V)
     with np.errstate(invalid="ignore", divide="ignore"):
         table = (total / total_n).reshape(n_ops, n_args, V)
     fitted = table.reshape(-1)[cell]

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..task import OPERATIONS, ExpressionSet
+from ..task import OPERATIONS, ExpressionSet, TaskConfig
+from ..task.operations import ABSENT
 from ..task_model import TaskModel
 from .input_space import input_space
 
@@ -23,18 +24,24 @@ def _zero_positions(x: np.ndarray, _hook) -> np.ndarray:
     return np.zeros_like(x)  # [batch, pos, d_model]
 
 
-def random_pick_accuracy(op: str, n_args: int, max_value: int, seed: int = 0, n: int = 20_000) -> float:
+def _random_lists(task: TaskConfig, rng: np.random.Generator, n: int) -> np.ndarray:
+    """[n, n_args] random value lists of the task, each length equally likely (ABSENT past each list's end)."""
+    values = rng.integers(task.min_value, task.max_value + 1, size=(n, task.n_args))
+    lengths = rng.integers(task.min_args, task.n_args + 1, size=n)
+    return np.where(np.arange(task.n_args) < lengths[:, None], values, ABSENT)
+
+
+def random_pick_accuracy(op: str, task: TaskConfig, seed: int = 0, n: int = 20_000) -> float:
     """How often one of the values, picked at random, is the operation's answer (on random value lists)."""
-    rng = np.random.default_rng(seed)
-    values = rng.integers(0, max_value + 1, size=(n, n_args))
-    answers = OPERATIONS[op].fn(values)
-    return float((values == answers[:, None]).mean())
+    values = _random_lists(task, np.random.default_rng(seed), n)
+    hits = (values == OPERATIONS[op].fn(values)[:, None]).sum(axis=1)  # ABSENT is never an answer
+    return float((hits / (values != ABSENT).sum(axis=1)).mean())
 
 
-def order_matters(op: str, n_args: int, max_value: int, seed: int = 0, n: int = 500) -> bool:
-    """Whether the operation's answer changes when its values are shuffled (on `n` random value lists)."""
+def order_matters(op: str, task: TaskConfig, seed: int = 0, n: int = 500) -> bool:
+    """Whether the operation's answer changes when its values are shuffled (on `n` random lists of the most values)."""
     rng = np.random.default_rng(seed)
-    values = rng.integers(0, max_value + 1, size=(n, n_args))
+    values = rng.integers(task.min_value, task.max_value + 1, size=(n, task.n_args))
     shuffled = rng.permuted(values, axis=1)
     fn = OPERATIONS[op].fn
     return bool((fn(values) != fn(shuffled)).any())
@@ -123,8 +130,8 @@ def accuracy_without_positions(model: TaskModel, exprs: ExpressionSet | None = N
         ops,
         np.array([normal[op] for op in ops]),
         np.array([without[op] for op in ops]),
-        [order_matters(op, task.n_args, task.max_value) for op in ops],
-        np.array([random_pick_accuracy(op, task.n_args, task.max_value) for op in ops]),
+        [order_matters(op, task) for op in ops],
+        np.array([random_pick_accuracy(op, task) for op in ops]),
         len(exprs),
         model.causal,
         task.max_value,

@@ -66,6 +66,7 @@ def follow_rate(model: TaskModel, exprs, heads: Sequence[str], slot: int) -> tup
     from ignoring the steer."""
     from .input_space import _layouts  # the slot positions of every layout, one `roles` call each
 
+    exprs = exprs.subset(exprs.lengths >= slot)  # the lists that have that slot
     enc = model.encode(exprs)
     _, _, last = _layouts(model, enc.tokens)  # [n, n_args] each slot's last digit
     value = exprs.values[:, slot - 1]

@@ -9,6 +9,7 @@
 
 from .encode import IGNORE, Batch, encode, exact_match, exact_match_at_rows
 from .operations import (
+    ABSENT,
     MAX_ARGS,
     MAX_ENUMERABLE,
     MAX_VALUE,
@@ -24,7 +25,7 @@ from .operations import (
 from .splits import SPLIT_IDS, TEST, TRAIN, VAL, Splits, make_splits
 
 __all__ = [
-    "IGNORE", "MAX_ARGS", "MAX_ENUMERABLE", "MAX_VALUE", "OPERATIONS", "SPLIT_IDS", "TEST", "TRAIN", "VAL", "Batch",
-    "Expression", "ExpressionSet", "Operation", "Splits", "TaskConfig", "TaskError", "check_compatible", "encode",
-    "enumerate_all", "exact_match", "exact_match_at_rows", "make_splits",
+    "ABSENT", "IGNORE", "MAX_ARGS", "MAX_ENUMERABLE", "MAX_VALUE", "OPERATIONS", "SPLIT_IDS", "TEST", "TRAIN", "VAL",
+    "Batch", "Expression", "ExpressionSet", "Operation", "Splits", "TaskConfig", "TaskError", "check_compatible",
+    "encode", "enumerate_all", "exact_match", "exact_match_at_rows", "make_splits",
 ]  # fmt: skip

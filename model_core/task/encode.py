@@ -32,6 +32,7 @@ class _Layout:
 
     template: np.ndarray  # [W] token ids of the fixed slots (op and digit slots filled per batch)
     digit_cols: np.ndarray  # [(n_args + 1) * D] slot of each digit: the values', then the answer's
+    sep_cols: np.ndarray  # [n_args] the slot after each value: `,`, or `)` after the last
     equals_slot: int
     digit_ids: np.ndarray  # [10] token id of each digit
     op_ids: np.ndarray  # [n_ops] token id of each of task.operations
@@ -50,9 +51,11 @@ def _layout(task: TaskConfig, vocab: Vocabulary) -> _Layout:
     ]
     equals_slot = cells.index("=")
     digit_cols += range(equals_slot + 1, equals_slot + 1 + D)
+    sep_cols = [2 + j * (D + 1) + D for j in range(task.n_args)]
     return _Layout(
         template,
         np.array(digit_cols),
+        np.array(sep_cols),
         equals_slot,
         np.array([vocab.id(str(d)) for d in range(10)]),
         np.array([vocab.id(op) for op in task.operations]),
@@ -65,7 +68,8 @@ def _full_sequences(
     """Whole sequences like `Max ( 5 6 , 7 , 8 ) = 5 6 <eos>`.
 
     Returns tokens [n, T], answer_pos [n] (index of `=`), length [n]. Every example is laid out
-    in the same fixed-width slots, then the slots of leading zeros are squeezed out.
+    in the same fixed-width slots, then the slots of leading zeros (and, in a shorter list, of the
+    missing values and their separators) are squeezed out.
     """
     task, n = exprs.task, len(exprs)
     lay = _layout(task, vocab)
@@ -77,12 +81,19 @@ def _full_sequences(
     slots = np.repeat(lay.template[None, :], n, axis=0)  # [n, W]
     slots[:, 0] = lay.op_ids[exprs.ops]
     slots[:, lay.digit_cols] = lay.digit_ids[digits.reshape(n, len(lay.digit_cols))]
-    if D == 1:  # one digit each: nothing to squeeze
+    if D == 1 and not task.variable_length:  # one digit each, every list full: nothing to squeeze
         return slots, np.full(n, lay.equals_slot), np.full(n, slots.shape[1])
 
-    # A digit slot is kept unless it is a leading zero (0 itself keeps its last slot).
+    # A digit slot is kept unless it is a leading zero (0 itself keeps its last slot) or its value is absent.
     keep = np.ones(slots.shape, dtype=bool)  # [n, W]
     present = np.arange(D) >= D - n_digits(numbers)[..., None]  # [n, n_args + 1, D]
+    if task.variable_length:
+        slot = np.arange(task.n_args)  # [n_args]
+        length = exprs.lengths[:, None]  # [n, 1]
+        present[:, :-1] &= (slot < length)[..., None]  # the answer (last) is always there
+        keep[:, lay.sep_cols] = slot < length  # a missing value's separator goes too
+        last_sep = lay.sep_cols[exprs.lengths - 1]  # [n] the separator after the last value closes the list
+        slots[np.arange(n), last_sep] = slots[0, lay.sep_cols[-1]]  # `)`
     keep[:, lay.digit_cols] = present.reshape(n, len(lay.digit_cols))
     order = np.argsort(~keep, axis=1, kind="stable")  # kept slots first, in their order
     tokens = np.take_along_axis(slots, order, axis=1)
@@ -108,9 +119,11 @@ def encode(exprs: ExpressionSet, vocab: Vocabulary, causal: bool) -> Batch:
         last = length[:, None] - 1  # [n, 1] index of <eos>, which is never an input
         tokens = np.where(pos < last, full[:, :-1], vocab.pad_id)
         targets = np.where((pos >= answer_pos[:, None]) & (pos < last), full[:, 1:], IGNORE)
-    else:  # one answer digit, so `=` is at the same place in every example
-        T = int(answer_pos.max(initial=-1)) + 1
-        tokens = full[:, :T]
+    else:  # one answer digit; T is the task's longest input, so a shorter list reads the same in any batch
+        T = exprs.task.input_len
+        if full.shape[1] < T:  # a batch of short lists only
+            full = np.pad(full, ((0, 0), (0, T - full.shape[1])), constant_values=vocab.pad_id)
+        tokens = np.where(np.arange(T) <= answer_pos[:, None], full[:, :T], vocab.pad_id)
         targets = np.full((n, T), IGNORE, dtype=np.int64)
         targets[np.arange(n), answer_pos] = full[np.arange(n), answer_pos + 1]
     return Batch(tokens.astype(np.int64), targets.astype(np.int64), answer_pos.astype(np.int64))

@@ -1,11 +1,14 @@
 """The toy task: operations on a few numbers, as datasets of arrays and as token sequences.
 
 An expression is `Op ( a b c )`, e.g. `Max ( 5 3 9 )` -> `9`. Datasets are arrays, never lists
-of objects: `ops [n]` (index into `task.operations`) and `values [n, n_args]`.
+of objects: `ops [n]` (index into `task.operations`) and `values [n, n_args]`. A task may take lists of
+several lengths (`min_args` to `n_args` values); a shorter list's missing slots hold ABSENT (-1), at the end.
 
-Every expression has an integer id (mixed radix: op index, then the values), so train, val and
-test are split *by distinct expression*: no test expression is ever trained on.
-- Small spaces (<= 200_000 expressions) are enumerated and split per operation.
+The expressions of one operation and one length form a *cell*; cells are numbered op-major
+(`op * n_lengths + length - min_args`). Every expression has an integer id (its cell's offset, then the
+values in mixed radix), so train, val and test are split *by distinct expression*: no test expression is
+ever trained on.
+- Small spaces (<= 200_000 expressions) are enumerated and split per cell.
 - Large spaces (e.g. 3 values in 0-99: 5,000,000) are split by a hash of the id, so an id's split
   is known without materialising the train set.
 """
@@ -24,7 +27,8 @@ if TYPE_CHECKING:  # vocab imports this module for the registry; only a type hin
     pass
 
 MAX_VALUE = 999  # values are at most 3 digit tokens
-MAX_ARGS = 8
+MAX_ARGS = 10
+ABSENT = -1  # the value in a slot past the end of a shorter list (below every real value, which are >= 0)
 MAX_ENUMERABLE = 200_000  # spaces up to this size are enumerated; above, split by hash
 
 
@@ -37,7 +41,7 @@ class TaskError(ValueError):
 
 @dataclass(frozen=True)
 class Operation:
-    """One operation: `fn` maps values `[n, n_args]` to answers `[n]`."""
+    """One operation: `fn` maps values `[n, n_args]` (ABSENT past each list's end) to answers `[n]`."""
 
     name: str
     fn: Callable[[np.ndarray], np.ndarray]
@@ -52,9 +56,9 @@ OPERATIONS: dict[str, Operation] = {
     for op in (
         Operation("First", lambda v: v[:, 0], "the first value"),
         Operation("Second", lambda v: v[:, 1], "the second value", min_args=2),
-        Operation("Last", lambda v: v[:, -1], "the last value"),
-        Operation("Max", lambda v: v.max(axis=1), "the largest of the values"),
-        Operation("Min", lambda v: v.min(axis=1), "the smallest of the values"),
+        Operation("Last", lambda v: v[np.arange(len(v)), (v != ABSENT).sum(axis=1) - 1], "the last value"),
+        Operation("Max", lambda v: v.max(axis=1), "the largest of the values"),  # ABSENT is below every value
+        Operation("Min", lambda v: np.where(v == ABSENT, MAX_VALUE + 1, v).min(axis=1), "the smallest of the values"),
     )
 }
 
@@ -77,12 +81,13 @@ def n_digits(x: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class TaskConfig:
-    """Which operations, on how many values, in which range."""
+    """Which operations, on how many values (`min_args` to `n_args`; None: exactly `n_args`), in which range."""
 
     operations: tuple[str, ...] = ("First", "Second", "Last", "Max", "Min")
     min_value: int = 0
     max_value: int = 9
-    n_args: int = 3
+    n_args: int = 3  # the most values a list has
+    min_args: int | None = None  # the fewest; None means n_args (every list has n_args values)
 
     def __post_init__(self) -> None:
         ops = self.operations
@@ -97,7 +102,9 @@ class TaskConfig:
         if len(set(ops)) != len(ops):
             dupes = sorted(op for op, n in Counter(ops).items() if n > 1)  # one pass: a list may be long
             raise TaskError(f"Each operation may appear once; repeated: {', '.join(dupes)}.")
-        for name in ("min_value", "max_value", "n_args"):
+        if self.min_args is None:
+            object.__setattr__(self, "min_args", self.n_args)
+        for name in ("min_value", "max_value", "n_args", "min_args"):
             if not _is_int(getattr(self, name)):
                 raise TaskError(f"{name} must be a whole number, got {getattr(self, name)!r}.")
             object.__setattr__(self, name, int(getattr(self, name)))
@@ -111,10 +118,13 @@ class TaskConfig:
             )
         if not 1 <= self.n_args <= MAX_ARGS:
             raise TaskError(f"n_args must be between 1 and {MAX_ARGS}, got {self.n_args}.")
+        if not 1 <= self.min_args <= self.n_args:
+            raise TaskError(f"min_args must be between 1 and n_args ({self.n_args}), got {self.min_args}.")
         for op in ops:
-            if self.n_args < OPERATIONS[op].min_args:
+            if self.min_args < OPERATIONS[op].min_args:
+                name = "n_args" if self.min_args == self.n_args else "min_args"
                 raise TaskError(
-                    f"{op} needs n_args >= {OPERATIONS[op].min_args}; raise n_args or drop {op}."
+                    f"{op} needs {name} >= {OPERATIONS[op].min_args}; raise {name} or drop {op}."
                 )
         if self.space_size >= 2**63:  # ids are int64
             raise TaskError(
@@ -127,9 +137,28 @@ class TaskConfig:
         return self.max_value - self.min_value + 1
 
     @property
+    def lengths(self) -> range:
+        """Every number of values a list may have."""
+        return range(self.min_args, self.n_args + 1)
+
+    @property
+    def variable_length(self) -> bool:
+        return self.min_args < self.n_args
+
+    @property
     def space_size(self) -> int:
-        """Number of distinct expressions."""
-        return len(self.operations) * self.n_values**self.n_args
+        """Number of distinct expressions (a Python int: it is checked against int64 before any array)."""
+        return len(self.operations) * sum(self.n_values**n for n in self.lengths)
+
+    @cached_property
+    def cell_sizes(self) -> np.ndarray:
+        """[n_ops * n_lengths] int64: expressions in each cell (one operation, one length), op-major."""
+        return np.tile([self.n_values**n for n in self.lengths], len(self.operations)).astype(np.int64)
+
+    @cached_property
+    def cell_offsets(self) -> np.ndarray:
+        """[n_ops * n_lengths] int64: the first id of each cell."""
+        return np.cumsum(self.cell_sizes) - self.cell_sizes
 
     @property
     def max_answer_digits(self) -> int:
@@ -146,9 +175,11 @@ class TaskConfig:
         return self.input_len + self.max_answer_digits + 1
 
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)} | {
-            "operations": list(self.operations)
-        }
+        """As JSON; `min_args` only where lists vary in length (so a fixed task's dict is as it always was)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)} | {"operations": list(self.operations)}
+        if not self.variable_length:
+            del out["min_args"]
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TaskConfig:
@@ -195,7 +226,7 @@ class Expression:
 
 @dataclass(frozen=True, eq=False)
 class ExpressionSet:
-    """Many expressions of one task as arrays: `ops [n]`, `values [n, n_args]`."""
+    """Many expressions of one task as arrays: `ops [n]`, `values [n, n_args]` (ABSENT past each list's end)."""
 
     task: TaskConfig
     ops: np.ndarray  # [n] int64, index into task.operations
@@ -208,16 +239,43 @@ class ExpressionSet:
         object.__setattr__(self, "values", values)
 
     @classmethod
+    def from_lists(cls, task: TaskConfig, ops: np.ndarray, lists: list[tuple[int, ...]]) -> ExpressionSet:
+        """From value lists of any allowed length (padded with ABSENT here)."""
+        values = np.full((len(lists), task.n_args), ABSENT, dtype=np.int64)
+        for i, v in enumerate(lists):
+            if not task.min_args <= len(v) <= task.n_args:
+                raise TaskError(f"{len(v)} values; this task takes {_count(task)}.")
+            values[i, : len(v)] = v
+        return cls(task, ops, values)
+
+    @classmethod
     def from_ids(cls, task: TaskConfig, ids: np.ndarray) -> ExpressionSet:
-        """Inverse of `ids`: peel the mixed-radix digits off, last value first."""
-        rest = np.asarray(ids, dtype=np.int64)
-        values = np.empty((len(rest), task.n_args), dtype=np.int64)  # [n, n_args]
+        """Inverse of `ids`: find each id's cell, then peel the mixed-radix digits off, last value first."""
+        ids = np.asarray(ids, dtype=np.int64)
+        cell = np.searchsorted(task.cell_offsets, ids, side="right") - 1  # [n]
+        n_lengths = len(task.lengths)
+        length = task.min_args + cell % n_lengths  # [n]
+        rest = ids - task.cell_offsets[cell]
+        values = np.full((len(ids), task.n_args), ABSENT, dtype=np.int64)  # [n, n_args]
         for j in reversed(range(task.n_args)):
-            rest, values[:, j] = np.divmod(rest, task.n_values)
-        return cls(task, rest, values + task.min_value)
+            here = j < length
+            q, r = np.divmod(rest, task.n_values)
+            values[:, j] = np.where(here, r + task.min_value, ABSENT)
+            rest = np.where(here, q, rest)
+        return cls(task, cell // n_lengths, values)
 
     def __len__(self) -> int:
         return len(self.ops)
+
+    @cached_property
+    def lengths(self) -> np.ndarray:
+        """[n] int64: how many values each list has."""
+        return (self.values != ABSENT).sum(axis=1)
+
+    @cached_property
+    def cells(self) -> np.ndarray:
+        """[n] int64: each expression's cell (its operation and length)."""
+        return self.ops * len(self.task.lengths) + self.lengths - self.task.min_args
 
     @cached_property
     def answers(self) -> np.ndarray:
@@ -229,18 +287,31 @@ class ExpressionSet:
         return every[self.ops, np.arange(len(self))].astype(np.int64)
 
     def ids(self, task: TaskConfig | None = None) -> np.ndarray:
-        """[n] int64 unique id per expression: op index, then the values, in base n_values."""
+        """[n] int64 unique id per expression: its cell's offset plus the values in base n_values."""
         task = task or self.task
-        ids = self.ops.copy()
+        if not task.variable_length:  # one cell per op: op index, then every value
+            ids = self.ops.copy()
+            for j in range(task.n_args):
+                ids = ids * task.n_values + (self.values[:, j] - task.min_value)
+            return ids
+        ids = np.zeros(len(self), dtype=np.int64)
         for j in range(task.n_args):
-            ids = ids * task.n_values + (self.values[:, j] - task.min_value)
-        return ids
+            here = self.values[:, j] != ABSENT
+            ids = np.where(here, ids * task.n_values + (self.values[:, j] - task.min_value), ids)
+        return task.cell_offsets[self.ops * len(task.lengths) + self.lengths - task.min_args] + ids
 
     def expression(self, i: int) -> Expression:
-        return Expression(self.task.operations[self.ops[i]], tuple(self.values[i].tolist()))
+        return Expression(self.task.operations[self.ops[i]], tuple(self.values[i, : self.lengths[i]].tolist()))
 
     def subset(self, idx: np.ndarray | slice) -> ExpressionSet:
         return ExpressionSet(self.task, self.ops[idx], self.values[idx])
+
+
+def _count(task: TaskConfig) -> str:
+    """How many values the task takes, in words: '3 values' or '2 to 10 values'."""
+    if task.variable_length:
+        return f"{task.min_args} to {task.n_args} values"
+    return f"{task.n_args} value" + ("s" if task.n_args > 1 else "")
 
 
 def enumerate_all(task: TaskConfig) -> ExpressionSet:

@@ -100,19 +100,24 @@ def parse_expression(text: str, task: TaskConfig | None = None) -> Expression:
             f"Nothing may follow ')' (found {_show(after)}); the model gives the answer."
         )
 
-    n_args = task.n_args if task else DEFAULT_N_ARGS
+    lo_n, hi_n = (task.min_args, task.n_args) if task else (DEFAULT_N_ARGS, DEFAULT_N_ARGS)
+    n_args = hi_n
     items = [t for t in _SEPARATORS.split(body) if t]
     if not items:
-        example = " ".join(str(v) for v in (5, 3, 9, 1, 7, 2, 8, 4)[:n_args])
+        n_show = max(lo_n, min(hi_n, DEFAULT_N_ARGS))
+        example = " ".join(str(v) for v in (5, 3, 9, 1, 7, 2, 8, 4, 6, 0)[:n_show])
+        count = f"{lo_n} to {hi_n}" if lo_n < hi_n else f"{n_args}"
         raise ParseError(
-            f"Nothing between the parentheses: put {n_args} values, like {op} ( {example} )"
+            f"Nothing between the parentheses: put {count} values, like {op} ( {example} )"
         )
     _check_no_empty_value(body)
     lo, hi = (task.min_value, task.max_value) if task else (0, MAX_VALUE)
     for item in items:
         if not _NUMBER.fullmatch(item):
             raise ParseError(f"{_show(item)} is not a whole number; values are whole numbers from {lo} to {hi}.")
-    if len(items) != n_args:
+    if lo_n < hi_n and not lo_n <= len(items) <= hi_n:
+        raise ParseError(f"{op} takes {lo_n} to {hi_n} values here; got {len(items)}.")
+    if lo_n == hi_n and len(items) != n_args:
         raise ParseError(f"{op} takes {n_args} values here; got {len(items)}.")
 
     values = []

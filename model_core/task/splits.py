@@ -8,7 +8,7 @@ from functools import partial
 
 import numpy as np
 
-from .operations import MAX_ENUMERABLE, ExpressionSet, TaskConfig, TaskError
+from .operations import ABSENT, MAX_ENUMERABLE, ExpressionSet, TaskConfig, TaskError
 
 SPLIT_IDS = (TRAIN, VAL, TEST) = (0, 1, 2)  # an expression's split, as stored in arrays
 
@@ -48,22 +48,31 @@ def _hash_split(
     return TEST - (u >= test_fraction).astype(np.uint8) - (u >= test_fraction + val_fraction)
 
 
-def _balanced_ops(n: int, n_ops: int, rng: np.random.Generator) -> np.ndarray:
-    """[n] op indices, each op n // n_ops times (n % n_ops ops, from a random start, once more),
-    in random order."""
-    return rng.permutation((np.arange(n) + rng.integers(n_ops)) % n_ops)
+def _balanced_cells(n: int, n_cells: int, rng: np.random.Generator) -> np.ndarray:
+    """[n] cell indices, each cell n // n_cells times (n % n_cells cells, from a random start, once more),
+    in random order. Cells are op-major, so the operations are balanced, and so are the lengths."""
+    return rng.permutation((np.arange(n) + rng.integers(n_cells)) % n_cells)
 
 
-def hard_values(task: TaskConfig, n: int, rng: np.random.Generator) -> np.ndarray:
+def hard_values(task: TaskConfig, n: int, rng: np.random.Generator, lengths: np.ndarray | None = None) -> np.ndarray:
     """[n, n_args] values drawn where a uniform draw rarely goes: each value's digit count is equally likely
     (then the value is uniform among those of that many digits in the range), so every layout of the tokens
     (which values are short) is as common as any other; and in a third of the rows one value is replaced by
-    another's, or by one more or less than it (a tie or a near tie, e.g. 49 and 50), within the range."""
+    another's, or by one more or less than it (a tie or a near tie, e.g. 49 and 50), within the range.
+    `lengths` [n] (a task whose lists vary): the values past each list's end are ABSENT, and ties are within it."""
     lo, hi = task.min_value, task.max_value
     bands = [(max(lo, 10 ** (d - 1) if d > 1 else 0), min(hi, 10**d - 1)) for d in range(1, len(str(hi)) + 1)]
     bands = np.array([b for b in bands if b[0] <= b[1]])  # [bands, 2]
     band = bands[rng.integers(0, len(bands), size=(n, task.n_args))]  # [n, n_args, 2]
     values = band[..., 0] + (rng.random((n, task.n_args)) * (band[..., 1] - band[..., 0] + 1)).astype(np.int64)
+    if lengths is not None:
+        rows = np.flatnonzero((rng.random(n) < 1 / 3) & (lengths >= 2))
+        size = lengths[rows]
+        src = (rng.random(len(rows)) * size).astype(np.int64)
+        dst = (src + 1 + (rng.random(len(rows)) * (size - 1)).astype(np.int64)) % size  # another slot of the list
+        near = values[rows, src] + rng.integers(-1, 2, len(rows))
+        values[rows, dst] = np.clip(near, lo, hi)
+        return np.where(np.arange(task.n_args) < lengths[:, None], values, ABSENT)
     if task.n_args > 1:
         rows = np.flatnonzero(rng.random(n) < 1 / 3)
         src = rng.integers(0, task.n_args, len(rows))
@@ -85,10 +94,10 @@ class Splits:
     val: ExpressionSet = field(repr=False)
     test: ExpressionSet = field(repr=False)
     _key: np.uint64 | None = field(default=None, repr=False)  # hashed spaces: the seed's key
-    # small spaces: the split of every id, and where each op's rows sit in `train`
+    # small spaces: the split of every id, and where each cell's rows sit in `train`
     _split_of_id: np.ndarray | None = field(default=None, repr=False)  # [space_size] uint8
-    _train_start: np.ndarray | None = field(default=None, repr=False)  # [n_ops]
-    _train_count: np.ndarray | None = field(default=None, repr=False)  # [n_ops]
+    _train_start: np.ndarray | None = field(default=None, repr=False)  # [n_cells]
+    _train_count: np.ndarray | None = field(default=None, repr=False)  # [n_cells]
 
     @property
     def hashed(self) -> bool:
@@ -101,36 +110,39 @@ class Splits:
         return self._split_of_id[np.asarray(ids, dtype=np.int64)]
 
     def with_train(self, train: ExpressionSet) -> Splits:
-        """These splits with `train` (training expressions grouped by operation, every operation present) as
+        """These splits with `train` (training expressions grouped by cell, every cell present) as
         the training split that `sample_train` draws from; validation and held-out stay as they are."""
-        counts = np.bincount(train.ops, minlength=len(self.task.operations))  # [n_ops]
+        counts = np.bincount(train.cells, minlength=len(self.task.cell_sizes))  # [n_cells]
         return replace(self, train=train, _train_start=np.cumsum(counts) - counts, _train_count=counts)
 
     def sample_train(self, n: int, rng: np.random.Generator, hard_fraction: float = 0.0) -> ExpressionSet:
-        """n training expressions (with replacement), balanced across operations, shuffled: from the listed
-        training split, or (hashed spaces) drawn by hash.
+        """n training expressions (with replacement), balanced across operations (and lengths), shuffled: from
+        the listed training split, or (hashed spaces) drawn by hash.
 
         With `hard_fraction`, that share of them (the first rows) come from the training split's hard cases
         (`hard_values`: one-digit values as common as two-digit ones, ties and near ties); the rest as above.
         (The hard cases are drawn from the whole training split, not from a `with_train` subset.)"""
         task = self.task
-        ops = _balanced_ops(n, len(task.operations), rng)  # [n]
+        cells = _balanced_cells(n, len(task.cell_sizes), rng)  # [n]
         n_hard = round(n * hard_fraction)
         if n_hard:
-            hard = self._sample_hard(ops[:n_hard], rng)
-            rest = self._sample_uniform(ops[n_hard:], rng)
+            hard = self._sample_hard(cells[:n_hard], rng)
+            rest = self._sample_uniform(cells[n_hard:], rng)
             return ExpressionSet(task, np.concatenate([hard.ops, rest.ops]), np.concatenate([hard.values, rest.values]))
-        return self._sample_uniform(ops, rng)
+        return self._sample_uniform(cells, rng)
 
-    def _sample_hard(self, ops: np.ndarray, rng: np.random.Generator) -> ExpressionSet:
-        """One training expression of each op in `ops` with `hard_values`: 8 candidates per slot, the first in
-        the training split kept (as the hashed draw below)."""
-        task, n = self.task, len(ops)
+    def _sample_hard(self, cells: np.ndarray, rng: np.random.Generator) -> ExpressionSet:
+        """One training expression of each cell in `cells` with `hard_values`: 8 candidates per slot, the first
+        in the training split kept (as the hashed draw below)."""
+        task, n = self.task, len(cells)
+        n_lengths = len(task.lengths)
+        ops, lengths = cells // n_lengths, task.min_args + cells % n_lengths
         ids = np.empty(n, dtype=np.int64)
         pending = np.arange(n)
         for _ in range(1000):
             k = len(pending)
-            cand = ExpressionSet(task, np.repeat(ops[pending], 8), hard_values(task, k * 8, rng))
+            at = np.repeat(lengths[pending], 8) if task.variable_length else None
+            cand = ExpressionSet(task, np.repeat(ops[pending], 8), hard_values(task, k * 8, rng, at))
             ok = (self.split_of_ids(cand.ids()) == TRAIN).reshape(k, 8)
             hit = ok.any(axis=1)
             ids[pending[hit]] = cand.ids().reshape(k, 8)[hit, ok[hit].argmax(axis=1)]
@@ -139,24 +151,25 @@ class Splits:
                 return ExpressionSet.from_ids(task, ids)
         raise TaskError("Could not draw hard training expressions; lower val/test fractions.")
 
-    def _sample_uniform(self, ops: np.ndarray, rng: np.random.Generator) -> ExpressionSet:
-        task, n = self.task, len(ops)
+    def _sample_uniform(self, cells: np.ndarray, rng: np.random.Generator) -> ExpressionSet:
+        task, n = self.task, len(cells)
         if self.train is not None:
-            if (self._train_count[ops] == 0).any():
+            if (self._train_count[cells] == 0).any():
                 raise TaskError(
-                    "An operation has no training expressions; lower val/test fractions."
+                    "An operation (or a length) has no training expressions; lower val/test fractions."
                 )
-            # op k's train rows are the block [start_k, start_k + count_k) of self.train
-            offset = (rng.random(n) * self._train_count[ops]).astype(np.int64)  # [n]
-            return self.train.subset(self._train_start[ops] + offset)
-        # Hashed: draw candidates uniformly within each slot's op and keep the first one in
+            # cell k's train rows are the block [start_k, start_k + count_k) of self.train
+            offset = (rng.random(n) * self._train_count[cells]).astype(np.int64)  # [n]
+            return self.train.subset(self._train_start[cells] + offset)
+        # Hashed: draw candidates uniformly within each slot's cell and keep the first one in
         # train. 8 per slot at once: with 70% train, all 8 miss 1 time in 15,000, so one round
         # almost always fills the batch (rounds, not draws, are what cost time).
-        per_op = task.n_values**task.n_args
         ids = np.empty(n, dtype=np.int64)
         pending = np.arange(n)
         for _ in range(1000):
-            cand = ops[pending, None] * per_op + rng.integers(0, per_op, size=(len(pending), 8))
+            c = cells[pending, None]  # [pending, 1]
+            size = task.cell_sizes[c] if task.variable_length else int(task.cell_sizes[0])  # a scalar draws as it did
+            cand = task.cell_offsets[c] + rng.integers(0, size, size=(len(pending), 8))
             ok = self.split_of_ids(cand.ravel()).reshape(cand.shape) == TRAIN  # [pending, 8]
             hit = ok.any(axis=1)
             ids[pending[hit]] = cand[hit, ok[hit].argmax(axis=1)]
@@ -164,6 +177,23 @@ class Splits:
             if not len(pending):
                 return ExpressionSet.from_ids(task, ids)
         raise TaskError("Could not draw training expressions; lower val/test fractions.")
+
+
+def _allocate(k: int, capacity: np.ndarray) -> np.ndarray:
+    """[cells] how many of `k` each cell gives: equal shares (k // cells, one more for the first few), where a
+    cell holds fewer it gives all it holds and the rest is shared among the others."""
+    want = np.zeros(len(capacity), dtype=np.int64)
+    open_, left = np.arange(len(capacity)), k
+    while len(open_) and left > 0:
+        share = left // len(open_) + (np.arange(len(open_)) < left % len(open_))
+        short = capacity[open_] < share
+        if not short.any():
+            want[open_] = share
+            return want
+        want[open_[short]] = capacity[open_[short]]
+        left -= int(capacity[open_[short]].sum())
+        open_ = open_[~short]
+    return want
 
 
 def _sample_split_ids(
@@ -174,24 +204,32 @@ def _sample_split_ids(
     rng: np.random.Generator,
     split_fn: Callable[[np.ndarray], np.ndarray],
 ) -> np.ndarray:
-    """[k] distinct ids in split `which` (holding `fraction` of the space), balanced across ops:
-    k // n_ops each, one more for the first few."""
-    per_op = task.n_values**task.n_args
-    n_ops = len(task.operations)
+    """[k] distinct ids in split `which` (holding `fraction` of the space), balanced across cells (operations,
+    and lengths): k // cells each, one more for the first few. A cell too small for its share (the few lists
+    of two values, say) is listed and gives every one it holds; the others share the rest."""
+    sizes, offsets = task.cell_sizes, task.cell_offsets
     out = [np.empty(0, dtype=np.int64)]
     if fraction == 0:  # an empty split
         return out[0]
-    for op in range(n_ops):
-        want = k // n_ops + (op < k % n_ops)
-        if want > fraction * per_op / 2:  # rejection sampling of distinct ids would crawl
+    # A cell is listed when it may be asked for more than half its split (where drawing distinct ids would crawl).
+    listed = {c: ids[split_fn(ids) == which]
+              for c in np.flatnonzero(fraction * sizes / 2 < k) if sizes[c] <= MAX_ENUMERABLE
+              for ids in [offsets[c] + np.arange(sizes[c])]}  # fmt: skip
+    capacity = np.array([len(listed[c]) if c in listed else int(fraction * sizes[c] / 2) + 1
+                         for c in range(len(sizes))], dtype=np.int64)  # fmt: skip
+    for c, want in enumerate(_allocate(k, capacity)):
+        if c in listed:
+            out.append(listed[c][np.sort(rng.permutation(len(listed[c]))[:want])])
+            continue
+        if want > fraction * sizes[c] / 2:  # rejection sampling of distinct ids would crawl
             raise TaskError(
                 f"Asked for {want:,} {('train', 'val', 'test')[which]} expressions per "
-                f"operation but the split holds only ~{fraction * per_op:,.0f}; "
+                f"operation but the split holds only ~{fraction * sizes[c]:,.0f}; "
                 "lower n_eval or raise the fraction."
             )
         got = np.empty(0, dtype=np.int64)
         while len(got) < want:
-            cand = op * per_op + rng.integers(0, per_op, size=int(2 * want / fraction) + 16)
+            cand = offsets[c] + rng.integers(0, sizes[c], size=int(2 * want / fraction) + 16)
             cand = np.concatenate([got, cand[split_fn(cand) == which]])
             _, first = np.unique(cand, return_index=True)
             got = cand[np.sort(first)]  # distinct, in draw order so the cut below is random
@@ -206,7 +244,8 @@ def make_splits(
     test_fraction: float = 0.2,
     n_eval: int = 5_000,
 ) -> Splits:
-    """Split the task's expressions; `n_eval` caps val and test in hashed (large) spaces."""
+    """Split the task's expressions; `n_eval` caps val and test in hashed (large) spaces, per length of list
+    (a task of lists of 2 to 10 values holds up to 9 * n_eval in each, spread over the lengths)."""
     for name, f in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
         if not 0 <= f < 1:
             raise TaskError(f"{name} must be in [0, 1), got {f!r}.")
@@ -219,8 +258,9 @@ def make_splits(
         split_fn = partial(
             _hash_split, key=key, val_fraction=val_fraction, test_fraction=test_fraction
         )
-        val = _sample_split_ids(task, VAL, n_eval, val_fraction, rng, split_fn)
-        test = _sample_split_ids(task, TEST, n_eval, test_fraction, rng, split_fn)
+        k = n_eval * len(task.lengths)
+        val = _sample_split_ids(task, VAL, k, val_fraction, rng, split_fn)
+        test = _sample_split_ids(task, TEST, k, test_fraction, rng, split_fn)
         return Splits(
             task, seed, val_fraction, test_fraction,
             train=None,
@@ -229,13 +269,12 @@ def make_splits(
             _key=key,
         )  # fmt: skip
 
-    # Small: enumerate (ids 0..space_size-1, grouped by op), then shuffle and cut each op's block.
-    per_op = task.n_values**task.n_args
+    # Small: enumerate (ids 0..space_size-1, grouped by cell), then shuffle and cut each cell's block.
     split_of_id = np.empty(task.space_size, dtype=np.uint8)
     parts: dict[int, list[np.ndarray]] = {TRAIN: [], VAL: [], TEST: []}
-    for op in range(len(task.operations)):
-        ids = op * per_op + rng.permutation(per_op)
-        n_test, n_val = round(test_fraction * per_op), round(val_fraction * per_op)
+    for size, offset in zip(task.cell_sizes.tolist(), task.cell_offsets.tolist(), strict=True):
+        ids = offset + rng.permutation(size)
+        n_test, n_val = round(test_fraction * size), round(val_fraction * size)
         cuts = {TEST: ids[:n_test], VAL: ids[n_test : n_test + n_val], TRAIN: ids[n_test + n_val :]}
         for which, part in cuts.items():
             split_of_id[part] = which

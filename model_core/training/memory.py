@@ -54,9 +54,9 @@ def evaluation_batch(task: TaskConfig) -> int:
     """The most examples one evaluation pass runs at once: the test split's size (the largest split the trainer
     evaluates; see `make_splits`), at most EVAL_BATCH."""
     if task.space_size > MAX_ENUMERABLE:
-        largest = N_EVAL  # hashed splits: capped
+        largest = N_EVAL * len(task.lengths)  # hashed splits: capped, per length
     else:
-        largest = len(task.operations) * round(TEST_FRACTION * task.n_values**task.n_args)
+        largest = sum(round(TEST_FRACTION * size) for size in task.cell_sizes.tolist())
     return min(EVAL_BATCH, largest)
 
 

@@ -37,7 +37,7 @@ from .. import machine
 from ..config import TrainConfig
 from ..task import Expression, ExpressionSet, Splits, exact_match_at_rows, make_splits
 from ..task.splits import TRAIN, _sample_split_ids
-from ..task_model import TaskModel
+from ..task_model import TaskModel, accuracy_breakdown
 from . import _alloc
 from .optim import clip_grad_norm, lr_at, make_optimizer
 
@@ -124,25 +124,23 @@ def evaluate_with_loss(model: TaskModel, exprs: ExpressionSet, batch_size: int =
         log_z = top + np.log(np.exp(logits - top[:, None]).sum(axis=-1))
         total += float((log_z - logits[np.arange(len(target)), target]).sum())
         count += len(target)
-    per_op = {op: float(right[exprs.ops == k].mean()) for k, op in enumerate(model.task.operations)
-              if (exprs.ops == k).any()}  # fmt: skip
-    return {"accuracy": float(right.mean()) if len(right) else 0.0, "per_op": per_op, "n": int(len(right)),
-            "loss": total / count if count else float("nan")}  # fmt: skip
+    return accuracy_breakdown(exprs, right) | {"loss": total / count if count else float("nan")}
 
 
 def restrict_train(splits: Splits, n: int, seed: int) -> ExpressionSet | None:
-    """N distinct training expressions, balanced across operations (n // n_ops each, one more for the first
-    n % n_ops), grouped by operation; None if the split holds no more than N (train on all of it).
+    """N distinct training expressions, balanced across cells (operations, and lengths: n // n_cells each, one
+    more for the first n % n_cells), grouped by cell; None if the split holds no more than N (train on all of it).
 
-    Enumerated tasks: the first of each operation's block of `splits.train`, which `make_splits` shuffled with the
+    Enumerated tasks: the first of each cell's block of `splits.train`, which `make_splits` shuffled with the
     seed. Hashed tasks (no list of the training split): drawn with the seed, as `make_splits` draws validation."""
-    task, n_ops = splits.task, len(splits.task.operations)
-    if n < n_ops:
-        raise ValueError(f"train_size must be at least the number of operations ({n_ops}), got {n}")
+    task, n_cells = splits.task, len(splits.task.cell_sizes)
+    if n < n_cells:
+        what = "operations times lengths" if task.variable_length else "operations"
+        raise ValueError(f"train_size must be at least the number of {what} ({n_cells}), got {n}")
     if not splits.hashed:
         if n >= len(splits.train):
             return None
-        rows = [np.flatnonzero(splits.train.ops == k)[: n // n_ops + (k < n % n_ops)] for k in range(n_ops)]
+        rows = [np.flatnonzero(splits.train.cells == k)[: n // n_cells + (k < n % n_cells)] for k in range(n_cells)]
         return splits.train.subset(np.concatenate(rows))
     rng = np.random.default_rng([seed, 1])  # not the batches' generator: the batches stay as they were
     fraction = 1.0 - splits.val_fraction - splits.test_fraction
@@ -248,6 +246,8 @@ class Trainer:
         model.metrics = {
             "status": status, "steps": step, "wall_s": round(wall, 3),
             "heldout_accuracy": test["accuracy"], "heldout_per_op": test["per_op"], "heldout_n": test["n"],
+            **({"heldout_per_length": {str(k): v for k, v in test["per_length"].items()}} if "per_length" in test
+               else {}),  # JSON keys are strings
             **({"train_size": len(self.train_set)} if self.train_set is not None else {}),
             **({"train_accuracy": train["accuracy"], "train_n": train["n"]} if train else {}),
             "trained_on": machine.fingerprint(),

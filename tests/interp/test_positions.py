@@ -12,16 +12,24 @@ from model_core.interp.positions import (
     order_matters,
     random_pick_accuracy,
 )
-from model_core.task import enumerate_all
+from model_core.task import TaskConfig, enumerate_all
 
 
 def test_which_operations_depend_on_order():
-    assert [order_matters(op, 3, 9) for op in ("First", "Second", "Last", "Max", "Min")] == [True] * 3 + [False] * 2
+    ops = ("First", "Second", "Last", "Max", "Min")
+    assert [order_matters(op, TaskConfig()) for op in ops] == [True] * 3 + [False] * 2
 
 
 def test_a_random_pick_scores_the_closed_form():
     # one of 3 values in 0-9 at random is the first one with p 1/3, or equals it by chance: 1/3 + 2/3 * 1/10
-    assert random_pick_accuracy("First", 3, 9) == pytest.approx(1 / 3 + 2 / 3 / 10, abs=0.01)
+    assert random_pick_accuracy("First", TaskConfig()) == pytest.approx(1 / 3 + 2 / 3 / 10, abs=0.01)
+    # lists of 2 or 3 values, each length half the time: the mean of the two lengths' closed forms
+    lists = TaskConfig(min_args=2, n_args=3)
+    want = np.mean([1 / n + (n - 1) / n / 10 for n in (2, 3)])
+    assert random_pick_accuracy("First", lists, n=200_000) == pytest.approx(want, abs=0.005)
+    # Last picks the last value of each list, whatever its length: a random pick of one of two values in 0-9 is
+    # right half the time plus a tenth of the other half
+    assert random_pick_accuracy("Last", TaskConfig(min_args=2, n_args=2)) == pytest.approx(0.55, abs=0.01)
 
 
 @pytest.fixture(scope="module")
