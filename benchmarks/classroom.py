@@ -70,11 +70,11 @@ def trainer_settings(task: str) -> dict[str, object]:
     page's own task (0-9, three values) and batch. The steps: as many as the limits allow at that size."""
     sizes = {"n_layers": MAX_LAYERS, "n_heads": MAX_HEADS, "d_model": MAX_D_MODEL}
     fits = [f for f in range(4, MAX_D_FF + 1) if count_params(tj.model_config({**sizes, "d_ff": f})) <= MAX_PARAMS]
-    heavy = {"train_max_value": str(tj.MAX_TRAIN_VALUE), "train_n_args": tj.MAX_ARGS,
+    heavy = {"train_max_value": str(tj.MAX_TRAIN_VALUE), "train_n_args": tj.MAX_ARGS_WIDE,
              "train_batch": str(tj.MAX_BATCH)} if task == "largest" else {}  # fmt: skip
     model = tj.model_config({**sizes, "d_ff": max(fits), "causal": task == "largest"})
     page = train_page_defaults()
-    task_cfg = TaskConfig(max_value=tj.MAX_TRAIN_VALUE, n_args=tj.MAX_ARGS) if task == "largest" else page.task
+    task_cfg = TaskConfig(max_value=tj.MAX_TRAIN_VALUE, n_args=tj.MAX_ARGS_WIDE) if task == "largest" else page.task
     batch = tj.MAX_BATCH if task == "largest" else page.train.batch_size
     steps = tj.max_steps_for(task_cfg, model, batch)
     return {**heavy, "train_layers": MAX_LAYERS, "train_heads": MAX_HEADS, "train_d_model": MAX_D_MODEL,

@@ -122,9 +122,9 @@ class TaskModel:
         batch = self.encode(exprs)
         n, answer_pos = len(exprs), batch.answer_pos
         steps = self.task.max_answer_digits + 1 if self.causal else 1
-        width = int(answer_pos.max()) + 1 + steps
+        T = batch.tokens.shape[1]  # a bidirectional model's T is the task's longest input, so it may pass `=`
+        width = max(T, int(answer_pos.max()) + 1 + steps)  # an encoded answer is never longer than `steps`
         seqs = np.full((n, width), self.vocab.pad_id, dtype=np.int64)
-        T = batch.tokens.shape[1]  # <= width: an encoded answer is never longer than `steps`
         is_input = np.arange(T) <= answer_pos[:, None]  # up to and including `=`
         seqs[:, :T] = np.where(is_input, batch.tokens, self.vocab.pad_id)
         probs = np.zeros((n, steps, len(self.vocab)), dtype=np.float64)
@@ -133,7 +133,9 @@ class TaskModel:
         idx = np.arange(n)
         for step in range(steps):
             cur = answer_pos + step  # each example reads its next token from here
-            logits = self.transformer.forward(seqs[:, : int(cur.max()) + 1], rows=(idx, cur))  # [n, vocab]
+            # a bidirectional model reads its whole input width (as trained); a causal one, as far as it has written
+            seen = int(cur.max()) + 1 if self.causal else T
+            logits = self.transformer.forward(seqs[:, :seen], rows=(idx, cur))  # [n, vocab]
             p = softmax(logits.astype(np.float64))
             nxt = p.argmax(axis=-1)
             live = ~done

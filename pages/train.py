@@ -41,7 +41,7 @@ _PRESET = train_page_defaults()  # the one source of the recipe (model_core/pres
 _MODEL, _TRAIN = ModelConfig(**_PRESET.model), _PRESET.train
 DEFAULTS = MappingProxyType({
     "train_max_value": _PRESET.task.max_value, "train_ops": tuple(_PRESET.task.operations),
-    "train_n_args": _PRESET.task.n_args,
+    "train_n_args": _PRESET.task.n_args, "train_vary": _PRESET.task.variable_length,
     "train_layers": _MODEL.n_layers, "train_heads": _MODEL.n_heads, "train_d_model": _MODEL.d_model,
     "train_d_ff": _MODEL.d_ff, "train_causal": "causal" if _MODEL.causal else "bidirectional",
     "train_norm": _MODEL.norm,
@@ -51,6 +51,7 @@ DEFAULTS = MappingProxyType({
     "train_stop_at": _TRAIN.stop_at_accuracy is not None, "train_size": "all",
 })  # fmt: skip
 BATCH_SIZES = [16, 32, 64, 128, 256, tj.MAX_BATCH]
+SHORTEST = 2  # with "shorter lists too", lists have this many values or more (Second needs two)
 TRAIN_SIZES = ["all" if n is None else n for n in tj.TRAIN_SIZES]  # the training expressions to use ("all")
 OPTIMIZERS = formulas.OPTIMIZER_NAMES
 ATTENTION = {"bidirectional": "bidirectional (encoder)", "causal": "causal (GPT-style decoder)"}
@@ -74,7 +75,8 @@ def _running() -> bool:
 def _settings() -> tuple[dict, dict, dict]:
     """The task, training and model options the settings' widgets hold (TrainingJob's arguments, in its order)."""
     s = {k: ss[k] for k in DEFAULTS}
-    task = {"max_value": s["train_max_value"], "operations": list(s["train_ops"]), "n_args": s["train_n_args"]}
+    task = {"max_value": s["train_max_value"], "operations": list(s["train_ops"]), "n_args": s["train_n_args"],
+            "min_args": SHORTEST if s["train_vary"] else s["train_n_args"]}  # fmt: skip
     model = {"n_layers": s["train_layers"], "n_heads": s["train_heads"], "d_model": s["train_d_model"],
              "d_ff": s["train_d_ff"], "causal": s["train_causal"] == "causal", "norm": s["train_norm"],
              "seed": s["train_seed"]}  # fmt: skip
@@ -187,7 +189,8 @@ def _bind_settings() -> None:
     d = DEFAULTS
     links.bind("tmax", "train_max_value", d["train_max_value"], options=[9, 99])
     links.bind("tops", "train_ops", list(d["train_ops"]), options=list(d["train_ops"]), check=bool)
-    links.bind("targs", "train_n_args", d["train_n_args"], low=2, high=tj.MAX_ARGS)
+    links.bind("targs", "train_n_args", d["train_n_args"], low=2, high=tj.MAX_ARGS)  # and at most the range's cap
+    links.bind("tvary", "train_vary", d["train_vary"])
     for param, key, high in (("tlayers", "train_layers", tj.MAX_LAYERS), ("theads", "train_heads", tj.MAX_HEADS),
                              ("tdmodel", "train_d_model", tj.MAX_D_MODEL), ("tdff", "train_d_ff", tj.MAX_D_FF),
                              ("tsteps", "train_steps", tj.MAX_STEPS), ("twarmup", "train_warmup", tj.MAX_STEPS),
@@ -216,7 +219,15 @@ with left.container(border=True):
     st.markdown("**Task**")
     st.selectbox("Values from 0 to", [9, 99], key="train_max_value")
     st.multiselect("Operations", list(DEFAULTS["train_ops"]), default=list(lazy_values["train_ops"]), key="train_ops")
-    st.slider("Number of values", 2, tj.MAX_ARGS, value=lazy_values["train_n_args"], key="train_n_args")
+    most = tj.max_args(ss.train_max_value)  # longer lists of two-digit values would be the heaviest jobs
+    if lazy_values["train_n_args"] > most:
+        lazy_values["train_n_args"] = most
+        ss.pop("train_n_args", None)  # the slider takes the capped value as its default
+    st.slider("Most values" if ss.train_vary else "Number of values", 2, most, value=lazy_values["train_n_args"],
+              key="train_n_args", help=f"At most {tj.MAX_ARGS} values in 0-9, {tj.MAX_ARGS_WIDE} in 0-99.")
+    st.checkbox(f"Shorter lists too (from {SHORTEST} values)", key="train_vary",
+                help="Every length from 2 values to the most, each as common as any other in training: then "
+                     "Second and Last depend on where the list ends.")  # fmt: skip
 with middle.container(border=True):
     st.markdown("**Model**")
     a, b = st.columns(2)

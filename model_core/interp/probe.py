@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..task import ExpressionSet, Splits, TaskConfig, enumerate_all, make_splits
-from ..task.operations import MAX_ENUMERABLE
+from ..task.operations import ABSENT, MAX_ENUMERABLE
 from ..task.splits import VAL
 from ..task_model import TaskModel
 from .input_space import ROLE_THRESHOLD, HeadRoles, head_role, head_roles, space_run
@@ -55,12 +55,17 @@ def probe_set(task: TaskConfig, n: int = PROBE_SIZE, seed: int = 0, *, splits: S
     for k, want in enumerate(per_op):
         rows = rng.permutation(np.flatnonzero(source.ops == k))
         if mixed:  # the wanted number of all-two-digit rows first, then the others, then any rows left
-            two = (source.values[rows] >= 10).all(axis=1)
+            two = _two_digit_only(source.values[rows])
             n_two = int(round(TWO_DIGIT_SHARE * want))
             first = np.concatenate([rows[two][:n_two], rows[~two][: want - min(n_two, int(two.sum()))]])
             rows = np.concatenate([first, rows[~np.isin(rows, first)]])  # the rest, still in random order
         chosen.append(np.sort(rows[:want]))
     return source.subset(np.concatenate(chosen).astype(np.int64))
+
+
+def _two_digit_only(values: np.ndarray) -> np.ndarray:
+    """[n] bool: every value of each list (not the ABSENT slots past a shorter list's end) has two digits or more."""
+    return ((values >= 10) | (values == ABSENT)).all(axis=1)
 
 
 def held_out(probe: ExpressionSet, splits: Splits) -> bool:
@@ -76,7 +81,7 @@ def describe_probe(probe: ExpressionSet) -> str:
         ", ".join(f"{c} {op}" for op, c in zip(task.operations, counts, strict=True))  # fmt: skip
     text = f"{len(probe):,} expressions, {each}"
     if task.min_value < 10 <= task.max_value:
-        two = int((probe.values >= 10).all(axis=1).sum())
+        two = int(_two_digit_only(probe.values).sum())
         text += f"; {two} with only two-digit values, {len(probe) - two} with a one-digit value"
     return text
 

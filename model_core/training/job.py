@@ -77,7 +77,8 @@ from .worker import EARLY_SNAPSHOTS, MechanismError, RunSpec, Setup, in_process,
 MAX_STEPS = 20_000
 MAX_BATCH = 512
 MAX_TRAIN_VALUE = 99  # the Train page's tasks: values in 0-99 at most
-MAX_ARGS = 5
+MAX_ARGS = 10  # values in a list, for values 0-9
+MAX_ARGS_WIDE = 5  # and for values above 9, whose lists are up to twice as many tokens
 MAX_POINTS = 500  # most points a live curve sends to the browser (see `thin_indices`)
 # A run holds the server's trainer (training/queue.py) while it runs: the largest allowed job trains at a few
 # tenths of a step per second on this machine, so its 20,000 steps would keep everyone else waiting for a day.
@@ -107,10 +108,15 @@ def limits_text() -> str:
     """The limits in one line, for the UI."""
     return (
         f"at most {MAX_LAYERS} blocks, {MAX_HEADS} heads, d_model {MAX_D_MODEL}, FFN width {MAX_D_FF}, "
-        f"{MAX_PARAMS:,} parameters; values 0-{MAX_TRAIN_VALUE}, up to {MAX_ARGS} values; "
+        f"{MAX_PARAMS:,} parameters; values 0-{MAX_TRAIN_VALUE}, up to {MAX_ARGS} values ({MAX_ARGS_WIDE} above 9); "
         f"{MAX_STEPS:,} steps (fewer for large models: as many as fit in {MAX_RUN_S // 60} minutes); "
         f"batch {MAX_BATCH}; {MAX_RUN_S // 60} minutes of training per run"
     )
+
+
+def max_args(max_value: int) -> int:
+    """The most values a list may have for training here, with values up to `max_value`."""
+    return MAX_ARGS if max_value <= 9 else MAX_ARGS_WIDE
 
 
 def model_config(model_options: dict[str, Any]) -> ModelConfig:
@@ -125,7 +131,7 @@ def check_limits(task: TaskConfig, model: ModelConfig, train: TrainConfig) -> No
         ("Training steps", train.steps, MAX_STEPS),
         ("Batch size", train.batch_size, MAX_BATCH),
         ("The largest value", task.max_value, MAX_TRAIN_VALUE),
-        ("The number of values", task.n_args, MAX_ARGS),
+        ("The number of values", task.n_args, max_args(task.max_value)),
     ]
     for what, value, most in checks:
         if value > most:
@@ -166,7 +172,9 @@ def _seconds(s: float) -> str:
 def default_name(task: TaskConfig, model: ModelConfig, seed: int) -> str:
     """E.g. "trained: 0-9, 2×4 d64 (seed 0)"; the task's other choices only when not the defaults."""
     parts = [f"{task.min_value}-{task.max_value}"]
-    if task.n_args != 3:
+    if task.variable_length:
+        parts.append(f"{task.min_args}-{task.n_args} values")
+    elif task.n_args != 3:
         parts.append(f"{task.n_args} values")
     if task.operations != TaskConfig().operations:
         parts.append("/".join(task.operations))

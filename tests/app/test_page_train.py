@@ -465,3 +465,21 @@ def test_a_second_session_waits_in_line_then_trains(monkeypatch):
     assert job_b.status == "finished" and job_b._started_at >= job_a._ended_at  # it ran once the first had ended
     assert "trained: 0-9, 1×2 d16 (seed 1)" in model_options(b)
     assert not any("Queued" in shown_text(i.value) for i in b.info)
+
+
+def test_shorter_lists_train_a_task_of_every_length_and_the_cap_follows_the_range():
+    at = open_app(PAGE)
+    at.slider(key="train_n_args").set_value(10).run()
+    at.checkbox(key="train_vary").check().run()
+    assert at.slider(key="train_n_args").label == "Most values"
+    configure(at, steps=20, eval_every=20).button(key="train_start").click().run()
+    job = wait_until_done(at)
+    assert not at.exception and job.status == "finished"
+    assert (job.task.min_args, job.task.n_args) == (2, 10)
+    lengths = np.bincount(job.probe_set.lengths, minlength=11)[2:]
+    assert (lengths > 0).sum() >= 5  # the probe spans the lengths, not only the long lists
+    assert "2-10 values" in job.name
+    # two-digit values: at most 5 of them, and the slider comes down to that
+    at.selectbox(key="train_max_value").select(99).run()
+    slider = at.slider(key="train_n_args")
+    assert not at.exception and slider.value == tj.MAX_ARGS_WIDE == slider.max

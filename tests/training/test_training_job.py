@@ -124,7 +124,7 @@ def test_an_invalid_config_is_refused_with_the_error_message(task, train, model,
         ({}, {"steps": 20_001}, {}, "Training steps is 20,001; this app trains at most 20,000"),
         ({}, {"batch_size": 513}, {}, "Batch size is 513; this app trains at most 512"),
         ({"causal": True}, {}, {"max_value": 100}, "The largest value is 100; this app trains at most 99"),
-        ({}, {}, {"n_args": 6}, "The number of values is 6; this app trains at most 5"),
+        ({"causal": True}, {}, {"n_args": 6, "max_value": 99}, "The number of values is 6; this app trains at most 5"),
     ],
 )
 def test_limits(model, train, task, words):
