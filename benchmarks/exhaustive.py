@@ -3,6 +3,7 @@
     python benchmarks/exhaustive.py --model digits-0-99            # all 5,000,000 (5 ops x 100^3)
     python benchmarks/exhaustive.py --model digits-0-9 --show 20   # all 5,000
     python benchmarks/exhaustive.py --model runs/x.safetensors --limit 200000
+    python benchmarks/exhaustive.py --model lists-0-9 --sample 200000     # too many to list: a random sample
 
 Every operation x every value tuple in min..max is enumerated in chunks (never all token rows at once),
 in the order "value tuple, then operation" (so `--limit N` and the progress line cover every operation
@@ -14,6 +15,10 @@ out greedily by `answer_many`, which also checks that each of them is indeed a w
 Prints the count of expressions and mistakes, accuracy, mistakes per operation, the first `--show`
 mistakes as `text -> the model's answer (true answer)`, wall time, expressions/s and the machine's
 conditions. Exit code 0 unless an error: it measures, it does not judge.
+
+A task of lists of several lengths is enumerated in id order (length by length, per operation); where that is
+too many (lists of 2 to 10 values: 55,555,555,500), `--sample N` answers N random expressions instead, each
+operation and length equally likely (seeded), and says how many of them are outside the training split.
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from model_core import ExpressionSet, TaskModel, load_model  # noqa: E402
 from model_core import machine as machine_info  # noqa: E402
+from model_core.task import TRAIN, make_splits  # noqa: E402
+from model_core.task.operations import count_text  # noqa: E402
 
 BATCH = 512  # expressions per forward pass (512-2048 measured fastest on 2 cores; 4096 spills the cache)
 
@@ -58,9 +65,18 @@ def order_ids(model: TaskModel, start: int, stop: int) -> np.ndarray:
     """Ids of the expressions at positions [start, stop) of the enumeration order: the value tuple
     (in id order) varies slowest, the operation fastest."""
     task = model.task
-    n_ops, per_op = len(task.operations), task.n_values**task.n_args
     k = np.arange(start, stop, dtype=np.int64)
+    if task.variable_length:  # cells of different sizes: id order
+        return k
+    n_ops, per_op = len(task.operations), task.n_values**task.n_args
     return (k % n_ops) * per_op + k // n_ops
+
+
+def sample_ids(model: TaskModel, n: int, seed: int) -> np.ndarray:
+    """[n] random ids, each cell (operation and length) equally likely, uniform within it (with replacement)."""
+    task, rng = model.task, np.random.default_rng(seed)
+    cells = rng.integers(0, len(task.cell_sizes), n)
+    return task.cell_offsets[cells] + rng.integers(0, task.cell_sizes[cells])
 
 
 def mistakes(
@@ -69,18 +85,21 @@ def mistakes(
     limit: int | None = None,
     progress: Callable[[int, int], None] | None = None,
     keep: int | None = None,
+    ids: np.ndarray | None = None,
 ) -> tuple[int, list[Mistake], dict[str, int]]:
     """Answer every expression of the model's task (the first `limit` of the enumeration order, if given).
 
     Returns (expressions evaluated, the mistakes in enumeration order, mistakes per operation). `keep` caps
     how many mistakes are described (all are counted in the per-operation figures). `progress(done, total)`
-    is called after every chunk."""
+    is called after every chunk. `ids`: these expressions instead of the enumeration."""
     task = model.task
     total = task.space_size if limit is None else min(int(limit), task.space_size)
+    total = total if ids is None else len(ids)
     wrong_ids: list[np.ndarray] = []
     per_op_count = np.zeros(len(task.operations), dtype=np.int64)
     for start in range(0, total, batch):
-        exprs = ExpressionSet.from_ids(task, order_ids(model, start, min(start + batch, total)))
+        part = order_ids(model, start, min(start + batch, total)) if ids is None else ids[start : start + batch]
+        exprs = ExpressionSet.from_ids(task, part)
         right = model.exact_match(model.encode(exprs))  # [n] bool
         bad = ~right
         if bad.any():
@@ -88,7 +107,7 @@ def mistakes(
             per_op_count += np.bincount(exprs.ops[bad], minlength=len(task.operations))
         if progress is not None:
             progress(min(start + batch, total), total)
-    ids = np.concatenate(wrong_ids) if wrong_ids else np.empty(0, dtype=np.int64)
+    ids = np.concatenate(wrong_ids) if wrong_ids else np.empty(0, dtype=np.int64)  # the mistakes, from here on
     if keep is not None:
         ids = ids[:keep]
     found: list[Mistake] = []
@@ -113,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=BATCH, help="expressions per forward pass")
     ap.add_argument("--show", type=int, default=20, help="how many of the first mistakes to list")
     ap.add_argument("--limit", type=int, default=None, help="evaluate only the first N of the enumeration order")
+    ap.add_argument("--sample", type=int, default=None, help="answer N random expressions instead of every one")
+    ap.add_argument("--seed", type=int, default=0, help="the sample's seed")
     ap.add_argument("--threads", type=int, default=1, help="BLAS threads (default 1: the machine may be shared)")
     args = ap.parse_args(argv)
     if args.batch < 1 or (args.limit is not None and args.limit < 1) or args.show < 0:
@@ -120,8 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     model = load_model(args.model)
     task = model.task
     print(f"model {args.model}: {model.transformer.cfg.n_layers} blocks, d_model {model.transformer.cfg.d_model}, "
-          f"{'causal' if model.causal else 'bidirectional'}; task {', '.join(task.operations)} of {task.n_args} "
-          f"values in {task.min_value}-{task.max_value}: {task.space_size:,} expressions")  # fmt: skip
+          f"{'causal' if model.causal else 'bidirectional'}; task {', '.join(task.operations)} of {count_text(task)} "
+          f"in {task.min_value}-{task.max_value}: {task.space_size:,} expressions")  # fmt: skip
 
     last = [-1]
 
@@ -137,10 +158,17 @@ def main(argv: list[str] | None = None) -> int:
     with threadpool_limits(limits=args.threads, user_api="blas"):
         cond = conditions()
         t0 = time.perf_counter()
-        n, found, per_op = mistakes(model, batch=args.batch, limit=args.limit, progress=progress, keep=args.show)
+        ids = sample_ids(model, args.sample, args.seed) if args.sample else None
+        n, found, per_op = mistakes(model, batch=args.batch, limit=args.limit, progress=progress, keep=args.show,
+                                    ids=ids)  # fmt: skip
         wall = time.perf_counter() - t0
     n_wrong = sum(per_op.values())
-    print(f"expressions evaluated: {n:,}{' (--limit)' if n < task.space_size else ' (all)'}")
+    if ids is not None:
+        seed = model.train_config.seed if model.train_config else 0
+        outside = int((make_splits(task, seed=seed).split_of_ids(ids) != TRAIN).sum())
+        print(f"expressions evaluated: {n:,} (--sample, seed {args.seed}; {outside:,} outside the training split)")
+    else:
+        print(f"expressions evaluated: {n:,}{' (--limit)' if n < task.space_size else ' (all)'}")
     print(f"mistakes: {n_wrong:,}   accuracy {1 - n_wrong / n:.6%}")
     print("mistakes per operation: " + ", ".join(f"{op} {k:,}" for op, k in per_op.items()))
     if found:

@@ -50,7 +50,8 @@ PRESETS: dict[str, Preset] = {
             "training as any other, so the few short lists are seen as often as the many long ones.",
             TaskConfig(min_args=2, n_args=10),
             {"causal": True, "norm": "pre", "positional": "learned", "activation": "gelu"},
-            TrainConfig(steps=6000, batch_size=128, lr=2e-3, warmup_steps=200, eval_every=500, min_lr_ratio=0.02),
+            TrainConfig(steps=6000, batch_size=128, lr=2e-3, warmup_steps=200, eval_every=500, min_lr_ratio=0.02,
+                        hard_fraction=0.5),  # fmt: skip
         ),
         Preset(
             "tiny",

@@ -244,7 +244,7 @@ class ExpressionSet:
         values = np.full((len(lists), task.n_args), ABSENT, dtype=np.int64)
         for i, v in enumerate(lists):
             if not task.min_args <= len(v) <= task.n_args:
-                raise TaskError(f"{len(v)} values; this task takes {_count(task)}.")
+                raise TaskError(f"{len(v)} values; this task takes {count_text(task)}.")
             values[i, : len(v)] = v
         return cls(task, ops, values)
 
@@ -307,7 +307,7 @@ class ExpressionSet:
         return ExpressionSet(self.task, self.ops[idx], self.values[idx])
 
 
-def _count(task: TaskConfig) -> str:
+def count_text(task: TaskConfig) -> str:
     """How many values the task takes, in words: '3 values' or '2 to 10 values'."""
     if task.variable_length:
         return f"{task.min_args} to {task.n_args} values"

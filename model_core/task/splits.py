@@ -59,19 +59,27 @@ def hard_values(task: TaskConfig, n: int, rng: np.random.Generator, lengths: np.
     (then the value is uniform among those of that many digits in the range), so every layout of the tokens
     (which values are short) is as common as any other; and in a third of the rows one value is replaced by
     another's, or by one more or less than it (a tie or a near tie, e.g. 49 and 50), within the range.
-    `lengths` [n] (a task whose lists vary): the values past each list's end are ABSENT, and ties are within it."""
+    `lengths` [n] (a task whose lists vary): the values past each list's end are ABSENT, and a third of the rows
+    have a tie of 2 to all of the list's values (half of them exact, half near: each tied value one more, one less
+    or the same), so that lists of one repeated value, like `Max ( 0 0 0 )`, are drawn at every length."""
     lo, hi = task.min_value, task.max_value
     bands = [(max(lo, 10 ** (d - 1) if d > 1 else 0), min(hi, 10**d - 1)) for d in range(1, len(str(hi)) + 1)]
     bands = np.array([b for b in bands if b[0] <= b[1]])  # [bands, 2]
     band = bands[rng.integers(0, len(bands), size=(n, task.n_args))]  # [n, n_args, 2]
     values = band[..., 0] + (rng.random((n, task.n_args)) * (band[..., 1] - band[..., 0] + 1)).astype(np.int64)
-    if lengths is not None:
+    if lengths is not None:  # lists of several lengths: a tie of any size, up to the whole list
         rows = np.flatnonzero((rng.random(n) < 1 / 3) & (lengths >= 2))
-        size = lengths[rows]
-        src = (rng.random(len(rows)) * size).astype(np.int64)
-        dst = (src + 1 + (rng.random(len(rows)) * (size - 1)).astype(np.int64)) % size  # another slot of the list
-        near = values[rows, src] + rng.integers(-1, 2, len(rows))
-        values[rows, dst] = np.clip(near, lo, hi)
+        size = lengths[rows]  # [m]
+        k = 2 + (rng.random(len(rows)) * (size - 1)).astype(np.int64)  # [m] tied slots, 2 to the whole list
+        order = np.argsort(np.where(np.arange(task.n_args) < size[:, None], rng.random((len(rows), task.n_args)),
+                                    2.0), axis=1)  # [m, n_args] the list's slots in random order, then the rest
+        tied = np.zeros((len(rows), task.n_args), dtype=bool)
+        np.put_along_axis(tied, order, np.arange(task.n_args) < k[:, None], axis=1)
+        exact = rng.random((len(rows), 1)) < 0.5  # [m, 1] half the ties exact, half near (one more or less too)
+        near = values[rows, order[:, 0], None] + np.where(exact, 0, rng.integers(-1, 2, size=tied.shape))
+        near[:, 0] = values[rows, order[:, 0]]  # (column 0 is overwritten below only where it is tied)
+        source = np.take_along_axis(near, np.argsort(order, axis=1), axis=1)  # back in slot order
+        values[rows] = np.where(tied, np.clip(source, lo, hi), values[rows])
         return np.where(np.arange(task.n_args) < lengths[:, None], values, ABSENT)
     if task.n_args > 1:
         rows = np.flatnonzero(rng.random(n) < 1 / 3)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model_core import Transformer, enumerate_all, load_model
+from model_core import ExpressionSet, Transformer, enumerate_all, load_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
@@ -107,3 +107,15 @@ def test_main_prints_the_figures(small, capsys):
     out = capsys.readouterr().out
     assert "expressions evaluated: 5,000 (all)" in out
     assert "mistakes: 0" in out and "expressions/s" in out and "load average" in out and "numpy" in out
+
+
+def test_a_sample_of_lists_covers_every_length_and_counts_as_one_answer_at_a_time():
+    model = zero_head(load_model("lists-0-9"), 1, 0)  # a copy that gets some lists wrong
+    ids = exhaustive.sample_ids(model, 400, seed=1)
+    assert ((ids >= 0) & (ids < model.task.space_size)).all()
+    exprs = ExpressionSet.from_ids(model.task, ids)
+    assert set(exprs.lengths.tolist()) == set(range(2, 11)) and set(exprs.ops.tolist()) == set(range(5))
+    n, found, per_op = exhaustive.mistakes(model, batch=64, ids=ids, keep=None)
+    want = [(e.text, model.answer(e).value, e.answer) for e in map(exprs.expression, range(n))]
+    want = [w for w in want if w[1] != w[2]]
+    assert n == 400 and listed(found) == want and sum(per_op.values()) == len(want) > 0

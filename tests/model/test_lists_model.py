@@ -34,3 +34,11 @@ def test_the_shipped_lists_model_answers_greedily_exactly_where_teacher_forcing_
     greedy = model.predict_values(exprs) == exprs.answers
     assert np.array_equal(right, greedy)
     assert len(set(exprs.lengths.tolist())) == 9  # every length from 2 to 10 is in the sample
+
+
+def test_the_shipped_lists_model_is_right_on_every_held_out_list_of_every_length():
+    model = load_model("lists-0-9")
+    ev = model.evaluate(make_splits(model.task, seed=model.train_config.seed).test)
+    assert ev["n"] >= 20_000 and ev["accuracy"] == 1.0
+    assert sorted(ev["per_length"]) == list(range(2, 11)) and set(ev["per_length"].values()) == {1.0}
+    assert model.metrics["heldout_per_length"] == {str(n): 1.0 for n in range(2, 11)}

@@ -102,6 +102,9 @@ def test_hard_values_stay_inside_each_list():
     v = hard_values(LISTS, 5_000, np.random.default_rng(1), lengths)
     assert ((v == ABSENT) == (np.arange(10) >= lengths[:, None])).all()
     assert ((v[v != ABSENT] >= 0) & (v[v != ABSENT] <= 9)).all()
+    # ties of any size: lists of one repeated value come up at every length (uniform draws: 1 in 10**(n - 1))
+    one_value = np.array([len(set(row[row != ABSENT].tolist())) == 1 for row in v])
+    assert set(lengths[one_value].tolist()) == set(range(2, 11))
 
 
 def test_the_config_names_its_lengths_and_refuses_bad_ones():
