@@ -15,7 +15,7 @@ from .layers import softmax
 from .model import Transformer
 from .task import Expression, ExpressionSet, TaskConfig, check_compatible, encode, exact_match, exact_match_at_rows
 from .task.parser import parse_expression
-from .task.vocab import DEFAULT_VOCAB, Vocabulary
+from .task.vocab import Vocabulary, vocab_for
 
 
 @dataclass(frozen=True)
@@ -61,8 +61,9 @@ class TaskModel:
     @classmethod
     def new(cls, task: TaskConfig, name: str = "", **model_options) -> TaskModel:
         """A freshly initialised model for `task` (options are ModelConfig fields)."""
-        cfg = ModelConfig(vocab_size=len(DEFAULT_VOCAB), pad_id=DEFAULT_VOCAB.pad_id, **model_options)
-        return cls(Transformer(cfg), DEFAULT_VOCAB, task, name)
+        vocab = vocab_for(task.operations)
+        cfg = ModelConfig(vocab_size=len(vocab), pad_id=vocab.pad_id, **model_options)
+        return cls(Transformer(cfg), vocab, task, name)
 
     @property
     def causal(self) -> bool:

@@ -113,7 +113,7 @@ def value_writing(task: TaskConfig, values: tuple[int, ...] = ()) -> str:
     One digit token per value when the range stays below 10; otherwise digit by digit, shown on
     a multi-digit value of `values` (the example's) or else on the task's largest value.
     """
-    if task.max_answer_digits == 1:
+    if task.value_digits == 1:
         return f"Each value ({task.min_value}-{task.max_value} for this model) is a single digit token"
     shown = next((v for v in values if v >= 10), task.max_value)
     return f"Each value is written digit by digit ({shown} → {' '.join(f'`{d}`' for d in str(shown))})"

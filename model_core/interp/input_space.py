@@ -193,8 +193,10 @@ def head_roles(model: TaskModel, exprs: ExpressionSet | None = None, *, run: Spa
     run = _run(model, exprs, run)
     exprs, pattern = run.exprs, run.pattern  # [n, L, H, T]
     op, slot, _ = _layouts(model, run.tokens)
-    slot_of_answer = np.argmax(exprs.values == exprs.answers[:, None], axis=1) + 1  # 1-based, first on a tie
-    ans = slot == slot_of_answer[:, None]  # [n, T]
+    is_answer = exprs.values == exprs.answers[:, None]  # [n, n_args]
+    # 1-based, the first on a tie; 0 where no value is the answer (a Sum): then no position is the answer's slot
+    slot_of_answer = np.where(is_answer.any(axis=1), np.argmax(is_answer, axis=1) + 1, 0)
+    ans = (slot == slot_of_answer[:, None]) & (slot_of_answer[:, None] > 0)  # [n, T]
     other = (slot > 0) & ~ans
     cfg = model.transformer.cfg
 
@@ -207,6 +209,8 @@ def head_roles(model: TaskModel, exprs: ExpressionSet | None = None, *, run: Spa
     per_op = [np.stack([p[exprs.ops == k].mean(0) for k in range(len(ops))], axis=-1).reshape(-1, len(ops))
               for p in parts]  # each [L * H, ops]  # fmt: skip
     heads = [f"L{i}H{h}" for i in range(cfg.n_layers) for h in range(cfg.n_heads)]
+    no_slot = [k for k in range(len(ops)) if not (slot_of_answer[exprs.ops == k] > 0).any()]
+    per_op[1][:, no_slot] = np.nan  # an operation whose answer is no value's (Sum) has no answer's slot
     return HeadRoles(heads, ops, *per_op, n=len(exprs))
 
 

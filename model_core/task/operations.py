@@ -47,10 +47,11 @@ class Operation:
     fn: Callable[[np.ndarray], np.ndarray]
     description: str  # one line for the UI
     min_args: int = 1  # fewest values the operation makes sense on
+    largest: Callable[[int, int], int] = lambda n_args, max_value: max_value  # its largest answer, on n_args values
 
 
-# Adding an operation is one entry. Every answer is one of the values, so it has no more digits
-# than max_value (TaskConfig.max_answer_digits relies on that).
+# Adding an operation is one entry. `largest` bounds its answers (TaskConfig.max_answer_digits relies on it):
+# the selections answer one of the values; Sum answers up to n_args * max_value.
 OPERATIONS: dict[str, Operation] = {
     op.name: op
     for op in (
@@ -59,6 +60,8 @@ OPERATIONS: dict[str, Operation] = {
         Operation("Last", lambda v: v[np.arange(len(v)), (v != ABSENT).sum(axis=1) - 1], "the last value"),
         Operation("Max", lambda v: v.max(axis=1), "the largest of the values"),  # ABSENT is below every value
         Operation("Min", lambda v: np.where(v == ABSENT, MAX_VALUE + 1, v).min(axis=1), "the smallest of the values"),
+        Operation("Sum", lambda v: np.where(v == ABSENT, 0, v).sum(axis=1), "the sum of the values",
+                  largest=lambda n_args, max_value: n_args * max_value),
     )
 }
 
@@ -126,6 +129,9 @@ class TaskConfig:
                 raise TaskError(
                     f"{op} needs {name} >= {OPERATIONS[op].min_args}; raise {name} or drop {op}."
                 )
+        if self.largest_answer > MAX_VALUE:
+            raise TaskError(f"Answers may reach {self.largest_answer:,} (Sum of {self.n_args} values up to "
+                            f"{self.max_value}); answers are at most {MAX_VALUE}: lower n_args or max_value.")
         if self.space_size >= 2**63:  # ids are int64
             raise TaskError(
                 f"{self.space_size:.3g} distinct expressions is too many to index; "
@@ -161,13 +167,21 @@ class TaskConfig:
         return np.cumsum(self.cell_sizes) - self.cell_sizes
 
     @property
-    def max_answer_digits(self) -> int:
+    def largest_answer(self) -> int:
+        return max(OPERATIONS[op].largest(self.n_args, self.max_value) for op in self.operations)
+
+    @property
+    def value_digits(self) -> int:
         return len(str(self.max_value))
+
+    @property
+    def max_answer_digits(self) -> int:
+        return len(str(self.largest_answer))
 
     @property
     def input_len(self) -> int:
         """Most input tokens: `Op ( v , v , v ) =` with every value at full width."""
-        return 1 + 1 + self.n_args * self.max_answer_digits + (self.n_args - 1) + 1 + 1
+        return 1 + 1 + self.n_args * self.value_digits + (self.n_args - 1) + 1 + 1
 
     @property
     def seq_len(self) -> int:
@@ -193,9 +207,8 @@ class TaskConfig:
 def check_compatible(task: TaskConfig, causal: bool) -> None:
     """A bidirectional model predicts the answer as one token at `=`, so answers must be 0-9."""
     if not causal and task.max_answer_digits > 1:
-        raise TaskError(
-            "a bidirectional model answers with one token; values above 9 need a causal model"
-        )
+        why = "values above 9" if task.max_value > 9 else f"answers up to {task.largest_answer} (Sum)"
+        raise TaskError(f"a bidirectional model answers with one token; {why} need a causal model")
 
 
 # ----------------------------------------------------------------------------- expressions

@@ -95,4 +95,13 @@ class Vocabulary:
         return self._index[EQUALS]
 
 
-DEFAULT_VOCAB = Vocabulary.for_operations(OPERATIONS)
+ORIGINAL_OPERATIONS = ("First", "Second", "Last", "Max", "Min")
+# The vocabulary of every task of the original operations (21 tokens, as every shipped model has); a task with a
+# later operation, such as Sum, adds its name (`vocab_for`), so adding an operation leaves the old models as they are.
+DEFAULT_VOCAB = Vocabulary.for_operations(ORIGINAL_OPERATIONS)
+
+
+def vocab_for(operations: Iterable[str]) -> Vocabulary:
+    """The vocabulary of a task with these operations: DEFAULT_VOCAB, plus any later operation's name."""
+    extra = set(operations) - set(ORIGINAL_OPERATIONS)
+    return Vocabulary.for_operations(set(ORIGINAL_OPERATIONS) | extra) if extra else DEFAULT_VOCAB

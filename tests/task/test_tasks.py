@@ -55,7 +55,7 @@ def test_task_properties():
     assert (t.n_values, t.space_size, t.max_answer_digits) == (10, 5_000, 1)
     assert (t.input_len, t.seq_len) == (9, 11)  # Max ( 5 , 3 , 9 ) =  then  9 <eos>
     assert (BIG.space_size, BIG.input_len, BIG.seq_len) == (5_000_000, 12, 15)
-    assert list(OPERATIONS) == ["First", "Second", "Last", "Max", "Min"]
+    assert list(OPERATIONS) == ["First", "Second", "Last", "Max", "Min", "Sum"]
 
 
 def test_task_dict_round_trip():
@@ -70,7 +70,7 @@ def test_task_dict_round_trip():
 @pytest.mark.parametrize(
     "kwargs, phrase",
     [
-        (dict(operations=("Max", "Sum")), "Unknown operation 'Sum'. Known: First, Second"),
+        (dict(operations=("Max", "Mul")), "Unknown operation 'Mul'. Known: First, Second"),
         (dict(operations=()), "at least one operation"),
         (dict(operations="Max"), "list of names"),
         (dict(operations=("Max", "Max")), "repeated: Max"),
@@ -105,7 +105,7 @@ def test_expression():
     e = Expression("Max", (5, 3, 9))
     assert (e.answer, e.text) == (9, "Max ( 5 3 9 )")
     with pytest.raises(TaskError, match="Unknown operation"):
-        Expression("Sum", (1, 2))
+        Expression("Mul", (1, 2))
 
 
 def test_enumerate_all_is_every_expression_once():

@@ -58,7 +58,7 @@ def test_unknown_tokens_and_ids():
     with pytest.raises(ValueError, match="outside the vocabulary"):
         DEFAULT_VOCAB.decode([21])
     with pytest.raises(ValueError, match="Unknown operations"):
-        Vocabulary.for_operations(["Sum"])
+        Vocabulary.for_operations(["Mul"])
 
 
 # ----------------------------------------------------------------------------- parser: tables
@@ -97,7 +97,8 @@ def test_parses_good_inputs(text, task, op, values):
         ("Max ( " + "1 " * 100 + ")", None, "characters"),
         ("Mx ( 5 3 9 )", None, "Unknown operation 'Mx'. Did you mean 'Max'? Known: First"),
         ("Frist(1 2 3)", None, "Did you mean 'First'?"),
-        ("Sum(1 2 3)", None, "Unknown operation 'Sum'"),
+        ("Mul(1 2 3)", None, "Unknown operation 'Mul'"),
+        ("Sum ( 1 2 3 )", TaskConfig(), "This model does not know Sum. It knows: First, Second, Last, Max, Min."),
         ("Min ( 1 2 3 )", TWO_OPS, "It knows: Max, First"),
         ("Mn ( 1 2 3 )", TWO_OPS, "Known: Max, First"),
         ("( 1 2 3 )", None, "Start with an operation name"),
