@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import layers as L
-from ..task import ExpressionSet, enumerate_all, exact_match_at_rows, make_splits
+from ..task import OPERATIONS, ExpressionSet, enumerate_all, exact_match_at_rows, make_splits
 from ..task.operations import ABSENT
 from ..task_model import TaskModel
 from .ablation import _rows, ablation_hooks, every_component, mean_activations, parse_component
@@ -193,8 +193,9 @@ def head_roles(model: TaskModel, exprs: ExpressionSet | None = None, *, run: Spa
     run = _run(model, exprs, run)
     exprs, pattern = run.exprs, run.pattern  # [n, L, H, T]
     op, slot, _ = _layouts(model, run.tokens)
-    is_answer = exprs.values == exprs.answers[:, None]  # [n, n_args]
-    # 1-based, the first on a tie; 0 where no value is the answer (a Sum): then no position is the answer's slot
+    selects = np.array([OPERATIONS[op].selects for op in model.task.operations])[exprs.ops]  # [n]
+    is_answer = (exprs.values == exprs.answers[:, None]) & selects[:, None]  # [n, n_args]
+    # 1-based, the first on a tie; 0 for an operation that does not pick a value (a Sum, even where it equals one)
     slot_of_answer = np.where(is_answer.any(axis=1), np.argmax(is_answer, axis=1) + 1, 0)
     ans = (slot == slot_of_answer[:, None]) & (slot_of_answer[:, None] > 0)  # [n, T]
     other = (slot > 0) & ~ans

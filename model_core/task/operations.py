@@ -48,6 +48,7 @@ class Operation:
     description: str  # one line for the UI
     min_args: int = 1  # fewest values the operation makes sense on
     largest: Callable[[int, int], int] = lambda n_args, max_value: max_value  # its largest answer, on n_args values
+    selects: bool = True  # its answer is one of the values (so it has a slot the answer comes from)
 
 
 # Adding an operation is one entry. `largest` bounds its answers (TaskConfig.max_answer_digits relies on it):
@@ -61,7 +62,7 @@ OPERATIONS: dict[str, Operation] = {
         Operation("Max", lambda v: v.max(axis=1), "the largest of the values"),  # ABSENT is below every value
         Operation("Min", lambda v: np.where(v == ABSENT, MAX_VALUE + 1, v).min(axis=1), "the smallest of the values"),
         Operation("Sum", lambda v: np.where(v == ABSENT, 0, v).sum(axis=1), "the sum of the values",
-                  largest=lambda n_args, max_value: n_args * max_value),
+                  largest=lambda n_args, max_value: n_args * max_value, selects=False),
     )
 }
 
