@@ -63,7 +63,7 @@ from ..limits import count_params as count_params  # re-exported (tj.count_param
 from ..limits import model_limits_text as model_limits_text  # re-exported: the Train page's uploader states them
 from ..task import Expression, ExpressionSet, TaskConfig, TaskError, check_compatible
 from ..task.parser import ParseError
-from ..task.vocab import DEFAULT_VOCAB
+from ..task.vocab import DEFAULT_VOCAB, vocab_for
 from ..task_model import TaskModel
 from .memory import check_memory
 from .queue import QUEUE, about, expected_seconds_per_step
@@ -119,9 +119,11 @@ def max_args(max_value: int) -> int:
     return MAX_ARGS if max_value <= 9 else MAX_ARGS_WIDE
 
 
-def model_config(model_options: dict[str, Any]) -> ModelConfig:
-    """The ModelConfig `TaskModel.new` builds from these options (ConfigError if invalid)."""
-    return ModelConfig(vocab_size=len(DEFAULT_VOCAB), pad_id=DEFAULT_VOCAB.pad_id, **model_options)
+def model_config(model_options: dict[str, Any], task: TaskConfig | None = None) -> ModelConfig:
+    """The ModelConfig `TaskModel.new` builds from these options for `task` (its vocabulary: a Sum adds a token;
+    default: the original operations'). ConfigError if invalid."""
+    vocab = vocab_for(task.operations) if task is not None else DEFAULT_VOCAB
+    return ModelConfig(vocab_size=len(vocab), pad_id=vocab.pad_id, **model_options)
 
 
 def check_limits(task: TaskConfig, model: ModelConfig, train: TrainConfig) -> None:
@@ -444,12 +446,13 @@ class TrainingJob:
         try:
             self.task = task if isinstance(task, TaskConfig) else TaskConfig.from_dict(dict(task))
             self.train = train if isinstance(train, TrainConfig) else TrainConfig.from_dict(dict(train))
-            self.model_config = model_config(dict(model or {}))
+            self.model_config = model_config(dict(model or {}), self.task)
             check_limits(self.task, self.model_config, self.train)
             check_compatible(self.task, self.model_config.causal)
-            if train_size is not None and train_size < len(self.task.operations):
-                raise ConfigError(f"Train on at least one expression per operation ({len(self.task.operations)}), "
-                                  f"not {train_size}.")  # fmt: skip
+            cells = len(self.task.cell_sizes)  # one operation (and one length) each
+            if train_size is not None and train_size < cells:
+                each = "operation and length" if self.task.variable_length else "operation"
+                raise ConfigError(f"Train on at least one expression per {each} ({cells}), not {train_size}.")
             self.name = name or default_name(self.task, self.model_config, self.train.seed)
             self._model = TaskModel.new(self.task, self.name, **dict(model or {}))
             self._probe = self._pick_probe(probe)

@@ -372,3 +372,11 @@ def test_duration_text_is_the_expected_pace_times_the_steps():
     text = tj.duration_text(TaskConfig(max_value=99, n_args=5), big, TrainConfig(steps=100, batch_size=512))
     most = tj.max_steps_for(TaskConfig(max_value=99, n_args=5), big, 512)
     assert f"may have up to {most:,} steps" in text and most < tj.MAX_STEPS and "\u00a0s on this server" in text
+
+
+def test_a_sum_task_counts_its_own_vocabulary_and_a_small_train_size_names_the_lengths():
+    job = TrainingJob(TaskConfig(operations=("Max", "Sum")), TrainConfig(steps=10), {"causal": True})
+    assert job.status != "failed" and job.model_config.vocab_size == 22  # the Sum token too
+    lists = TaskConfig(min_args=2, n_args=10)
+    job = TrainingJob(lists, TrainConfig(steps=10), {"causal": True}, train_size=40)
+    assert job.status == "failed" and "at least one expression per operation and length (45)" in job.message
