@@ -36,21 +36,42 @@ class SpecError(RuntimeError):
     """A converted spec that lost its data (it must never be drawn or cached)."""
 
 
-def _content_key(data: Any) -> tuple:
-    """Equal frames get one key: a builder may hand Altair several copies of one frame (filters, layers)."""
+class _Frame:
+    """One dataset of a spec: its data, a cheap signature, and its content hash, made only when needed."""
+
+    def __init__(self, data: Any) -> None:
+        self.data = data
+        self.signature = _signature(data)
+        self._content: bytes | None = None
+
+    def content(self) -> bytes:
+        if self._content is None:
+            self._content = pd.util.hash_pandas_object(self.data, index=True).to_numpy().tobytes()
+        return self._content
+
+
+def _signature(data: Any) -> tuple:
     if isinstance(data, pd.DataFrame):
-        rows = pd.util.hash_pandas_object(data, index=True).to_numpy()
-        return (tuple(data.columns), tuple(map(str, data.dtypes)), rows.tobytes())
+        return (tuple(data.columns), tuple(map(str, data.dtypes)), len(data))
     return ("object", id(data))
 
 
-def _keep_frames(data: Any, frames: dict[tuple, tuple[str, Any]]) -> dict[str, str]:
+def _keep_frames(data: Any, frames: dict[str, _Frame]) -> dict[str, str]:
     """Data transformer: name each distinct dataset "data-0", "data-1", ... in the order the chart meets
-    them (stable across reruns, so an unchanged chart keeps its spec) and keep the frame itself."""
-    key = _content_key(data)
-    if key not in frames:
-        frames[key] = (f"data-{len(frames)}", data)
-    return {"name": frames[key][0]}
+    them (stable across reruns, so an unchanged chart keeps its spec) and keep the frame itself.
+
+    Equal frames get one name: a builder may hand Altair one frame several times (layers) or equal copies
+    (filters). The same object is found by identity; only frames alike in columns, types and length are
+    hashed to compare their rows (hashing every frame was a few per cent of a page's run)."""
+    new = _Frame(data)
+    for name, frame in frames.items():
+        if frame.signature != new.signature:
+            continue
+        if frame.data is data or (isinstance(data, pd.DataFrame) and frame.content() == new.content()):
+            return {"name": name}
+    name = f"data-{len(frames)}"
+    frames[name] = new
+    return {"name": name}
 
 
 alt.data_transformers.register(TRANSFORMER, _keep_frames)
@@ -64,12 +85,12 @@ def spec_of(chart: alt.TopLevelMixin, *, validate: bool | None = None) -> dict:
     names is missing, so a corrupt spec is never drawn or cached. `validate` defaults to VALIDATE.
     """
     validate = VALIDATE if validate is None else validate
-    frames: dict[tuple, tuple[str, Any]] = {}
+    frames: dict[str, _Frame] = {}
     with ALTAIR_LOCK:
         theme = alt.theme.enable("none") if alt.theme.active == "default" else nullcontext()
         with theme, alt.data_transformers.enable(TRANSFORMER, frames=frames):
             spec = chart.to_dict(validate=validate)
-    datasets = {**spec.get("datasets", {}), **dict(frames.values())}
+    datasets = {**spec.get("datasets", {}), **{name: frame.data for name, frame in frames.items()}}
     named = _dataset_names(spec)
     if named - set(datasets):
         raise SpecError(f"the chart's spec names data it does not carry: {sorted(named - set(datasets))}")

@@ -105,3 +105,17 @@ def test_subtitles_get_a_colour_readable_on_both_themes_without_changing_the_spe
     assert "subtitleColor" not in spec.get("config", {}).get("title", {})  # a cached spec stays as it was
     own = {**spec, "config": {"title": {"subtitleColor": "red"}}}
     assert vega.readable_in_both_themes(own) is own
+
+
+def test_equal_frames_share_one_dataset_and_frames_alike_in_shape_do_not():
+    a = pd.DataFrame({"x": [1, 2, 3], "y": [0.5, 0.25, 1.0]})
+    copy = a.copy()
+    other = pd.DataFrame({"x": [1, 2, 3], "y": [0.5, 0.25, 2.0]})  # same columns, types and length; one row differs
+    layered = alt.layer(alt.Chart(a).mark_bar().encode(x="x:O", y="y:Q"),
+                        alt.Chart(a).mark_rule().encode(x="x:O"),  # the same object again
+                        alt.Chart(copy).mark_point().encode(x="x:O", y="y:Q"))  # an equal copy
+    spec = vega.spec_of(layered)
+    assert len(spec["datasets"]) == 1
+    spec = vega.spec_of(alt.layer(alt.Chart(a).mark_bar().encode(x="x:O", y="y:Q"),
+                                  alt.Chart(other).mark_point().encode(x="x:O", y="y:Q")))  # fmt: skip
+    assert [d["y"].tolist() for d in spec["datasets"].values()] == [[0.5, 0.25, 1.0], [0.5, 0.25, 2.0]]
