@@ -26,6 +26,7 @@ from explainer import links
 from model_core import ParseError, TaskModel, load_model, shipped_names
 from model_core.analysis import ExampleRun, run_example
 from model_core.interp.input_space import SpaceRun, hard_cases, space_run
+from model_core.task import count_text
 from model_core.training.watchers import WATCHERS
 
 # One BLAS thread for the whole server: several sessions (and their training threads) share
@@ -222,9 +223,11 @@ def _default_example(model: TaskModel) -> str:
 
 
 def _random_text(model: TaskModel, rng: np.random.Generator) -> str:
+    """A random example: each operation, and (for lists of several lengths) each length, equally likely."""
     task = model.task
     op = task.operations[int(rng.integers(len(task.operations)))]
-    values = rng.integers(task.min_value, task.max_value + 1, task.n_args)
+    n = int(rng.integers(task.min_args, task.n_args + 1))  # n_args itself for a task of one length
+    values = rng.integers(task.min_value, task.max_value + 1, n)
     return f"{op} ( {' '.join(str(int(v)) for v in values)} )"
 
 
@@ -260,16 +263,44 @@ def _is_option(value, options: Sequence) -> bool:
 
 
 # ---------------------------------------------------------------- widget callbacks
+VALUES_PER_ROW = 5  # value widgets side by side in the sidebar; more would cut their numbers short
+SLOTS = "_example_slots"  # every slot's last value (a plain key: the widgets of slots not shown lose theirs)
+
+
 def _set_example(text: str) -> None:
     """Make `text` (already valid) the example, and mirror it into every example widget."""
-    st.session_state.example = text
-    st.session_state.example_text = text
-    st.session_state[PHONE_EXAMPLE] = text
-    st.session_state.example_error = None
+    ss = st.session_state
+    ss.example = ss.example_text = ss[PHONE_EXAMPLE] = text
+    ss.example_error = None
     op, rest = text.split(" ( ")
-    st.session_state.example_op = op
-    for j, v in enumerate(rest.rstrip(" )").split()):
-        st.session_state[f"example_v{j}"] = int(v)
+    ss.example_op = op
+    values = [int(v) for v in rest.rstrip(" )").split()]
+    ss.example_n = len(values)  # drawn for lists of several lengths only
+    ss[SLOTS] = values + ss.get(SLOTS, [])[len(values):]  # a longer list later starts from these values
+    for j, v in enumerate(values):
+        ss[f"example_v{j}"] = v
+
+
+def value_rows(n: int) -> list[range]:
+    """The slots of `n` value widgets in rows of at most VALUES_PER_ROW, as even as can be (7: 4 + 3)."""
+    rows = -(-n // VALUES_PER_ROW)
+    width = -(-n // rows)
+    return [range(start, min(start + width, n)) for start in range(0, n, width)]
+
+
+def example_help(task) -> str:
+    """The example box's help: what the task takes, with two examples it reads (Max ( 7 2 9 ) or min(4, 8, 1)
+    for three values in 0-9)."""
+    long, short = max(task.min_args, min(task.n_args, 4)), task.min_args
+
+    def vals(pool: tuple[int, ...], k: int) -> list[str]:
+        return [str(task.min_value + v % task.n_values) for v in pool[:k]]
+
+    ops = task.operations  # the task's own (a model trained on some operations only reads those)
+    first, second = "Max" if "Max" in ops else ops[0], ("Min" if "Min" in ops else ops[-1]).lower()
+    return (f"An operation and {count_text(task)} in {task.min_value}-{task.max_value}, e.g. "
+            f"{first} ( {' '.join(vals((7, 2, 9, 1, 8, 3, 6, 4, 5, 0), long))} ) or "
+            f"{second}({', '.join(vals((4, 8, 1, 6, 3, 9, 2, 7, 0, 5), short))}).")  # fmt: skip
 
 
 def _on_text(key: str = "example_text") -> None:
@@ -321,9 +352,15 @@ def _readers_note(text: str) -> str:
 
 
 def _on_widgets() -> None:
-    _, model = _resolve(st.session_state.model_name)
-    values = " ".join(str(st.session_state[f"example_v{j}"]) for j in range(model.task.n_args))
-    _set_example(model.parse(f"{st.session_state.example_op} ( {values} )").text)
+    """The operation, the number of values or a value changed: the example they make."""
+    ss = st.session_state
+    _, model = _resolve(ss.model_name)
+    task = model.task
+    n = int(ss.get("example_n", task.n_args)) if task.variable_length else task.n_args
+    kept = ss.get(SLOTS, [])
+    # a slot just added by "Number of values" has no widget yet: its last value, else the smallest value
+    values = [ss.get(f"example_v{j}", kept[j] if j < len(kept) else task.min_value) for j in range(n)]
+    _set_example(model.parse(f"{ss.example_op} ( {' '.join(str(int(v)) for v in values)} )").text)
 
 
 def _on_random() -> None:
@@ -371,13 +408,17 @@ def _model_card(model: TaskModel) -> None:
     st.markdown(f"**{fmt.literal(model.name or 'this model')}**: {'causal' if cfg.causal else 'bidirectional'}, "
                 f"{cfg.n_layers} block{'s' if cfg.n_layers != 1 else ''} × {cfg.n_heads} head"
                 f"{'s' if cfg.n_heads != 1 else ''}, d_model {cfg.d_model}; {', '.join(task.operations)} of "
-                f"{task.n_args} values in {task.min_value}-{task.max_value}.")  # fmt: skip
+                f"{count_text(task)} in {task.min_value}-{task.max_value}.")  # fmt: skip
     per_op, n = model.metrics.get("heldout_per_op"), model.metrics.get("heldout_n")
     if not per_op:
         st.markdown("Its checkpoint records no held-out accuracy.")  # not a caption: those are the example's
     else:
         st.markdown(f"Held-out accuracy on {n:,} expressions it never trained on: "
                     + ", ".join(f"{op} {fmt.percent(acc)}" for op, acc in per_op.items()) + ".")  # fmt: skip
+    per_length = model.metrics.get("heldout_per_length")  # {"2": accuracy, ...}: lists of several lengths
+    if per_length:
+        st.markdown("By number of values: "
+                    + ", ".join(f"{k} values {fmt.percent(acc)}" for k, acc in per_length.items()) + ".")  # fmt: skip
     st.markdown(":small[**Hard example** (below the values) shows where it fails or is least sure; Heads across "
                 "all inputs lists every mistake.]")  # fmt: skip
 
@@ -625,9 +666,7 @@ def sidebar(selectors: Sequence[str] = ("layer", "head")) -> Current:
         _apply_pending(model)
         _example_from_link(model)
         task = model.task
-        st.text_input("Example", key="example_text", on_change=_on_text,
-                      help=f"An operation and {task.n_args} values in {task.min_value}-{task.max_value}, "
-                           "e.g. Max ( 7 2 9 ) or min(4, 8, 1).")  # fmt: skip
+        st.text_input("Example", key="example_text", on_change=_on_text, help=example_help(task))
         if ss.get("example_error"):
             st.error(fmt.literal(ss.example_error), icon=":material/error:")  # it may quote what was typed
             st.caption(f"Still showing the last valid example: **{ss.example}**")
@@ -635,11 +674,7 @@ def sidebar(selectors: Sequence[str] = ("layer", "head")) -> Current:
             st.info(fmt.literal(ss.pop("example_note")))
         if ss.get(MODEL_NOTE):
             st.info(fmt.literal(ss.pop(MODEL_NOTE)))
-        st.selectbox("Operation", task.operations, key="example_op", on_change=_on_widgets)
-        cols = st.columns(task.n_args)
-        for j, col in enumerate(cols):
-            col.number_input(f"value {j + 1}", min_value=task.min_value, max_value=task.max_value, step=1,
-                             key=f"example_v{j}", on_change=_on_widgets)  # fmt: skip
+        _value_widgets(task)
         with st.container(horizontal=True):
             st.button("Random example", key="random_example", on_click=_on_random, icon=":material/casino:")
             st.button("Hard example", key="hard_example_button", on_click=_on_hard, icon=":material/psychology_alt:",
@@ -669,6 +704,40 @@ def sidebar(selectors: Sequence[str] = ("layer", "head")) -> Current:
 def current() -> Current:
     """The selection the sidebar made in this run."""
     return st.session_state["_current"]
+
+
+def _value_widgets(task) -> None:
+    """The operation and one number box per value (and, for lists of several lengths, how many values)."""
+    ss = st.session_state
+    if not task.variable_length:
+        st.selectbox("Operation", task.operations, key="example_op", on_change=_on_widgets)
+        for j, col in enumerate(st.columns(task.n_args)):
+            col.number_input(f"value {j + 1}", min_value=task.min_value, max_value=task.max_value, step=1,
+                             key=f"example_v{j}", on_change=_on_widgets)  # fmt: skip
+        return
+    # Rows of fixed-width boxes in horizontal containers, not st.columns: below 640 px columns stack one box a
+    # line, though the sidebar (an overlay there) is as wide as on a desktop; and "v10" fits a narrow box where
+    # "value 10" broke over two lines.
+    values = ss.example.split(" ( ")[1].rstrip(" )").split()
+    if ss.get("example_n") != len(values):  # the count's widget was not drawn (another model's run): from the example
+        ss.example_n = len(values)
+        for j, v in enumerate(values):
+            ss[f"example_v{j}"] = int(v)
+    with st.container(horizontal=True, gap="xsmall"):
+        st.selectbox("Operation", task.operations, key="example_op", on_change=_on_widgets, width=OP_WIDTH)
+        st.number_input("Number of values", min_value=task.min_args, max_value=task.n_args, step=1,
+                        key="example_n", on_change=_on_widgets, width=COUNT_WIDTH)  # fmt: skip
+    for row in value_rows(int(ss.example_n)):
+        with st.container(horizontal=True, gap="xsmall"):
+            for j in row:
+                st.number_input(f"v{j + 1}", min_value=task.min_value, max_value=task.max_value, step=1,
+                                key=f"example_v{j}", on_change=_on_widgets, width=VALUE_WIDTH)  # fmt: skip
+
+
+# px, for the sidebar's content width of about 240 px (Streamlit's default sidebar): the operation and the count
+# side by side; five value boxes and their 8 px gaps in a row (a box this narrow hides its - and + buttons).
+OP_WIDTH, COUNT_WIDTH = 118, 114
+VALUE_WIDTH = 40
 
 
 # ---------------------------------------------------------------- ablations read at the answer positions

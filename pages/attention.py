@@ -109,9 +109,10 @@ vega.draw(
     width="stretch",
 where=c1)
 vega.draw(
+    # its legend below: at its right it left a long list's 24 key positions a sliver of the column
     charts.matrix_heatmap((~masked).astype(float), labels, labels, kind="probability", x_title="key position",
                           y_title="query position", value_title="may attend (1) / masked (0)",
-                          title="Mask (read from the −∞ scores)"),
+                          title="Mask (read from the −∞ scores)").configure_legend(orient="bottom"),
     width="stretch",
 where=c2)  # fmt: skip
 

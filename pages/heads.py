@@ -74,8 +74,9 @@ def score_charts(model_key: str, pick: str, _v: dict, _task) -> list:
 
 
 def has_map(task, n: int) -> bool:
-    """The map of every expression: for a whole (enumerated) space of up to three values."""
-    return n == task.space_size and task.n_args <= 3
+    """The map of every expression: for a whole (enumerated) space of up to three values, all of one length (its
+    grid has one axis per slot: a shorter list has no cell there)."""
+    return n == task.space_size and task.n_args <= 3 and not task.variable_length
 
 
 PANELS = [("to the operation token", "to_op"), ("to the answer's slot", "to_answer_slot"),
@@ -277,5 +278,6 @@ if MAP:
     elif not picked:
         ss.pop("_heads_map_opened", None)
 else:
-    st.caption(f"No map of every expression: this task has {task.space_size:,} of them, too many to draw one cell "
-               f"each{'' if whole else f'; the views above use a sample of {n:,}'}.")  # fmt: skip
+    why = (f"this task has {task.space_size:,} of them, too many to draw one cell each" if task.space_size > n or
+           task.n_args > 3 else "its lists have several lengths, and the map's grid has one axis per value")
+    st.caption(f"No map of every expression: {why}{'' if whole else f'; the views above use a sample of {n:,}'}.")

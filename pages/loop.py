@@ -53,7 +53,7 @@ st.caption(
 st.header("1. The loop, as the code runs it")
 st.markdown(
     f"`Trainer.run` ({fmt.code('model_core/training/trainer.py')}) repeats these steps {cfg.steps:,} times:\n\n"
-    + wt.loop_markdown(fmt.code)
+    + wt.loop_markdown(fmt.code, model.task)
 )
 if model.metrics.get("train_size"):  # trained on a subset (the Train page's setting): its batches came from it
     st.caption(f"This model was trained on only {model.metrics['train_size']:,} training expressions, its batches "
@@ -82,8 +82,9 @@ m2.metric("Gradient norm", f"{step.grad_norm:.4g}", help="Before clipping, as cl
 m3.metric("After clipping", f"{step.clipped_norm:.4g}")
 m4.metric("η_t", f"{step.lr:.4g}", help="lr_at(t, cfg)")
 st.info(
-    "\n".join(f"- {text}" for text in (wt.batch_sentence(step), wt.op_sentence(step), wt.clip_sentence(step),
-                                       wt.lr_sentence(step.step, cfg), wt.update_sentence(step)))  # fmt: skip
+    "\n".join(f"- {text}" for text in (wt.batch_sentence(step), wt.op_sentence(step, model.task),
+                                       wt.clip_sentence(step), wt.lr_sentence(step.step, cfg),
+                                       wt.update_sentence(step)))  # fmt: skip
     , icon=":material/lightbulb:",
 )
 

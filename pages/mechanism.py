@@ -258,7 +258,8 @@ st.markdown(
     f"Steered, the model's top token at `=` is **{fmt.code(tok(new))}** (probability {fmt.with_log(p[new])}); "
     f"slot {slot} holds `{expr.values[slot - 1]}`: the answer **{'follows' if follows else 'does not follow'}**"
     + (" (it was that token already)." if tok(new) == answer and follows else ".")
-    + (f" Across {n_used:,} inputs whose answer does not already start with slot {slot}'s digit, steering "
+    + (f" Across {n_used:,} inputs{f' of {slot} or more values' if slot > model.task.min_args else ''} whose "
+       f"answer does not already start with slot {slot}'s digit, steering "
        f"{', '.join(heads)} there makes the answer follow on **{fmt.percent(rate)}**." if n_used else "")
 )
 

@@ -9,6 +9,7 @@ from explainer import charts, compare, state, vega
 from explainer import format as fmt
 from model_core.analysis import output as ao
 from model_core.interp.input_space import SAMPLE
+from model_core.task import count_text
 
 cur = state.current()
 model, run = cur.model, cur.run
@@ -21,12 +22,15 @@ st.caption(
     f"{'causal (GPT-style) decoder' if cfg.causal else 'bidirectional encoder'}, "
     f"{cfg.n_layers} blocks × {cfg.n_heads} heads, d_model {cfg.d_model}, "
     f"{model.transformer.n_params:,} parameters. Task: {', '.join(model.task.operations)} of "
-    f"{model.task.n_args} values in {model.task.min_value}-{model.task.max_value}."
+    f"{count_text(model.task)} in {model.task.min_value}-{model.task.max_value}."
 )
 
 wrote = answer.value if answer.value is not None else " ".join(answer.answer_tokens)
+# A metric cuts a long value short with "…": a list of 10 values wraps at its spaces instead.
+st.html("<style>.st-key-overview_example [data-testid='stMetricValue'] *{white-space:normal !important;"
+        "overflow:visible !important;text-overflow:clip !important}</style>")  # fmt: skip
 c1, c2, c3 = st.columns(3)
-c1.metric("Example", expr.text)
+c1.container(key="overview_example").metric("Example", expr.text)
 # A right/wrong flag is not a change: no arrow, and the colour says which.
 c2.metric("Model's answer", fmt.literal(wrote),  # tokens it wrote: a metric's value is Markdown
           delta="correct" if answer.correct else f"wrong: the answer is {expr.answer}",

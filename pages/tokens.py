@@ -8,6 +8,7 @@ import streamlit as st
 from explainer import charts, compare, links, path, state, vega
 from explainer import format as fmt
 from model_core.analysis import embeddings as emb
+from model_core.interp.input_space import SAMPLE
 from model_core.interp.positions import WithoutPositions, accuracy_without_positions
 
 
@@ -156,10 +157,12 @@ else:
     vega.draw(_learned_table_chart(cur.model_key, net, change), width="stretch")
     st.info(emb.positions_text(change), icon=":material/lightbulb:")
 
+# a large space (0-99, lists of several lengths) is scored on the stated sample input_space draws
+inputs = "every input" if model.task.space_size <= SAMPLE else "a sample of held-out inputs"
 st.markdown("**Why position matters.** Switch the positional encoding off (zero `hook_pos_embed` at every "
-            "position) and score the model again on every input:")  # fmt: skip
+            f"position) and score the model again on {inputs}:")  # fmt: skip
 links.bind("nopos", "tokens_no_pos", False)
-if st.toggle("Positional encoding off, on every input", key="tokens_no_pos"):
+if st.toggle(f"Positional encoding off, on {inputs}", key="tokens_no_pos"):
     wp = _without_positions(cur.model_key, model)
     st.dataframe(
         pd.DataFrame({"operation": wp.operations, "as trained": wp.accuracy, "positions off": wp.without,

@@ -109,12 +109,19 @@ def score_lines(df: pd.DataFrame, *, slots: Sequence[str], title: str | None = N
         x=alt.X("value:Q", title=value_title, axis=alt.Axis(tickMinStep=1),
                 scale=alt.Scale(domain=[float(df["value"].min()), float(df["value"].max())], nice=False)),
         y=alt.Y("score:Q", title="mean scaled score", scale=y_scale),
-        color=alt.Color("slot:N", sort=list(slots), title="slot",
-                        legend=alt.Legend(orient="bottom") if legend else None),
+        color=alt.Color("slot:N", sort=list(slots), title="slot", legend=_slot_legend(len(slots)) if legend else None),
         tooltip=[alt.Tooltip("slot:N"), alt.Tooltip("value:Q", title="value"),
                  alt.Tooltip("score:Q", title="mean score", format=".3f")],
     )  # fmt: skip
     return with_title(chart, title, width="container")
+
+
+def _slot_legend(n_slots: int) -> alt.Legend:
+    """Below the chart. More than three slots (lists of up to 10 values): numbers only, five to a row, under the
+    title "slot"; in one row of "slot 1", "slot 2", ... the chart's third of the page showed three of ten."""
+    if n_slots <= 3:
+        return alt.Legend(orient="bottom")
+    return alt.Legend(orient="bottom", columns=5, labelExpr="replace(datum.label, 'slot ', '')")
 
 
 def map_frame(ops: np.ndarray, values: np.ndarray, n_values: int, margin: np.ndarray, right: np.ndarray,

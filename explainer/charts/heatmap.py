@@ -71,6 +71,9 @@ def grid_frame(
     return df
 
 
+MAX_SLANTED_COLS = 16  # more named columns than this: their labels stand upright
+
+
 def grid_chart(
     df: pd.DataFrame,
     *,
@@ -119,11 +122,15 @@ def grid_chart(
                 sort=col_sort,
                 title=x_title,
                 # every label drawn: Vega's overlap check compares the rotated labels' bounding boxes, which
-                # overlap long before the slanted text does, and hid every other position at 390 px
-                axis=alt.Axis(labelAngle=-45, labelOverlap=False),
+                # overlap long before the slanted text does, and hid every other position at 390 px. Many
+                # columns (a list of 10 values has 24 positions) stand upright: slanted, they ran into each other
+                axis=alt.Axis(labelAngle=-90 if len(col_sort) > MAX_SLANTED_COLS else -45, labelOverlap=False),
             )
         }
-    colour = alt.Color(f"{value_field}:Q", scale=color_scale(kind, scale_values), title=value_title)
+    # many named columns (24 positions of a 10-value list): the legend below, so the cells get the chart's width;
+    # at its right it left a phone's columns a few pixels each, too narrow for their labels
+    legend = alt.Legend(orient="bottom") if not numeric_cols and len(col_sort) > MAX_SLANTED_COLS else alt.Undefined
+    colour = alt.Color(f"{value_field}:Q", scale=color_scale(kind, scale_values), title=value_title, legend=legend)
     if "masked" in df.columns:
         colour = grey_when_masked(colour)
     if tooltip is None:

@@ -223,21 +223,30 @@ def lens_text(reading: LensReading, stages: list[str], probs: np.ndarray, true_i
     return " ".join(parts)
 
 
-def embedding_stage_text(labels: list[str], pos: int, answer_pos: int, causal: bool, *, code) -> str:
+def embedding_stage_text(labels: list[str], pos: int, answer_pos: int, causal: bool, *, code,
+                         lengths_vary: bool = False, one_digit: bool = True) -> str:  # fmt: skip
     """Why the embedding stage's lens row at `pos` cannot depend on the input, and what it does depend on.
 
     labels [T] are the token strings the model read; `code(label)` writes one. The stream there is
     W_E[labels[pos]] + (position pos's vector): one token and one position. A bidirectional model's values are
-    single digits, so `=` is at the same position in every input; a causal model's `=` moves with the number of
-    digits, and at a later answer step the token there is the one the model wrote at the step before."""
+    single digits, so `=` is at the same position in every input of one length; a causal model's `=` moves with
+    the number of digits, and at a later answer step the token there is the one the model wrote at the step before.
+    `lengths_vary`: the task takes lists of several lengths, so `=` moves with the number of values too (and
+    with their digits unless `one_digit`)."""
     written = f" (the model's answer token {pos - answer_pos})" if causal and pos > answer_pos else ""
     what = f"the embedding of {code(labels[pos])}{written} plus position {pos}'s positional vector"
     tail = " Its row shows what the unembedding makes of that alone, nothing the model worked out from the values."
+    digits = sum(label.isdigit() for label in labels[:answer_pos])
+    if lengths_vary and (not causal or pos == answer_pos):
+        # `=` follows the op, "(", every digit, a "," between values and ")": its position counts digits and values
+        n = labels[:answer_pos].count(",") + 1
+        whose = f"of {n} values" + ("" if one_digit else f" with {digits} digits in all")
+        return (f"**embed + pos** is the same for every input {whose}: at position {pos} the stream is still only "
+                f"{what}, and all those inputs have {code('=')} at position {pos}." + tail)  # fmt: skip
     if not causal:
         return (f"**embed + pos** is the same for every input: at position {pos} the stream is still only {what}, "
                 f"and every input of this task has {code('=')} at position {pos}." + tail)
     if pos == answer_pos:
-        digits = sum(label.isdigit() for label in labels[:answer_pos])
         return (f"**embed + pos** is the same for every input whose values have {digits} digits in all: at position "
                 f"{pos} the stream is still only {what}, and all those inputs have {code('=')} at position {pos}."
                 + tail)  # fmt: skip

@@ -94,7 +94,8 @@ def _claims(model: TaskModel, ex: Explanation, op: str, hr: HeadRoles | None, sp
     contrib = dict(zip(att.names, att.diff[0], strict=True))
     wrong = model.vocab.decode([int(att.wrong[0])])[0]
     k_op = list(model.task.operations).index(op)
-    n_all = f"all {hr.n:,} inputs" if hr is not None else ""
+    n_all = "" if hr is None else (  # a large space's views read a sample of it: not "all" of its inputs
+        f"all {hr.n:,} inputs" if hr.n == model.task.space_size else f"the {hr.n:,} sampled inputs")
     out = [Claim("answer", None, _answer_sentence(ex, total, wrong))]
 
     is_op = np.array([role == "op" for role in ex.roles])
@@ -130,13 +131,14 @@ def _claims(model: TaskModel, ex: Explanation, op: str, hr: HeadRoles | None, sp
                 else:
                     readers.append((name, to_ans, contrib[name], None if hr is None else hr.to_answer_slot[i, k_op]))
     if readers:
-        names = ", ".join(r[0] for r in readers)
-        out.append(Claim("reads", None, f"{names} attend{'s' if len(readers) == 1 else ''} to the answer's slot ("
-                         + ", ".join(f"{r[1]:.2f}" for r in readers) + ") but write little of the answer directly ("
-                         + ", ".join(f"{r[2]:+.2f}" for r in readers) + f" of {total:.2f}): what they read is used "
-                         "later, or not at all.",
-                         None if hr is None else f"Across {n_all}, their mean attention to the answer's slot on {op} "
-                         "inputs: " + ", ".join(f"{r[0]} {r[3]:.2f}" for r in readers) + "."))  # fmt: skip
+        names, one = ", ".join(r[0] for r in readers), len(readers) == 1
+        out.append(Claim("reads", None, f"{names} attend{'s' if one else ''} to the answer's slot ("
+                         + ", ".join(f"{r[1]:.2f}" for r in readers) + f") but write{'s' if one else ''} little of "
+                         "the answer directly (" + ", ".join(f"{r[2]:+.2f}" for r in readers) + f" of {total:.2f}): "
+                         f"what {'it reads' if one else 'they read'} is used later, or not at all.",
+                         None if hr is None else f"Across {n_all}, {'its' if one else 'their'} mean attention to "
+                         f"the answer's slot on {op} inputs: " + ", ".join(f"{r[0]} {r[3]:.2f}" for r in readers)
+                         + "."))  # fmt: skip
     if not clear:
         out.append(Claim("none", None, f"No head shows a clear role on this example: none puts {ATTENDS} or more of "
                          "its attention at `=` on the operation token or on the answer's slot."))  # fmt: skip

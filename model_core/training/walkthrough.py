@@ -23,7 +23,7 @@ from .. import layers as L
 from ..config import TrainConfig
 from ..model import Transformer
 from ..presets import DEFAULT_LR
-from ..task import make_splits
+from ..task import TaskConfig, make_splits
 from ..task_model import TaskModel
 from .formulas import OPTIMIZER_NAMES
 from .optim import SGD, Adam, clip_grad_norm, lr_at, make_optimizer
@@ -48,9 +48,23 @@ LOOP_STEPS = (
 )  # fmt: skip
 
 
-def loop_markdown(code: Callable[[str], str]) -> str:
-    """The steps of `Trainer.run`'s loop body as a numbered Markdown list, with the functions that do them."""
-    return "\n".join(f"{i}. **{what}**: {code(fn)}: {does}." for i, (what, fn, does) in enumerate(LOOP_STEPS, 1))
+def _cells(task: TaskConfig) -> str:
+    return f"the {len(task.cell_sizes)} cells of one operation and one length ({len(task.lengths)} lengths)"
+
+
+def loop_markdown(code: Callable[[str], str], task: TaskConfig | None = None) -> str:
+    """The steps of `Trainer.run`'s loop body as a numbered Markdown list, with the functions that do them.
+
+    For lists of several lengths (`task`), the sampler balances cells (one operation at one length), not only
+    the operations."""
+    steps = LOOP_STEPS
+    if task is not None and task.variable_length:
+        what, fn, _ = LOOP_STEPS[0]
+        sample = (f"B training expressions drawn with replacement from the training split, balanced across "
+                  f"{_cells(task)} (each cell B // n_cells times, a few once more), so across operations and "
+                  "lengths alike, shuffled")  # fmt: skip
+        steps = ((what, fn, sample), *LOOP_STEPS[1:])
+    return "\n".join(f"{i}. **{what}**: {code(fn)}: {does}." for i, (what, fn, does) in enumerate(steps, 1))
 
 
 # ---------------------------------------------------------------- one step on one real batch
@@ -215,11 +229,15 @@ def batch_sentence(s: OneStep) -> str:
             f"{float(s.example_losses.mean()):.4g}).")  # fmt: skip
 
 
-def op_sentence(s: OneStep) -> str:
-    """Which operation has the highest (and lowest) mean loss in this batch, and how many of each it holds."""
+def op_sentence(s: OneStep, task: TaskConfig | None = None) -> str:
+    """Which operation has the highest (and lowest) mean loss in this batch, and how many of each it holds
+    (for lists of several lengths, `task`, the sampler balanced cells, so the operations come out near even)."""
     per = op_losses(s)
     counts = ", ".join(f"{op} {k}" for op, (_, k) in per.items())
-    text = f"The sampler balanced the operations ({counts}). "
+    if task is not None and task.variable_length:
+        text = f"The sampler balanced {_cells(task)}, so the operations come out near even ({counts}). "
+    else:
+        text = f"The sampler balanced the operations ({counts}). "
     if len(per) == 1:
         (op, (mean, _)), = per.items()
         return text + f"Every expression is {op}; their mean loss is {mean:.4g}."
