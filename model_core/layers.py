@@ -200,7 +200,7 @@ def cross_entropy(logits: np.ndarray, targets: np.ndarray):
     sum_e = e.sum(axis=-1, keepdims=True)
     rows, t = np.arange(len(keep)), np.where(keep, targets.reshape(-1), 0)
     picked = shifted[rows, t] - np.log(sum_e[:, 0])  # log p(target) per row
-    loss = -float(picked @ keep) / n
+    loss = (0.0 - float(picked @ keep)) / n  # not -x: a certain answer (log p = 0 in float32) is 0, not -0
     dlogits = e / sum_e  # softmax
     dlogits[rows, t] -= 1.0
     dlogits *= keep[:, None]

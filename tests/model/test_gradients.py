@@ -130,5 +130,6 @@ def test_cross_entropy_is_stable_and_ignores_padding():
     logits = np.array([[[1000.0, 0.0, -1000.0], [5.0, 5.0, 5.0]]])
     loss, _ = L.cross_entropy(logits, np.array([[0, -1]]))
     assert loss == pytest.approx(0.0, abs=1e-12)  # log-softmax of a dominant logit, no overflow
+    assert f"{loss:.4g}" == "0"  # exactly certain: 0, never "-0" on screen
     loss, _ = L.cross_entropy(logits, np.array([[-1, 1]]))
     assert loss == pytest.approx(np.log(3.0))  # uniform over three tokens
