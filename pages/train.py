@@ -18,7 +18,7 @@ from model_core.config import ConfigError, TrainConfig
 from model_core.interp import probe
 from model_core.params import param_shapes
 from model_core.presets import DEFAULT_LR, train_page_defaults
-from model_core.task import TaskConfig, TaskError
+from model_core.task import OPERATIONS, TaskConfig, TaskError
 from model_core.training import formulas
 from model_core.training import job as tj
 from model_core.training.watchers import WATCHERS
@@ -51,6 +51,7 @@ DEFAULTS = MappingProxyType({
     "train_stop_at": _TRAIN.stop_at_accuracy is not None, "train_size": "all",
 })  # fmt: skip
 BATCH_SIZES = [16, 32, 64, 128, 256, tj.MAX_BATCH]
+OPERATION_CHOICES = list(OPERATIONS)  # every operation in the registry; the preset's are the default
 SHORTEST = 2  # with "shorter lists too", lists have this many values or more (Second needs two)
 TRAIN_SIZES = ["all" if n is None else n for n in tj.TRAIN_SIZES]  # the training expressions to use ("all")
 OPTIMIZERS = formulas.OPTIMIZER_NAMES
@@ -188,7 +189,7 @@ def _bind_settings() -> None:
     """Every setting in the page's address (those at their default left out), each checked like its widget."""
     d = DEFAULTS
     links.bind("tmax", "train_max_value", d["train_max_value"], options=[9, 99])
-    links.bind("tops", "train_ops", list(d["train_ops"]), options=list(d["train_ops"]), check=bool)
+    links.bind("tops", "train_ops", list(d["train_ops"]), options=OPERATION_CHOICES, check=bool)
     links.bind("targs", "train_n_args", d["train_n_args"], low=2, high=tj.MAX_ARGS)  # and at most the range's cap
     links.bind("tvary", "train_vary", d["train_vary"])
     for param, key, high in (("tlayers", "train_layers", tj.MAX_LAYERS), ("theads", "train_heads", tj.MAX_HEADS),
@@ -212,13 +213,17 @@ for key, value in saved.items():
         ss.setdefault(key, value)
 _bind_settings()  # a link's recipe (explainer.links): a teacher can send "train this"
 lazy_values = {key: ss.get(key, saved[key]) for key in LAZY_WIDGETS}  # this run's value, else the saved one
-if ss.train_max_value > 9:
-    ss.train_causal = "causal"
 left, middle, right = st.columns(3)
 with left.container(border=True):
     st.markdown("**Task**")
     st.selectbox("Values from 0 to", [9, 99], key="train_max_value")
-    st.multiselect("Operations", list(DEFAULTS["train_ops"]), default=list(lazy_values["train_ops"]), key="train_ops")
+    chosen_ops = st.multiselect("Operations", OPERATION_CHOICES, default=list(lazy_values["train_ops"]),
+                                key="train_ops", help="Sum answers with more than one digit: it needs a causal model.")
+    # answers of more than one digit (values above 9, or a Sum) are written digit by digit: a causal model
+    multi_digit = [why for why, yes in (("Values above 9", ss.train_max_value > 9),
+                                        ("A Sum", any(not OPERATIONS[op].selects for op in chosen_ops))) if yes]
+    if multi_digit:
+        ss.train_causal = "causal"  # before the radio below is drawn
     most = tj.max_args(ss.train_max_value)  # longer lists of two-digit values would be the heaviest jobs
     if lazy_values["train_n_args"] > most:
         lazy_values["train_n_args"] = most
@@ -237,9 +242,11 @@ with middle.container(border=True):
                    help="Must be a multiple of the number of heads.")  # fmt: skip
     b.number_input("FFN width", 4, tj.MAX_D_FF, step=16, key="train_d_ff")
     st.radio("Attention", list(ATTENTION), format_func=ATTENTION.get, key="train_causal", horizontal=True,
-             disabled=ss.train_max_value > 9)  # fmt: skip
-    if ss.train_max_value > 9:
-        st.caption("Values above 9 need a **causal** model: it writes the answer digit by digit.")
+             disabled=bool(multi_digit))  # fmt: skip
+    if multi_digit:
+        who = " and ".join([multi_digit[0]] + [w.lower() for w in multi_digit[1:]])
+        verb = "needs" if multi_digit == ["A Sum"] else "need"  # "Values above 9 need", "A Sum needs"
+        st.caption(f"{who} {verb} a **causal** model: it writes the answer digit by digit.")
     st.radio("LayerNorm", list(NORMS), format_func=NORMS.get, key="train_norm", horizontal=True)
 with right.container(border=True):
     st.markdown("**Optimiser**")

@@ -483,3 +483,16 @@ def test_shorter_lists_train_a_task_of_every_length_and_the_cap_follows_the_rang
     at.selectbox(key="train_max_value").select(99).run()
     slider = at.slider(key="train_n_args")
     assert not at.exception and slider.value == tj.MAX_ARGS_WIDE == slider.max
+
+
+def test_a_sum_makes_the_model_causal_and_trains():
+    at = open_app(PAGE)
+    at.multiselect(key="train_ops").set_value(["Max", "Sum"]).run()
+    radio = at.radio(key="train_causal")
+    assert radio.value == "causal" and radio.disabled
+    assert any("A Sum needs a **causal** model" in c.value for c in at.caption)
+    configure(at, steps=20, eval_every=10).button(key="train_start").click().run()
+    job = wait_until_done(at)
+    assert not at.exception and job.status == "finished", job.message
+    assert job.task.operations == ("Max", "Sum") and job.model_config.vocab_size == 22
+    assert "Sum" in job.snapshot().validations[-1].per_op
