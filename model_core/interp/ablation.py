@@ -75,11 +75,16 @@ def parse_component(net: Transformer, name: str) -> Component:
 _MEANS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # Transformer -> {hook: [T, ...] means}
 
 
+MEAN_CHUNK = 512  # expressions per forward pass of the reference set
+MEAN_REFERENCE = 5_000  # the default reference set: the validation split, or this many of it (seeded)
+
+
 def mean_activations(model: TaskModel, exprs=None) -> dict[str, np.ndarray]:
     """Per-position means [T_max, ...] of every head write, MLP output and neuron over a reference set.
 
-    The reference set is `exprs` (an ExpressionSet) or the model's validation split; with the default it
-    is cached per model. A position that only some examples reach is averaged over those that have it
+    The reference set is `exprs` (an ExpressionSet) or the model's validation split (a seeded sample of
+    MEAN_REFERENCE where it is larger); with the default it is cached per model. A position that only some
+    examples reach is averaged over those that have it
     (padding rows never count).
     """
     net = model.transformer
@@ -89,17 +94,27 @@ def mean_activations(model: TaskModel, exprs=None) -> dict[str, np.ndarray]:
     if default:
         seed = model.train_config.seed if model.train_config else 0
         exprs = make_splits(model.task, seed=seed).val
-    batch = model.encode(exprs)
+        if len(exprs) > MEAN_REFERENCE:  # lists of 2 to 10 values: 45,000; a seeded sample keeps every cell
+            pick = np.random.default_rng(seed).choice(len(exprs), MEAN_REFERENCE, replace=False)
+            exprs = exprs.subset(np.sort(pick))
+    tokens = model.encode(exprs).tokens  # [n, T]
     hooks = [f"blocks.{i}.{h}" for i in range(net.cfg.n_layers)
              for h in ("attn.hook_result", "hook_mlp_out", "mlp.hook_post")]  # fmt: skip
-    _, cache = net.run_with_cache(batch.tokens, names_filter=hooks)
-    real = batch.tokens != model.vocab.pad_id  # [n, T]
-    count = np.maximum(real.sum(0), 1).astype(net.dtype)  # [T]
+    # In chunks: one cache of a 45,000-expression validation split (lists of 2 to 10 values) would be gigabytes.
+    sums: dict[str, np.ndarray] = {}
+    for start in range(0, len(tokens), MEAN_CHUNK):
+        part = tokens[start : start + MEAN_CHUNK]
+        _, cache = net.run_with_cache(part, names_filter=hooks)
+        real = part != model.vocab.pad_id  # [chunk, T]
+        for h in hooks:
+            x = cache[h]  # [chunk, T, ...]
+            total = (x * real.reshape(real.shape + (1,) * (x.ndim - 2))).sum(0, dtype=np.float64)
+            sums[h] = total if h not in sums else sums[h] + total
+    count = np.maximum((tokens != model.vocab.pad_id).sum(0), 1)  # [T]
     means = {}
     for h in hooks:
-        x = cache[h]  # [n, T, ...]
-        extra = (1,) * (x.ndim - 2)
-        means[h] = (x * real.reshape(real.shape + extra)).sum(0) / count.reshape((-1,) + extra)
+        extra = (1,) * (sums[h].ndim - 1)
+        means[h] = (sums[h] / count.reshape((-1,) + extra)).astype(net.dtype)
     if default:
         _MEANS[net] = means
     return means

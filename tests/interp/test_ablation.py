@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from model_core import interp
+from model_core.task import make_splits
 
 TEXTS = ["First ( 3 5 6 )", "Max ( 5 3 9 )", "Min ( 7 7 2 )"]
 
@@ -117,3 +118,19 @@ def test_accuracy_under_an_ablation_is_the_share_of_answers_it_does_not_flip(shi
             flips = interp.ablate(model, b.tokens, b.answer_pos, [components], mean=mean).flipped[0]
             assert acc == pytest.approx(1.0 - flips.mean(), abs=2e-3)  # float32 rounding may tip a near tie
     assert model.evaluate(first)["accuracy"] == 1.0
+
+
+def test_means_in_chunks_match_one_pass_over_the_whole_set(shipped, monkeypatch):
+    from model_core.interp import ablation
+
+    model = shipped["digits-0-99"]
+    exprs = make_splits(model.task, seed=0).val.subset(slice(0, 50))  # lengths (digit counts) vary: padding
+    monkeypatch.setattr(ablation, "MEAN_CHUNK", 7)  # 8 chunks, the last one short
+    means = interp.mean_activations(model, exprs)
+    tokens = model.encode(exprs).tokens
+    _, cache = model.transformer.run_with_cache(tokens)
+    real = (tokens != model.vocab.pad_id).astype(np.float64)  # [n, T]
+    for name in ("blocks.0.attn.hook_result", "blocks.1.mlp.hook_post"):
+        x = cache[name].astype(np.float64)
+        want = np.einsum("nt,nt...->t...", real, x) / np.maximum(real.sum(0), 1).reshape((-1,) + (1,) * (x.ndim - 2))
+        np.testing.assert_allclose(means[name], want, rtol=1e-5, atol=1e-6)
