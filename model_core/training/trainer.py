@@ -127,6 +127,20 @@ def evaluate_with_loss(model: TaskModel, exprs: ExpressionSet, batch_size: int =
     return accuracy_breakdown(exprs, right) | {"loss": total / count if count else float("nan")}
 
 
+VALIDATION_CAP = 5_000  # expressions each evaluation scores, at most
+
+
+def validation_set(splits: Splits) -> ExpressionSet:
+    """The validation split, or a seeded sample of VALIDATION_CAP of it (lists of 2 to 10 values hold 45,000,
+    whose scoring at every evaluation would take longer than the training between them). The held-out split is
+    scored whole at the end."""
+    val = splits.val
+    if len(val) <= VALIDATION_CAP:
+        return val
+    pick = np.random.default_rng([splits.seed, 2]).choice(len(val), VALIDATION_CAP, replace=False)
+    return val.subset(np.sort(pick))
+
+
 def restrict_train(splits: Splits, n: int, seed: int) -> ExpressionSet | None:
     """N distinct training expressions, balanced across cells (operations, and lengths: n // n_cells each, one
     more for the first n % n_cells), grouped by cell; None if the split holds no more than N (train on all of it).
@@ -163,6 +177,7 @@ class Trainer:
         if self.train_set is not None and cfg.hard_fraction:
             raise ValueError("hard_fraction draws from the whole training split; it cannot be used with train_size")
         self._batches = self.splits if self.train_set is None else self.splits.with_train(self.train_set)
+        self.validation = validation_set(self.splits)  # what each evaluation scores
         self.optimizer = make_optimizer(cfg, model.transformer.params)
         self.rng = np.random.default_rng(cfg.seed)
         if probe is None:
@@ -198,7 +213,7 @@ class Trainer:
         return np.stack([cache[f"blocks.{i}.attn.hook_pattern"][0] for i in range(self.model.transformer.cfg.n_layers)])
 
     def _evaluate(self, step: int, start: float, validate: bool = True) -> EvalMetrics:
-        ev = evaluate_with_loss(self.model, self.splits.val) if validate else \
+        ev = evaluate_with_loss(self.model, self.validation) if validate else \
             {"accuracy": None, "per_op": None, "loss": None}  # fmt: skip
         mechanism = self.measure(self.model) if self.measure is not None else None
         return EvalMetrics(step, ev["accuracy"], ev["per_op"], self.probe_attention(), time.perf_counter() - start,

@@ -116,7 +116,8 @@ def train_run(spec: RunSpec, stop, emit: Emit) -> Outcome:
             where = "held-out (validation) expressions" if held_out(probes, splits) else \
                 "expressions drawn from the whole task (its validation split is too small)"  # fmt: skip
             emit(Setup(trainer.probe.text, tuple(model.vocab.decode(trainer.probe_tokens[0])),
-                       str(trainer.probe.answer), len(splits.val), probes, f"{describe_probe(probes)}; {where}"))
+                       str(trainer.probe.answer), len(trainer.validation), probes,
+                       f"{describe_probe(probes)}; {where}"))
             for event in trainer.run(stop):
                 emit(event)
         result = trainer.result

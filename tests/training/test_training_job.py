@@ -380,3 +380,17 @@ def test_a_sum_task_counts_its_own_vocabulary_and_a_small_train_size_names_the_l
     lists = TaskConfig(min_args=2, n_args=10)
     job = TrainingJob(lists, TrainConfig(steps=10), {"causal": True}, train_size=40)
     assert job.status == "failed" and "at least one expression per operation and length (45)" in job.message
+
+
+def test_each_evaluation_of_a_lists_task_scores_a_capped_seeded_sample_of_validation():
+    from model_core.task import make_splits
+    from model_core.training.trainer import VALIDATION_CAP, validation_set
+
+    splits = make_splits(TaskConfig(min_args=2, n_args=10), seed=4)
+    val = validation_set(splits)
+    assert len(splits.val) == 45_000 and len(val) == VALIDATION_CAP
+    assert set(val.ids().tolist()) <= set(splits.val.ids().tolist())  # validation expressions only
+    assert np.array_equal(val.ids(), validation_set(splits).ids())  # the same each time
+    assert set(val.lengths.tolist()) == set(range(2, 11))
+    small = make_splits(TaskConfig(), seed=0)
+    assert validation_set(small) is small.val  # 500: whole, as before
