@@ -158,7 +158,9 @@ def test_running_then_stop_and_navigation_keep_the_job():
     assert job.status == "running"
     assert at.button(key="train_start").disabled and not at.button(key="train_stop").disabled
     at.switch_page("../pages/overview.py").run()  # leave: the run goes on
-    time.sleep(0.3)
+    deadline = time.perf_counter() + 15  # its worker may take a while to start on a busy machine
+    while job.snapshot().steps_done == 0 and time.perf_counter() < deadline:
+        time.sleep(0.1)
     assert not job.done and job.snapshot().steps_done > 0
     at.switch_page(PAGE).run()
     assert at.session_state["train_job"] is job and len(at.progress) == 1
