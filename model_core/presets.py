@@ -47,7 +47,8 @@ PRESETS: dict[str, Preset] = {
             "lists-0-9",
             "Lists of any length from 2 to 10 values in 0-9, where Second and Last depend on the length: a causal "
             "pre-norm decoder (learned positions, GELU) that answers after `=`. Every length is as common in "
-            "training as any other, so the few short lists are seen as often as the many long ones.",
+            "training as any other, so the few short lists are seen as often as the many long ones; half of each "
+            "batch is hard cases (ties of two to all of a list's values, such as `Max ( 0 0 0 )`).",
             TaskConfig(min_args=2, n_args=10),
             {"causal": True, "norm": "pre", "positional": "learned", "activation": "gelu"},
             TrainConfig(steps=6000, batch_size=128, lr=2e-3, warmup_steps=200, eval_every=500, min_lr_ratio=0.02,

@@ -160,7 +160,7 @@ vega.draw(
     width="stretch",
 )  # fmt: skip
 st.caption(ao.embedding_stage_text(run.labels, pos, run.answer_pos, model.causal, code=fmt.code,
-                                   lengths_vary=model.task.variable_length, one_digit=model.task.max_value <= 9))
+                                   lengths_vary=model.task.variable_length, one_digit=model.task.value_digits == 1))
 notice = ao.lens_text(reading, stages, lens_probs, true_id, net.cfg.norm, tok=lambda i: fmt.code(tokens[i]),
                       pct=fmt.percent, with_log=fmt.with_log)  # fmt: skip
 st.info(f"What to notice: {notice[0].lower()}{notice[1:]}", icon=":material/lightbulb:")

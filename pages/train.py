@@ -219,9 +219,11 @@ with left.container(border=True):
     st.selectbox("Values from 0 to", [9, 99], key="train_max_value")
     chosen_ops = st.multiselect("Operations", OPERATION_CHOICES, default=list(lazy_values["train_ops"]),
                                 key="train_ops", help="Sum answers with more than one digit: it needs a causal model.")
-    # answers of more than one digit (values above 9, or a Sum) are written digit by digit: a causal model
-    multi_digit = [why for why, yes in (("Values above 9", ss.train_max_value > 9),
-                                        ("A Sum", any(not OPERATIONS[op].selects for op in chosen_ops))) if yes]
+    # answers of more than one digit are written digit by digit, by a causal model: values above 9, or an operation
+    # whose answers pass the largest value (a Sum; `Operation.largest`, which the task's answer width comes from)
+    wider = [op for op in chosen_ops
+             if OPERATIONS[op].largest(lazy_values["train_n_args"], ss.train_max_value) > ss.train_max_value]
+    multi_digit = ["Values above 9"] * (ss.train_max_value > 9) + [f"A {op}" for op in wider]
     if multi_digit:
         ss.train_causal = "causal"  # before the radio below is drawn
     most = tj.max_args(ss.train_max_value)  # longer lists of two-digit values would be the heaviest jobs
@@ -245,7 +247,7 @@ with middle.container(border=True):
              disabled=bool(multi_digit))  # fmt: skip
     if multi_digit:
         who = " and ".join([multi_digit[0]] + [w.lower() for w in multi_digit[1:]])
-        verb = "needs" if multi_digit == ["A Sum"] else "need"  # "Values above 9 need", "A Sum needs"
+        verb = "needs" if len(multi_digit) == 1 and wider else "need"  # "Values above 9 need", "A Sum needs"
         st.caption(f"{who} {verb} a **causal** model: it writes the answer digit by digit.")
     st.radio("LayerNorm", list(NORMS), format_func=NORMS.get, key="train_norm", horizontal=True)
 with right.container(border=True):

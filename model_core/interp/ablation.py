@@ -84,8 +84,7 @@ def mean_activations(model: TaskModel, exprs=None) -> dict[str, np.ndarray]:
 
     The reference set is `exprs` (an ExpressionSet) or the model's validation split (a seeded sample of
     MEAN_REFERENCE where it is larger); with the default it is cached per model. A position that only some
-    examples reach is averaged over those that have it
-    (padding rows never count).
+    examples reach is averaged over those that have it (padding rows never count).
     """
     net = model.transformer
     default = exprs is None
@@ -93,10 +92,7 @@ def mean_activations(model: TaskModel, exprs=None) -> dict[str, np.ndarray]:
         return _MEANS[net]
     if default:
         seed = model.train_config.seed if model.train_config else 0
-        exprs = make_splits(model.task, seed=seed).val
-        if len(exprs) > MEAN_REFERENCE:  # lists of 2 to 10 values: 45,000; a seeded sample keeps every cell
-            pick = np.random.default_rng(seed).choice(len(exprs), MEAN_REFERENCE, replace=False)
-            exprs = exprs.subset(np.sort(pick))
+        exprs = make_splits(model.task, seed=seed).val.sample(MEAN_REFERENCE, seed)  # lists of 2-10 values: 45,000
     tokens = model.encode(exprs).tokens  # [n, T]
     hooks = [f"blocks.{i}.{h}" for i in range(net.cfg.n_layers)
              for h in ("attn.hook_result", "hook_mlp_out", "mlp.hook_post")]  # fmt: skip

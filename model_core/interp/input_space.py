@@ -39,10 +39,7 @@ def input_space(model: TaskModel, sample: int = SAMPLE) -> ExpressionSet:
     if model.task.space_size <= sample:
         return enumerate_all(model.task)
     seed = model.train_config.seed if model.train_config else 0
-    test = make_splits(model.task, seed=seed).test  # grouped by operation: draw across all of it
-    if sample >= len(test):
-        return test
-    return test.subset(np.sort(np.random.default_rng(seed).choice(len(test), sample, replace=False)))
+    return make_splits(model.task, seed=seed).test.sample(sample, seed)  # grouped by operation: across all of it
 
 
 BATCH = 256  # rows per forward pass: small enough to stay in cache, large enough for BLAS

@@ -52,11 +52,10 @@ class PatchSweep:
 def _tokens(model: TaskModel, clean: str | Expression, corrupt: str | Expression) -> np.ndarray:
     """Both inputs up to `=`, where the answer is read: [2, P]. They must have the same layout."""
     b = batch(model, [clean, corrupt])
-    counts = [model.vocab.decode(row[: int(eq)].tolist()).count(",") + 1 for row, eq in zip(b.tokens, b.answer_pos,
-                                                                                         strict=True)]  # fmt: skip
     tokens = b.tokens[:, : int(b.answer_pos[0]) + 1]  # what the read-out at `=` depends on
     if b.answer_pos[0] != b.answer_pos[1] or roles(model, tokens[0]) != roles(model, tokens[1]):
         # lists of several lengths: a different number of values is a different layout too
+        counts = [len(model.parse(e).values) if isinstance(e, str) else len(e.values) for e in (clean, corrupt)]
         what = "values" if counts[0] == counts[1] else f"as many values ({counts[0]} and {counts[1]} here),"
         raise PatchError("Patching pastes activations position by position, so the two inputs must have the same "
                          f"layout: give {what} with the same numbers of digits.")  # fmt: skip

@@ -320,6 +320,13 @@ class ExpressionSet:
     def subset(self, idx: np.ndarray | slice) -> ExpressionSet:
         return ExpressionSet(self.task, self.ops[idx], self.values[idx])
 
+    def sample(self, n: int, seed) -> ExpressionSet:
+        """At most `n` of these, drawn without replacement with `seed` (a numpy seed), in their order; all of them
+        (this set itself) when it has no more than `n`."""
+        if len(self) <= n:
+            return self
+        return self.subset(np.sort(np.random.default_rng(seed).choice(len(self), n, replace=False)))
+
 
 def count_text(task: TaskConfig) -> str:
     """How many values the task takes, in words: '3 values' or '2 to 10 values'."""

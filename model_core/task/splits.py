@@ -77,7 +77,7 @@ def hard_values(task: TaskConfig, n: int, rng: np.random.Generator, lengths: np.
         np.put_along_axis(tied, order, np.arange(task.n_args) < k[:, None], axis=1)
         exact = rng.random((len(rows), 1)) < 0.5  # [m, 1] half the ties exact, half near (one more or less too)
         near = values[rows, order[:, 0], None] + np.where(exact, 0, rng.integers(-1, 2, size=tied.shape))
-        near[:, 0] = values[rows, order[:, 0]]  # (column 0 is overwritten below only where it is tied)
+        near[:, 0] = values[rows, order[:, 0]]  # the first tied slot keeps its own value: the others copy it
         source = np.take_along_axis(near, np.argsort(order, axis=1), axis=1)  # back in slot order
         values[rows] = np.where(tied, np.clip(source, lo, hi), values[rows])
         return np.where(np.arange(task.n_args) < lengths[:, None], values, ABSENT)

@@ -134,11 +134,7 @@ def validation_set(splits: Splits) -> ExpressionSet:
     """The validation split, or a seeded sample of VALIDATION_CAP of it (lists of 2 to 10 values hold 45,000,
     whose scoring at every evaluation would take longer than the training between them). The held-out split is
     scored whole at the end."""
-    val = splits.val
-    if len(val) <= VALIDATION_CAP:
-        return val
-    pick = np.random.default_rng([splits.seed, 2]).choice(len(val), VALIDATION_CAP, replace=False)
-    return val.subset(np.sort(pick))
+    return splits.val.sample(VALIDATION_CAP, [splits.seed, 2])
 
 
 def restrict_train(splits: Splits, n: int, seed: int) -> ExpressionSet | None:
