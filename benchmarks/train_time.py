@@ -7,7 +7,8 @@ It trains with the preset's recipe and checks the held-out (test) split every
 `--check-every` steps. The time of those checks is measurement, not training,
 so it is subtracted; everything else (sampling, encoding, forward, backward,
 optimiser, the trainer's own validation passes) counts. Prints one line per seed
-and the median.
+(its step and training examples, steps x batch, which do not depend on the machine, and its wall time)
+and the medians.
 """
 
 from __future__ import annotations
@@ -51,18 +52,21 @@ def main() -> None:
     ap.add_argument("--check-every", type=int, default=25)
     ap.add_argument("--max-steps", type=int, default=None, help="override the preset's step budget")
     args = ap.parse_args()
-    times = []
+    times, examples = [], []
+    batch = PRESETS[args.preset].train.batch_size
     for seed in args.seeds:
         step, wall, acc = time_to_target(args.preset, args.target, seed, args.check_every, args.max_steps)
         if step is None:
             print(f"seed {seed}: did not reach {args.target:.2%} (held-out {acc:.2%}) in {wall:.1f} s")
         else:
             times.append(wall)
-            print(f"seed {seed}: held-out {acc:.2%} at step {step}, {wall:.2f} s of training")
+            examples.append(step * batch)
+            print(f"seed {seed}: held-out {acc:.2%} at step {step} ({step * batch:,} examples), "
+                  f"{wall:.2f} s of training")  # fmt: skip
     if times:
-        print(f"median time to {args.target:.2%} held-out ({args.preset}): {statistics.median(times):.2f} s "
+        print(f"median to {args.target:.2%} held-out ({args.preset}, batch {batch}): "
+              f"{statistics.median(examples):,.0f} examples, {statistics.median(times):.2f} s "
               f"over {len(times)}/{len(args.seeds)} seeds")  # fmt: skip
-
 
 if __name__ == "__main__":
     main()

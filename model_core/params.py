@@ -32,7 +32,8 @@ def param_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
 
 
 def init_params(cfg: ModelConfig, dtype=np.float32) -> dict[str, np.ndarray]:
-    """Seeded initialisation: N(0, 1/fan_in) weights, zero biases, unit LayerNorm gains."""
+    """Seeded initialisation: N(0, 1/fan_in) weights (W_Q and W_K times `qk_init`), zero biases, unit LayerNorm
+    gains."""
     rng = np.random.default_rng(cfg.seed)
     params = {}
     # Pre-norm residual writes are scaled down (GPT-2) so the stream does not grow with depth.
@@ -56,5 +57,7 @@ def init_params(cfg: ModelConfig, dtype=np.float32) -> dict[str, np.ndarray]:
             value = rng.normal(0.0, 1.0 / np.sqrt(fan_in), shape)
             if leaf in ("W_O", "W_out"):
                 value *= out_scale
+            if leaf in ("W_Q", "W_K"):
+                value *= cfg.qk_init
         params[name] = value.astype(dtype)
     return params

@@ -50,7 +50,7 @@ DEFAULTS = MappingProxyType({
     "train_clip": _TRAIN.grad_clip, "train_eval_every": _TRAIN.eval_every,
     "train_stop_at": _TRAIN.stop_at_accuracy is not None, "train_size": "all",
 })  # fmt: skip
-BATCH_SIZES = [16, 32, 64, 128, 256, tj.MAX_BATCH]
+BATCH_SIZES = sorted({16, 32, 64, 128, 256, tj.MAX_BATCH, _TRAIN.batch_size})  # the recipe's batch among them
 OPERATION_CHOICES = list(OPERATIONS)  # every operation in the registry; the preset's are the default
 SHORTEST = 2  # with "shorter lists too", lists have this many values or more (Second needs two)
 TRAIN_SIZES = ["all" if n is None else n for n in tj.TRAIN_SIZES]  # the training expressions to use ("all")
@@ -84,8 +84,26 @@ def _settings() -> tuple[dict, dict, dict]:
     train = {"optimizer": s["train_optimizer"], "lr": float(s["train_lr"]), "batch_size": s["train_batch"],
              "steps": s["train_steps"], "seed": s["train_seed"], "warmup_steps": s["train_warmup"],
              "grad_clip": float(s["train_clip"]), "eval_every": s["train_eval_every"],
-             "stop_at_accuracy": 1.0 if s["train_stop_at"] else None}  # fmt: skip
+             "stop_at_accuracy": 1.0 if s["train_stop_at"] else None,
+             # the recipe's parts without a widget: its hard cases (drawn from the whole training split, so not with
+             # a chosen few training expressions) and the schedule's floor
+             "hard_fraction": _TRAIN.hard_fraction if s["train_size"] == "all" else 0.0,
+             "min_lr_ratio": _TRAIN.min_lr_ratio}  # fmt: skip
+    model["qk_init"] = _MODEL.qk_init  # and its initialisation
     return task, train, model
+
+
+def _recipe_extras() -> str:
+    """The recipe's parts without a widget, in words (every run on this page uses them; the schedule's floor is
+    in the schedule's formula above)."""
+    parts = []
+    if _TRAIN.hard_fraction:
+        parts.append(f"draws {_TRAIN.hard_fraction:.0%} of each batch from hard cases (ties and near ties, and every "
+                     "number of digits as common as any other; not when it trains on a chosen few expressions, "
+                     "whose batches come from those alone)")  # fmt: skip
+    if _MODEL.qk_init != 1.0:
+        parts.append(f"starts W_Q and W_K at {_MODEL.qk_init:g}× the usual scale, so attention starts near uniform")
+    return ("Every run here also " + " and ".join(parts) + ".") if parts else ""
 
 
 def _train_size() -> int | None:
@@ -272,6 +290,8 @@ with right.container(border=True):
                           "for every operation). With few, the model can memorise them: after the run, compare "
                           "its accuracy on them with its held-out accuracy. The validation and held-out "
                           "expressions stay the same.")  # fmt: skip
+        if _recipe_extras():
+            st.caption(_recipe_extras())
 ss[SETTINGS] = {k: ss[k] for k in DEFAULTS}
 
 

@@ -1,9 +1,10 @@
 """The sentences of the Attention and Residual pages (model_core.analysis: attention, residual) against the numbers.
 
-Each sentence is built on the inputs that exposed a false one (issue 13): a tie (digits-0-9 `Max ( 5 5 2 )`),
-a diffuse head (largest weight < 0.3), a post-norm and a pre-norm model. The numbers it quotes are recomputed here
-another way: the pattern from the cache in float64, the cosines from the hooks with numpy, GELU's minimum on a
-fine grid of an independent formula, and its float32 zeros by evaluating every float32 number around them.
+Each sentence is built on the inputs that exposed a false one: a tie (digits-0-9 `Max ( 5 5 2 )`, and the other ties
+of tests/fixtures/cases.py), a diffuse head (largest weight < 0.3), a post-norm and a pre-norm model. The numbers
+it quotes are recomputed here another way: the pattern from the cache in float64, the cosines from the hooks with
+numpy, GELU's minimum on a fine grid of an independent formula, and its float32 zeros by evaluating every float32
+number around them.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from model_core import layers as L
 from model_core.analysis import attention as aa
 from model_core.analysis import residual as res
 from model_core.analysis import run_example
-from tests.fixtures import IMPERFECT_99
+from tests.fixtures import IMPERFECT_99, cases
 
 
 @pytest.fixture(scope="module")
@@ -50,24 +51,25 @@ def row_at(model, text, layer, head):
 
 
 # ================================================================ where a query's attention goes
-def test_the_tie_of_max_5_5_2_names_both_fives(post_model):
-    labels = run_example(post_model, "Max ( 5 5 2 )").labels
-    fives = [k for k, t in enumerate(labels) if t == "5"]
-    assert fives == [2, 4]
+def test_a_tie_of_two_equal_values_names_both(post_model):
+    """Where a head's largest key holds a value that a second key holds too (both fives of `Max ( 5 5 2 )`), the
+    sentence counts them together; found on every tie of cases.TIES and every head, not assumed of one head."""
     seen = set()
-    for layer, head in [(1, 0), (1, 1), (1, 2), (1, 3)]:
-        row, _ = row_at(post_model, "Max ( 5 5 2 )", layer, head)
-        if row[fives].sum() <= 0.5 or min(row[fives]) < aa.SAME_TOKEN_SHARE:
-            continue  # this head does not read the two fives
+    for text, layer, head, row, run in cases.answer_rows(post_model, cases.TIES):
+        labels = run.labels
+        top = int(np.argmax(row))
+        pair = [k for k, t in enumerate(labels) if t == labels[top] and t.isdigit()]
+        if len(pair) != 2 or row[pair].sum() <= 0.5 or min(row[pair]) < aa.SAME_TOKEN_SHARE:
+            continue  # this head's largest key is not one of two equal values, or it does not read both
         focus = aa.attention_focus(row, labels)
-        seen.add((layer, head))
-        assert focus.kind == "same token" and sorted(focus.keys) == fives
-        text = aa.focus_text(focus, name(labels))
-        assert text.startswith(f"puts {row[fives].sum():.2f} of its attention on 2 keys that hold the same token")
-        for k in sorted(fives, key=lambda k: -row[k]):  # largest first, each with its own weight
-            assert f"{row[k]:.2f} on `5` (position {k})" in text
-        assert "spreads" not in text
-    assert len(seen) >= 2, "the shipped model's second layer should read both fives on Max ( 5 5 2 )"
+        seen.add((text, layer, head))
+        assert focus.kind == "same token" and sorted(focus.keys) == pair
+        sentence = aa.focus_text(focus, name(labels))
+        assert sentence.startswith(f"puts {row[pair].sum():.2f} of its attention on 2 keys that hold the same token")
+        for k in sorted(pair, key=lambda k: -row[k]):  # largest first, each with its own weight
+            assert f"{row[k]:.2f} on `{labels[k]}` (position {k})" in sentence
+        assert "spreads" not in sentence
+    assert len(seen) >= 2, "the shipped model should read both equal values of some ties"
 
 
 def test_two_keys_within_the_tolerance_share_the_attention():
@@ -85,10 +87,11 @@ def test_two_keys_within_the_tolerance_share_the_attention():
     assert focus.kind == "spread" and focus.keys == (0, 1, 2)
 
 
-@pytest.mark.parametrize("kind, text, layer, head", [("post", "Last ( 3 1 4 )", 0, 0),
-                                                     ("pre", "Max ( 47 82 19 )", 0, 3)])  # fmt: skip
-def test_a_diffuse_head_spreads_its_attention(kind, text, layer, head, post_model, pre_model):
+@pytest.mark.parametrize("kind, case", [("post", None),  # a diffuse head found on the model
+                                        ("pre", ("Max ( 47 82 19 )", 0, 3))])  # fmt: skip
+def test_a_diffuse_head_spreads_its_attention(kind, case, post_model, pre_model):
     model = post_model if kind == "post" else pre_model
+    text, layer, head = case or cases.diffuse(model)
     row, run = row_at(model, text, layer, head)
     assert row.max() < 0.3, "the exposing head should be diffuse on this example"
     focus = aa.attention_focus(row, run.labels)

@@ -129,14 +129,20 @@ IMPERFECT = "digits-0-99 (imperfect)"  # the sidebar's name for tests/fixtures' 
 def select_imperfect_99(at: AppTest) -> AppTest:
     """Add the digits-0-99 model with real mistakes (tests/fixtures; the shipped one makes none) to the session's
     models, as an upload would, and open it."""
-    from explainer import state
-    from model_core import load_model
     from tests.fixtures import IMPERFECT_99
 
+    return select_session_model(at, IMPERFECT, "session:imperfect-0-99", IMPERFECT_99)
+
+
+def select_session_model(at: AppTest, label: str, key: str, path) -> AppTest:
+    """Add the checkpoint at `path` to the session's models under `label`, as an upload would, and open it."""
+    from explainer import state
+    from model_core import load_model
+
     models = dict(at.session_state[state.SESSION_MODELS]) if state.SESSION_MODELS in at.session_state else {}
-    models[IMPERFECT] = ("session:imperfect-0-99", load_model(IMPERFECT_99))
+    models[label] = (key, load_model(path))
     at.session_state[state.SESSION_MODELS] = models
     at.run()
-    at.selectbox(key="model_name").select(IMPERFECT).run()
+    at.selectbox(key="model_name").select(label).run()
     assert not at.exception, at.exception
     return at

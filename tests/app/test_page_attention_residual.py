@@ -27,6 +27,7 @@ from model_core.analysis import attention as aa
 from model_core.analysis import output as ao
 from model_core.analysis import residual as res
 from model_core.layers import LN_EPS
+from tests.fixtures import cases
 
 ATTENTION, RESIDUAL = "../pages/attention.py", "../pages/residual.py"
 DEFAULT = "Max ( 7 2 9 )"
@@ -279,9 +280,12 @@ def test_attention_page_shows_the_cached_arrays(shipped):
     # the query bars default to the answer position
     _, df = chart(at, f"Attention from query {run.answer_pos}: =")
     np.testing.assert_array_equal(df["weight"], run.cache["blocks.0.attn.hook_pattern"][0, 0, run.answer_pos])
-    k, w = aa.strongest_key(run.cache["blocks.0.attn.hook_pattern"][0, 0, run.answer_pos])
-    assert w > 0.5  # L0 H0 reads the operation token: one key
+    # a head of layer 0 that reads one key (found on this model): the sentence names that key and its weight
+    head = cases.one_key(shipped, DEFAULT)
+    select(at, 0, head)
+    k, w = aa.strongest_key(run.cache["blocks.0.attn.hook_pattern"][0, head, run.answer_pos])
     assert f"puts {w:.2f} of its attention on `{run.labels[k]}` (position {k})" in at.info[0].value
+    select(at, 0, 0)
     # K and V on demand
     at.segmented_control(key="attn_qkv").set_value("V").run()
     np.testing.assert_array_equal(matrix(at, "V of L0 H0", (len(run.tokens), 16)),
@@ -762,25 +766,28 @@ def open_on(model_name: str, page: str, text: str, layer: int | None = None, hea
     return at
 
 
-def test_attention_tie_of_max_5_5_2_names_both_fives(shipped):
-    at = open_on("digits-0-9", ATTENTION, "Max ( 5 5 2 )", 1, 3)
-    run = run_of(shipped, "Max ( 5 5 2 )")
-    row = run.cache["blocks.1.attn.hook_pattern"][0, 3, run.answer_pos].astype(np.float64)
-    fives = sorted((k for k, t in enumerate(run.labels) if t == "5"), key=lambda k: -row[k])
-    assert len(fives) == 2 and abs(row[fives[0]] - row[fives[1]]) < 0.05  # the tie
+def test_attention_tie_of_two_equal_values_names_both(shipped):
+    text, layer, head = cases.same_token_tie(shipped, tolerance=0.05, total=0.5)  # e.g. both pair of Max ( 5 5 2 )
+    at = open_on("digits-0-9", ATTENTION, text, layer, head)
+    run = run_of(shipped, text)
+    row = run.cache[f"blocks.{layer}.attn.hook_pattern"][0, head, run.answer_pos].astype(np.float64)
+    tied = run.labels[int(np.argmax(row))]
+    pair = sorted((k for k, t in enumerate(run.labels) if t == tied), key=lambda k: -row[k])
+    assert len(pair) == 2 and abs(row[pair[0]] - row[pair[1]]) < 0.05  # the tie
     info = shown_text(at.info[0].value)
-    assert (f"the answer position = ({run.answer_pos}) puts {row[fives].sum():.2f} of its attention on 2 keys that "
-            f"hold the same token: {row[fives[0]]:.2f} on 5 (position {fives[0]}) and {row[fives[1]]:.2f} on 5 "
-            f"(position {fives[1]})") in info  # fmt: skip
+    assert (f"the answer position = ({run.answer_pos}) puts {row[pair].sum():.2f} of its attention on 2 keys that "
+            f"hold the same token: {row[pair[0]]:.2f} on {tied} (position {pair[0]}) and {row[pair[1]]:.2f} on "
+            f"{tied} (position {pair[1]})") in info  # fmt: skip
     # the bars' caption (the answer position by default) says the same, to four decimals
     caption = next(shown_text(c.value) for c in at.caption if c.value.startswith("Query"))
-    assert f"{row[fives[0]]:.4f} on 5 (position {fives[0]}) and {row[fives[1]]:.4f} on 5" in caption
+    assert f"{row[pair[0]]:.4f} on {tied} (position {pair[0]}) and {row[pair[1]]:.4f} on {tied}" in caption
 
 
-@pytest.mark.parametrize("model_name, text, layer, head", [("digits-0-9", "Last ( 3 1 4 )", 0, 0),
-                                                           ("digits-0-99", "Min ( 47 82 19 )", 0, 0)])  # fmt: skip
-def test_attention_a_diffuse_head_spreads_its_attention(model_name, text, layer, head, shipped, shipped_99):
+@pytest.mark.parametrize("model_name, case", [("digits-0-9", None),  # a diffuse head found on the model
+                                              ("digits-0-99", ("Min ( 47 82 19 )", 0, 0))])  # fmt: skip
+def test_attention_a_diffuse_head_spreads_its_attention(model_name, case, shipped, shipped_99):
     model = shipped if model_name == "digits-0-9" else shipped_99
+    text, layer, head = case or cases.diffuse(model)
     at = open_on(model_name, ATTENTION, text, layer, head)
     run = run_of(model, text)
     row = run.cache[f"blocks.{layer}.attn.hook_pattern"][0, head, run.answer_pos].astype(np.float64)

@@ -99,7 +99,8 @@ def test_digits_0_9_shows_the_change_since_initialisation_and_the_raw_table(ship
     start = one(texts(at), "How the start is known")
     untouched = [tokens.index("<pad>"), tokens.index("<eos>")]
     scale = float((W[untouched] * W0[untouched]).sum() / (W0[untouched] ** 2).sum())
-    assert "seed 0" in start and f"times {scale:.4f}" in start and "over its 600 steps" in start
+    assert "seed 0" in start and f"times {scale:.4f}" in start
+    assert f"over its {model.train_config.steps:,} steps" in start
     moved = one(texts(at), "Training moved W_E by")
     assert f"{np.linalg.norm(W - W0) / np.linalg.norm(W0):.1%}" in moved and "mostly shows that random start" in moved
     # the default view: the change, on the rows training reaches
@@ -114,7 +115,9 @@ def test_digits_0_9_shows_the_change_since_initialisation_and_the_raw_table(ship
     r1, r2 = rho(points, kept)
     order = one(texts(at), "of the change is")
     assert f"PC 1 of the change is {r1:+.2f}" in order and f"PC 2 of the change {r2:+.2f}" in order
-    assert abs(r1) >= 0.7 and "the digits lie roughly in numerical order" in order
+    best = max(abs(r1), abs(r2))  # the sentence follows the more ordered of the two directions
+    assert ("the digits lie roughly in numerical order" in order) == (best >= 0.7)
+    assert ("Neither of the top two directions puts the digits in numerical order" in order) == (best < 0.7)
     assert any("Left out: <pad>, <eos>" in c for c in texts(at, "caption"))
     # the raw view, for comparison, says what it shows
     at.radio(key="tokens_pca_view").set_value(AS_IS).run()

@@ -303,8 +303,8 @@ def test_the_mechanism_chart_draws_mechanism_metrics_of_each_snapshots_weights(t
     # ... and those are `mechanism_metrics` on the probe set with the weights of that snapshot: the untrained
     # model at step 0 (the same seed), the trained model at the last step
     cfg = job.model_config
-    untrained = TaskModel.new(job.task, **{k: getattr(cfg, k) for k in ("n_layers", "n_heads", "d_model", "d_ff",
-                                                                         "causal", "norm", "seed")})  # fmt: skip
+    keys = ("n_layers", "n_heads", "d_model", "d_ff", "causal", "norm", "seed", "qk_init")
+    untrained = TaskModel.new(job.task, **{k: getattr(cfg, k) for k in keys})
     for step, model in ((0, untrained), (40, job.model)):
         m = pr.mechanism_metrics(model, job.probe_set)
         at_step = df[df["step"] == step]

@@ -39,6 +39,7 @@ def memorising():
     """The page after 300 steps on the first 100 training expressions."""
     at = set_example(open_app(PAGE), PROBE)
     at.selectbox(key="train_size").select(100)
+    at.selectbox(key="train_batch").select(64)
     configure(at, steps=300, eval_every=100, train_layers=1, train_heads=2, train_d_model=32, train_d_ff=64,
               train_lr=0.003).button(key="train_start").click().run()  # fmt: skip
     job = wait_until_done(at, timeout=300)
@@ -121,7 +122,8 @@ def test_the_probes_answer_at_each_snapshot(memorising):
 def test_which_weights_moved(memorising):
     at, job = memorising
     (bars,) = frame(at, "How far each kind of weight moved in training")
-    start = TaskModel.new(job.task, **OPTIONS, seed=job.train.seed).transformer.params  # the run's initial weights
+    start = TaskModel.new(job.task, **OPTIONS, seed=job.train.seed,  # the run's initial weights
+                          qk_init=job.model_config.qk_init).transformer.params
     end = job.model.transformer.params
     kinds = {}
     for name in end:

@@ -71,8 +71,8 @@ def test_the_page_says_how_long_a_run_takes_and_refuses_one_too_long_for_its_siz
     from model_core.training import job as tj
 
     at = open_app(PAGE)
-    default = tj.duration_text(TaskConfig(), tj.model_config({}), TrainConfig(steps=at.number_input(key="train_steps")
-                                                                              .value, batch_size=64))  # fmt: skip
+    default = tj.duration_text(TaskConfig(), tj.model_config({}), TrainConfig(
+        steps=at.number_input(key="train_steps").value, batch_size=at.selectbox(key="train_batch").value))
     assert default in captions(at) and "up to 20,000 steps" in default
     at.selectbox(key="train_max_value").select(99).run()
     at.selectbox(key="train_batch").select(tj.MAX_BATCH)

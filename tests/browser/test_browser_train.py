@@ -7,10 +7,13 @@ conditions only (tests/browser/browser_helpers.py). Screenshots go to tests/arti
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import pytest
 
 from model_core.presets import train_page_defaults
+from model_core.training.trainer import snapshot_steps
+from model_core.training.worker import EARLY_SNAPSHOTS
 from tests.browser import browser_helpers as bh
 from tests.browser.test_browser import DONE_NOTE, app_url, assert_clean, browser, new_tab  # noqa: F401
 
@@ -20,7 +23,8 @@ MECHANISM = "Accuracy per operation on the probe set"  # the mechanism chart's f
 PANELS = ["Attention from = to the operation token", "Attention from = to the answer's slot",
           "Accuracy lost when the most important", "Learning rate", "Gradient norm"]  # fmt: skip
 SHORT_RUN = (("train_steps", 60),)  # the default model, 60 steps: a second or two (one setting: one rerun)
-SNAPSHOTS = ["0", "10", "20", "30", "40", "50", "60"]  # a 60-step run: every 10 steps
+# a 60-step run of the page's recipe: every 10 steps early on, and at each evaluation
+SNAPSHOTS = [str(s) for s in snapshot_steps(replace(train_page_defaults().train, steps=60), EARLY_SNAPSHOTS)]
 STARTED_JS = """() => !!document.querySelector("[data-testid='stMain'] .st-key-train_start button[disabled]")
     || [...document.querySelectorAll("[data-testid='stProgress']")].some(p => p.innerText.includes(" step "))"""
 SLIDER_VALUE_JS = """() => document.querySelector(".st-key-train_snapshot input[type='range']")

@@ -164,11 +164,11 @@ def test_score_trend_is_the_correlation_with_the_value():
     assert r[1, 1] == pytest.approx(np.corrcoef(values, values**2)[0, 1])
 
 
-def test_score_trend_of_a_shipped_head_max_rises_min_falls(model):
-    """On the shipped 0-9 model some layer-1 head's score rises with the value for Max and falls for Min in every
-    slot; which one is found, not assumed."""
+def test_score_trend_of_a_shipped_head_min_falls(model):
+    """On the shipped 0-9 model some layer-1 head's score falls with the value for Min in every slot (it scores the
+    smallest value highest); which head is found, not assumed."""
     run = isp.space_run(model)
     ops = list(model.task.operations)
     heads = [(layer, h) for layer in range(2) for h in range(4)]
     trends = {lh: isp.score_trend(isp.score_by_digit(model, *lh, run=run)[0]) for lh in heads}
-    assert any(t[ops.index("Max")].min() > 0.7 and t[ops.index("Min")].max() < -0.7 for t in trends.values())
+    assert any(t[ops.index("Min")].max() < -0.7 for lh, t in trends.items() if lh[0] == 1)

@@ -74,7 +74,10 @@ def test_shipped_small_model_agrees_with_answer_loop_and_evaluate(small):
 
 
 def test_broken_model_lists_the_same_mistakes(small):
-    broken = zero_head(small, 1, 0)
+    # the head whose zeroing costs the most accuracy over all 5,000 (found on the model, not assumed)
+    cfg, every = small.transformer.cfg, enumerate_all(small.task)
+    heads = [(layer, h) for layer in range(cfg.n_layers) for h in range(cfg.n_heads)]
+    broken = min((zero_head(small, *lh) for lh in heads), key=lambda m: m.evaluate(every)["accuracy"])
     n, found, per_op = exhaustive.mistakes(broken, batch=1000)
     wrong, ref_per_op = reference(broken)
     assert 50 < len(wrong) < 4000 and sum(v > 0 for v in ref_per_op.values()) >= 3  # mistakes, in most ops

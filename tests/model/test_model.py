@@ -217,3 +217,21 @@ def test_bad_tokens_are_refused(model):
         model.forward(np.ones((1, 51), dtype=int))
     with pytest.raises(ValueError, match="token ids"):
         model.forward(np.array([[1, 99]]))
+
+
+def test_qk_init_scales_only_the_query_and_key_weights_of_the_same_draw():
+    base, half = Transformer(ModelConfig(seed=3)).params, Transformer(ModelConfig(seed=3, qk_init=0.5)).params
+    for name in base:
+        leaf = name.rsplit(".", 1)[-1]
+        want = base[name] * np.float32(0.5) if leaf in ("W_Q", "W_K") else base[name]  # x0.5 is exact in float32
+        np.testing.assert_array_equal(half[name], want, err_msg=name)
+    # the usual scale is left out of the dict (a model initialised as usual keeps the dict it always had)
+    assert "qk_init" not in ModelConfig().to_dict()
+    assert ModelConfig.from_dict(ModelConfig(qk_init=0.5).to_dict()).qk_init == 0.5
+    assert ModelConfig(qk_init=2).qk_init == 2.0 and isinstance(ModelConfig(qk_init=2).qk_init, float)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 4.5, float("nan"), float("inf"), True, "0.5", None])
+def test_qk_init_must_be_a_positive_number_up_to_the_limit(bad):
+    with pytest.raises(ConfigError, match="qk_init must be a number above 0"):
+        ModelConfig(qk_init=bad)
