@@ -182,13 +182,30 @@ POOL = Pool()
 
 def run_in_process(spec: RunSpec, stop: threading.Event, emit: Emit) -> Outcome:
     """The run in a worker process: its events are handed to `emit` here as they arrive; the `Outcome` carries
-    the trained model. Setting `stop` asks the worker to stop before its next step."""
-    try:
-        worker = POOL.take()
-        worker.conn.send(spec)
-    except OSError as err:
-        return Outcome("failed", f"Training could not start a worker process: {err}")
-    asked = False
+    the trained model. Setting `stop` asks the worker to stop before its next step. A worker that ends before it
+    sends anything (a spare killed while it waited, which `poll()` may not show yet) is replaced once."""
+    for attempt in range(2):
+        try:
+            worker = POOL.take() if attempt == 0 else Worker()
+            worker.conn.send(spec)
+        except OSError as err:
+            if attempt == 0:
+                continue
+            return Outcome("failed", f"Training could not start a worker process: {err}")
+        outcome = _follow(worker, stop, emit)
+        if outcome is not None:
+            return outcome
+    status = worker.exit_status()
+    return Outcome("failed", f"The training process ended unexpectedly, exit status {status}{_killed(status)}.")
+
+
+def _killed(status: int | None) -> str:
+    return " (killed: perhaps out of memory)" if status is not None and status < 0 else ""
+
+
+def _follow(worker: Worker, stop: threading.Event, emit: Emit) -> Outcome | None:
+    """Relay one worker's events until its Outcome; None if it ended before sending anything (try another)."""
+    asked, heard = False, False
     try:
         while True:
             if stop.is_set() and not asked:
@@ -197,13 +214,15 @@ def run_in_process(spec: RunSpec, stop: threading.Event, emit: Emit) -> Outcome:
             if not worker.conn.poll(POLL_S):
                 continue
             message = worker.conn.recv()
+            heard = True
             if isinstance(message, Outcome):
                 return message
             emit(message)
     except (EOFError, OSError):
+        if not heard and not asked:
+            return None
         status = worker.exit_status()
-        why = " (killed: perhaps out of memory)" if status is not None and status < 0 else ""
-        return Outcome("failed", f"The training process ended unexpectedly, exit status {status}{why}.")
+        return Outcome("failed", f"The training process ended unexpectedly, exit status {status}{_killed(status)}.")
     finally:
         worker.close()
 

@@ -120,7 +120,8 @@ def test_a_worker_that_dies_fails_its_run_and_the_next_run_trains(monkeypatch):
     assert j.join(15)
     assert j.status == "failed" and j.message.startswith("The training process ended unexpectedly, exit status -9")
     assert "out of memory" in j.message
-    assert finished(job(steps=40)).status == "finished"  # a new worker replaces them
+    again = finished(job(steps=40))
+    assert again.status == "finished", again.message  # a new worker replaces them
 
 
 @pytest.mark.parametrize("mode", ["process", "thread"])
