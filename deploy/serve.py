@@ -10,6 +10,10 @@ must reach the process that holds the session: nginx gives each browser a random
 (`stlb`) on its first response and routes by a consistent hash of it. Requests before the
 cookie exists (the first page load) are stateless and may go anywhere.
 
+The processes share one limit on training runs (EXPLAINER_MAX_TRAINING_JOBS, default 1, for the whole machine):
+each run holds a slot file in a directory they all share (EXPLAINER_TRAINING_SLOTS_DIR, by default in the run
+directory), so a class's runs wait in line instead of N training at once.
+
 The profile: tracebacks never reach users (`client.showErrorDetails = "none"`), the websocket
 accepts only the named hosts, and nginx adds security headers (CSP, frame-ancestors, nosniff,
 referrer policy), hides `/_stcore/metrics`, and answers `/healthz` when a backend is healthy.
@@ -31,6 +35,7 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+SLOTS_ENV = "EXPLAINER_TRAINING_SLOTS_DIR"  # model_core/training/slots.py (not imported: this script needs no NumPy)
 FIRST_BACKEND_PORT = 8601
 
 # Streamlit's front end evaluates Vega expressions with `new Function` ('unsafe-eval') and sets inline
@@ -156,7 +161,9 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
+        # one training limit for the machine, not one per process: the processes share slot files (training/slots.py)
         env = os.environ | {"PYTHONPATH": str(ROOT)}
+        env.setdefault(SLOTS_ENV, str(run_dir / "training-slots"))
         for port in backends:
             procs.append(subprocess.Popen(streamlit_cmd(port, hosts), cwd=ROOT, env=env, stdout=subprocess.DEVNULL))
         for port in backends:

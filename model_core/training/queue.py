@@ -9,6 +9,13 @@ line and starts it: nothing polls. A queued job that is stopped leaves the line 
 The limit defaults to 1 (the explainer's pages need the other core); set EXPLAINER_MAX_TRAINING_JOBS to change
 it. Tests may set `MAX_RUNNING_JOBS` itself: it is read whenever a job asks for a slot or gives one back.
 
+Several server processes on one machine (deploy/serve.py) share the limit through EXPLAINER_TRAINING_SLOTS_DIR
+(training/slots.py): a job then also holds one of the machine's slot files while it runs. Another process frees
+its slot without telling this one, so while a job here waits for the machine only, the line is tried again every
+RETRY_S seconds (a timer, only then). Each process's line stays first-come, first-served; between processes, the
+one that tries first when a slot frees gets it, and a job waiting on another process's run is told its wait is not
+known.
+
 Locking: one lock here, taken before any job's own lock and never while holding one, so the two cannot deadlock.
 """
 
@@ -25,6 +32,7 @@ from ..config import ModelConfig
 from ..limits import count_params
 from ..task import TaskConfig
 from .memory import tokens_per_example
+from .slots import MachineSlots, Slot, slots_from_env
 
 if TYPE_CHECKING:
     from .job import TrainingJob
@@ -32,6 +40,7 @@ if TYPE_CHECKING:
 ENV_VAR = "EXPLAINER_MAX_TRAINING_JOBS"
 DEFAULT_MAX_RUNNING = 1
 MOST_RUNNING = 64  # a larger value is surely a typo: refused like any bad value
+RETRY_S = 0.5  # how often a line waiting for another process's slot tries again
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +68,14 @@ MAX_RUNNING_JOBS = max_running_from_env()
 class JobQueue:
     """The running jobs and the line of waiting ones. `TrainingJob` calls it; nothing else needs to."""
 
-    def __init__(self) -> None:
+    def __init__(self, slots: MachineSlots | None = None) -> None:
         self._lock = threading.Lock()
         self._running: list[TrainingJob] = []
         self._waiting: deque[TrainingJob] = deque()
         self._recent: tuple[float, float] | None = None  # (seconds per step, step work) of the latest job that ran
+        self.slots = slots  # the machine's slots shared with other processes (None: this process's count only)
+        self._held: dict[int, Slot] = {}  # id(job) -> the machine slot a running job holds
+        self._retry: threading.Timer | None = None
 
     def submit(self, job: TrainingJob) -> None:
         """Put `job` in line; it is launched now (in this thread) if a slot is free."""
@@ -86,6 +98,9 @@ class JobQueue:
         with self._lock:
             if job in self._running:
                 self._running.remove(job)
+            slot = self._held.pop(id(job), None)
+            if slot is not None:
+                slot.release()
             if seconds_per_step:
                 self._recent = (seconds_per_step, step_work(job))
             admitted = self._admit()
@@ -95,10 +110,29 @@ class JobQueue:
     def _admit(self) -> list[TrainingJob]:  # under the lock
         admitted = []
         while self._waiting and len(self._running) < max(1, MAX_RUNNING_JOBS):
+            slot = self.slots.try_acquire(max(1, MAX_RUNNING_JOBS)) if self.slots is not None else None
+            if self.slots is not None and slot is None:  # the machine's slots are held by other processes
+                self._retry_later()
+                break
             job = self._waiting.popleft()
             self._running.append(job)
+            if slot is not None:
+                self._held[id(job)] = slot
             admitted.append(job)
         return admitted
+
+    def _retry_later(self) -> None:  # under the lock: one timer at a time
+        if self._retry is None or not self._retry.is_alive():
+            self._retry = threading.Timer(RETRY_S, self._try_again)
+            self._retry.daemon = True
+            self._retry.start()
+
+    def _try_again(self) -> None:
+        with self._lock:
+            self._retry = None
+            admitted = self._admit()
+        for j in admitted:
+            j._launch()
 
     # ------------------------------------------------------------ reading
     def running(self) -> list[TrainingJob]:
@@ -117,7 +151,10 @@ class JobQueue:
                 return None, None
             ahead = list(self._waiting)[: self._waiting.index(job)]
             running = [(r, r._remaining_s()) for r in self._running]  # each job's lock, after the queue's
-            return len(ahead) + 1, self._wait(running, ahead)
+            elsewhere = self.slots is not None and len(self._held) < max(1, MAX_RUNNING_JOBS) and \
+                self.slots.held(max(1, MAX_RUNNING_JOBS)) > len(self._held)  # fmt: skip
+            # a slot held by another process frees when its run ends, which this process cannot see
+            return len(ahead) + 1, None if elsewhere else self._wait(running, ahead)
 
     def _wait(self, running: list[tuple[TrainingJob, float | None]], ahead: list[TrainingJob]) -> float:
         """When a slot frees for the job after `ahead`: the running jobs' remaining times (a job without a step yet:
@@ -201,4 +238,4 @@ def place_text(position: int | None, wait_s: float | None) -> str:
     return f"Queued: {where} for the trainer (the server trains {at_once}); {wait}."
 
 
-QUEUE = JobQueue()
+QUEUE = JobQueue(slots_from_env())
