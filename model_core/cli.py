@@ -150,6 +150,8 @@ def _print_accuracy(label: str, ev: dict) -> None:
         print(f"  {op:<8} {_percent(acc):>8}")
     for n, acc in ev.get("per_length", {}).items():
         print(f"  {n:>2} values {_percent(acc):>8}")
+    for d, acc in ev.get("per_depth", {}).items():
+        print(f"  depth {d}  {_percent(acc):>8}")
 
 
 def evaluate(args) -> int:

@@ -78,8 +78,8 @@ class TaskModel:
         return parse_expression(text, self.task)
 
     def expressions(self, items: list[Expression]) -> ExpressionSet:
-        ops = np.array([self.task.operations.index(e.op) for e in items], dtype=np.int64)
-        return ExpressionSet.from_lists(self.task, ops, [e.values for e in items])
+        """The arrays of these expressions (nested ones too, for a nested task)."""
+        return ExpressionSet.from_expressions(self.task, items)
 
     def encode(self, exprs: ExpressionSet):
         return encode(exprs, self.vocab, self.causal)
@@ -180,8 +180,9 @@ class TaskModel:
 
 
 def accuracy_breakdown(exprs: ExpressionSet, right: np.ndarray) -> dict:
-    """{"accuracy", "per_op": {op: accuracy}, "n"} from [n] bool, and "per_length": {number of values: accuracy}
-    where the task's lists vary in length. Only what `exprs` holds is listed."""
+    """{"accuracy", "per_op": {op: accuracy}, "n"} from [n] bool, "per_length": {number of values: accuracy}
+    where the task's lists vary in length, and "per_depth": {1: accuracy, 2: accuracy} for a nested task (1:
+    numbers only, 2: an argument is an expression). Only what `exprs` holds is listed."""
     task = exprs.task
     out = {"accuracy": float(right.mean()) if len(right) else 0.0,
            "per_op": {op: float(right[exprs.ops == k].mean()) for k, op in enumerate(task.operations)
@@ -190,4 +191,6 @@ def accuracy_breakdown(exprs: ExpressionSet, right: np.ndarray) -> dict:
     if task.variable_length:
         out["per_length"] = {n: float(right[exprs.lengths == n].mean()) for n in task.lengths
                              if (exprs.lengths == n).any()}  # fmt: skip
+    if task.nested:
+        out["per_depth"] = {d: float(right[exprs.depths == d].mean()) for d in (1, 2) if (exprs.depths == d).any()}
     return out

@@ -1,6 +1,7 @@
 """The toy task: operations on a few numbers, as arrays of expressions, splits and token sequences.
 
     operations  the operation registry (one entry per operation), TaskConfig, Expression(Set)
+    nested      expressions inside expressions (max_depth 2): their arrays, ids and random draws
     splits      train / validation / test by distinct expression, balanced sampling
     encode      token sequences, targets, exact match
     vocab       the token vocabulary

@@ -11,7 +11,7 @@ import numpy as np
 if TYPE_CHECKING:
     from .task.vocab import Vocabulary
 
-from .operations import ExpressionSet, TaskConfig, check_compatible, n_digits
+from .operations import ABSENT, ExpressionSet, TaskConfig, check_compatible, n_digits
 
 IGNORE = -1  # target id meaning "no loss here"
 
@@ -71,6 +71,8 @@ def _full_sequences(
     in the same fixed-width slots, then the slots of leading zeros (and, in a shorter list, of the
     missing values and their separators) are squeezed out.
     """
+    if exprs.inner_ops is not None:
+        return _nested_sequences(exprs, vocab)
     task, n = exprs.task, len(exprs)
     lay = _layout(task, vocab)
     D = task.max_answer_digits
@@ -95,6 +97,95 @@ def _full_sequences(
         last_sep = lay.sep_cols[exprs.lengths - 1]  # [n] the separator after the last value closes the list
         slots[np.arange(n), last_sep] = slots[0, lay.sep_cols[-1]]  # `)`
     keep[:, lay.digit_cols] = present.reshape(n, len(lay.digit_cols))
+    order = np.argsort(~keep, axis=1, kind="stable")  # kept slots first, in their order
+    tokens = np.take_along_axis(slots, order, axis=1)
+    length = keep.sum(axis=1)  # [n]
+    T = int(length.max(initial=0))
+    tokens = np.where(np.arange(T) < length[:, None], tokens[:, :T], vocab.pad_id)
+    return tokens, keep[:, : lay.equals_slot].sum(axis=1), length
+
+
+@dataclass(frozen=True)
+class _NestedLayout:
+    """Fixed-width slots for a nested task, per outer argument j a block of B slots:
+    `iop ( d.. , d.. , d.. ) d.. ,` = the inner expression (op, `(`, Dv digit slots and a separator per inner
+    value), then the Dv digit slots of a number, then the outer separator. Each example keeps either the inner
+    expression's slots or the number's; the separators after the last value of each list become `)`."""
+
+    template: np.ndarray  # [W] token ids of the fixed slots (`(`, `,`, `=`, `<eos>`; pad where filled per batch)
+    inner_op_cols: np.ndarray  # [n_args] the inner op's slot in each block
+    inner_paren_cols: np.ndarray  # [n_args] the inner `(`
+    inner_digit_cols: np.ndarray  # [n_args, n_args, Dv] block j, inner value i, digit k
+    inner_sep_cols: np.ndarray  # [n_args, n_args] the separator after inner value i of block j
+    number_cols: np.ndarray  # [n_args, Dv] the number's digits in block j
+    sep_cols: np.ndarray  # [n_args] the outer separator after block j
+    answer_cols: np.ndarray  # [D] the answer's digits
+    equals_slot: int
+    digit_ids: np.ndarray  # [10]
+    op_ids: np.ndarray  # [n_ops]
+    comma_id: int
+    close_id: int
+
+
+@lru_cache(maxsize=32)
+def _nested_layout(task: TaskConfig, vocab: Vocabulary) -> _NestedLayout:
+    A, Dv, D = task.n_args, task.value_digits, task.max_answer_digits
+    B = 2 + A * (Dv + 1) + Dv + 1  # one argument's block
+    base = 2 + B * np.arange(A)  # [A] each block's first slot, after `Op (`
+    inner_digit = base[:, None, None] + 2 + (Dv + 1) * np.arange(A)[None, :, None] + np.arange(Dv)  # [A, A, Dv]
+    inner_sep = base[:, None] + 2 + (Dv + 1) * np.arange(A)[None, :] + Dv  # [A, A]
+    number = base[:, None] + 2 + A * (Dv + 1) + np.arange(Dv)  # [A, Dv]
+    sep = base + B - 1  # [A]
+    equals = 2 + A * B
+    W = equals + D + 2  # `=`, the answer, `<eos>`
+    template = np.full(W, vocab.pad_id)
+    template[1] = template[base + 1] = vocab.id("(")
+    template[inner_sep] = template[sep] = vocab.id(",")  # `)` where a list ends, per example
+    template[equals], template[W - 1] = vocab.id("="), vocab.eos_id
+    return _NestedLayout(template, base, base + 1, inner_digit, inner_sep, number, sep,
+                         equals + 1 + np.arange(D), equals, np.array([vocab.id(str(d)) for d in range(10)]),
+                         np.array([vocab.id(op) for op in task.operations]), vocab.id(","), vocab.id(")"))  # fmt: skip
+
+
+def _digits(x: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """x [...] non-negative ints (negative ones read as 0) -> digits [..., width] most significant first, and
+    [..., width] bool: the digit is written (not a leading zero; 0 itself keeps its last slot)."""
+    x = np.maximum(x, 0)
+    digits = x[..., None] // 10 ** np.arange(width - 1, -1, -1) % 10
+    return digits, np.arange(width) >= width - n_digits(x)[..., None]
+
+
+def _nested_sequences(exprs: ExpressionSet, vocab: Vocabulary) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`_full_sequences` for a nested task, e.g. `Max ( First ( 2 , 8 ) , 7 ) = 7 <eos>`: every example in the
+    fixed slots of `_NestedLayout`, then the slots it does not use squeezed out. Loops over slots, not examples."""
+    task, n, A = exprs.task, len(exprs), exprs.task.n_args
+    lay = _nested_layout(task, vocab)
+    slots = np.repeat(lay.template[None, :], n, axis=0)  # [n, W]
+    keep = np.zeros(slots.shape, dtype=bool)  # [n, W]
+    keep[:, [0, 1, lay.equals_slot, -1]] = True  # `Op (`, `=`, `<eos>`
+    present = np.arange(A) < exprs.lengths[:, None]  # [n, A] outer slots of the list
+    inner = exprs.inner_ops >= 0  # [n, A] the slots holding an inner expression
+    inner_len = (exprs.inner_values != ABSENT).sum(axis=2)  # [n, A] (0 at a number)
+    inner_here = np.arange(A) < inner_len[..., None]  # [n, A, A] inner values present
+
+    slots[:, 0] = lay.op_ids[exprs.ops]
+    slots[:, lay.inner_op_cols] = lay.op_ids[np.maximum(exprs.inner_ops, 0)]
+    keep[:, lay.inner_op_cols] = keep[:, lay.inner_paren_cols] = inner
+    digits, written = _digits(exprs.inner_values, task.value_digits)  # [n, A, A, Dv]
+    slots[:, lay.inner_digit_cols] = lay.digit_ids[digits]
+    keep[:, lay.inner_digit_cols] = written & inner_here[..., None]
+    last = np.arange(A) == inner_len[..., None] - 1  # [n, A, A] the inner list's last value: `)` after it
+    slots[:, lay.inner_sep_cols] = np.where(last, lay.close_id, lay.comma_id)
+    keep[:, lay.inner_sep_cols] = inner_here
+    digits, written = _digits(exprs.values, task.value_digits)  # [n, A, Dv]
+    slots[:, lay.number_cols] = lay.digit_ids[digits]
+    keep[:, lay.number_cols] = written & (present & ~inner)[..., None]
+    slots[:, lay.sep_cols] = np.where(np.arange(A) == exprs.lengths[:, None] - 1, lay.close_id, lay.comma_id)
+    keep[:, lay.sep_cols] = present
+    digits, written = _digits(exprs.answers, task.max_answer_digits)  # [n, D]
+    slots[:, lay.answer_cols] = lay.digit_ids[digits]
+    keep[:, lay.answer_cols] = written
+
     order = np.argsort(~keep, axis=1, kind="stable")  # kept slots first, in their order
     tokens = np.take_along_axis(slots, order, axis=1)
     length = keep.sum(axis=1)  # [n]

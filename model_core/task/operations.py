@@ -3,6 +3,8 @@
 An expression is `Op ( a b c )`, e.g. `Max ( 5 3 9 )` -> `9`. Datasets are arrays, never lists
 of objects: `ops [n]` (index into `task.operations`) and `values [n, n_args]`. A task may take lists of
 several lengths (`min_args` to `n_args` values); a shorter list's missing slots hold ABSENT (-1), at the end.
+A nested task (`max_depth=2`) lets an argument be an expression of numbers itself, e.g.
+`Max ( First ( 2 8 ) 7 )` -> 7: see `nested.py` for its arrays and ids.
 
 The expressions of one operation and one length form a *cell*; cells are numbered op-major
 (`op * n_lengths + length - min_args`). Every expression has an integer id (its cell's offset, then the
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields, replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -92,6 +94,7 @@ class TaskConfig:
     max_value: int = 9
     n_args: int = 3  # the most values a list has
     min_args: int | None = None  # the fewest; None means n_args (every list has n_args values)
+    max_depth: int = 1  # 1: every argument is a number; 2: an argument may be an expression of numbers
 
     def __post_init__(self) -> None:
         ops = self.operations
@@ -108,7 +111,7 @@ class TaskConfig:
             raise TaskError(f"Each operation may appear once; repeated: {', '.join(dupes)}.")
         if self.min_args is None:
             object.__setattr__(self, "min_args", self.n_args)
-        for name in ("min_value", "max_value", "n_args", "min_args"):
+        for name in ("min_value", "max_value", "n_args", "min_args", "max_depth"):
             if not _is_int(getattr(self, name)):
                 raise TaskError(f"{name} must be a whole number, got {getattr(self, name)!r}.")
             object.__setattr__(self, name, int(getattr(self, name)))
@@ -130,14 +133,18 @@ class TaskConfig:
                 raise TaskError(
                     f"{op} needs {name} >= {OPERATIONS[op].min_args}; raise {name} or drop {op}."
                 )
+        if self.max_depth not in (1, 2):
+            raise TaskError(f"max_depth must be 1 (numbers only) or 2 (an argument may be an expression), "
+                            f"got {self.max_depth}.")
         if self.largest_answer > MAX_VALUE:
-            raise TaskError(f"Answers may reach {self.largest_answer:,} (Sum of {self.n_args} values up to "
-                            f"{self.max_value}); answers are at most {MAX_VALUE}: lower n_args or max_value.")
+            of = f"{self.n_args} Sums of " if self.max_depth > 1 else ""
+            raise TaskError(f"Answers may reach {self.largest_answer:,} (Sum of {of}{self.n_args} values up to "
+                            f"{self.max_value}); answers are at most {MAX_VALUE}: lower n_args or max_value"
+                            + (", or drop Sum or max_depth." if self.max_depth > 1 else "."))
         if self.space_size >= 2**63:  # ids are int64
-            raise TaskError(
-                f"{self.space_size:.3g} distinct expressions is too many to index; "
-                "lower n_args or max_value."
-            )
+            what = "n_args, max_value, the number of operations or max_depth" if self.max_depth > 1 else \
+                "n_args or max_value"  # fmt: skip
+            raise TaskError(f"{self.space_size:.3g} distinct expressions is too many to index; lower {what}.")
 
     @property
     def n_values(self) -> int:
@@ -153,14 +160,31 @@ class TaskConfig:
         return self.min_args < self.n_args
 
     @property
+    def nested(self) -> bool:
+        return self.max_depth > 1
+
+    @cached_property
+    def flat_task(self) -> TaskConfig:
+        """This task without nesting: the task of its inner expressions (itself when it is flat)."""
+        return replace(self, max_depth=1) if self.nested else self
+
+    @property
+    def slot_radix(self) -> int:
+        """How many things one argument slot may hold: a number (n_values of them), or, in a nested task, any
+        expression of the flat task (its ids follow the numbers). Ids are mixed-radix in it (see `nested.py`)."""
+        if not self.nested:
+            return self.n_values
+        return self.n_values + self.flat_task.space_size
+
+    @property
     def space_size(self) -> int:
         """Number of distinct expressions (a Python int: it is checked against int64 before any array)."""
-        return len(self.operations) * sum(self.n_values**n for n in self.lengths)
+        return len(self.operations) * sum(self.slot_radix**n for n in self.lengths)
 
     @cached_property
     def cell_sizes(self) -> np.ndarray:
         """[n_ops * n_lengths] int64: expressions in each cell (one operation, one length), op-major."""
-        return np.tile([self.n_values**n for n in self.lengths], len(self.operations)).astype(np.int64)
+        return np.tile([self.slot_radix**n for n in self.lengths], len(self.operations)).astype(np.int64)
 
     @cached_property
     def cell_offsets(self) -> np.ndarray:
@@ -169,7 +193,13 @@ class TaskConfig:
 
     @property
     def largest_answer(self) -> int:
-        return max(OPERATIONS[op].largest(self.n_args, self.max_value) for op in self.operations)
+        """The largest answer of any expression; nested, an argument may be an inner expression's largest answer
+        (Sum of 3 Sums of 3 values in 0-9: 81)."""
+        flat = max(OPERATIONS[op].largest(self.n_args, self.max_value) for op in self.operations)
+        if not self.nested:
+            return flat
+        arg = max(self.max_value, flat)  # the largest an argument can be
+        return max(OPERATIONS[op].largest(self.n_args, arg) for op in self.operations)
 
     @property
     def value_digits(self) -> int:
@@ -181,8 +211,12 @@ class TaskConfig:
 
     @property
     def input_len(self) -> int:
-        """Most input tokens: `Op ( v , v , v ) =` with every value at full width."""
-        return 1 + 1 + self.n_args * self.value_digits + (self.n_args - 1) + 1 + 1
+        """Most input tokens: `Op ( v , v , v ) =` with every value at full width (nested: with every argument
+        a full-length inner expression `Op ( v , v , v )`)."""
+        arg = self.value_digits
+        if self.nested:
+            arg = max(arg, 1 + 1 + self.n_args * self.value_digits + (self.n_args - 1) + 1)
+        return 1 + 1 + self.n_args * arg + (self.n_args - 1) + 1 + 1
 
     @property
     def seq_len(self) -> int:
@@ -190,10 +224,13 @@ class TaskConfig:
         return self.input_len + self.max_answer_digits + 1
 
     def to_dict(self) -> dict[str, Any]:
-        """As JSON; `min_args` only where lists vary in length (so a fixed task's dict is as it always was)."""
+        """As JSON; `min_args` only where lists vary in length, `max_depth` only where it is 2 (so a flat, fixed
+        task's dict is as it always was)."""
         out = {f.name: getattr(self, f.name) for f in fields(self)} | {"operations": list(self.operations)}
         if not self.variable_length:
             del out["min_args"]
+        if not self.nested:
+            del out["max_depth"]
         return out
 
     @classmethod
@@ -217,44 +254,67 @@ def check_compatible(task: TaskConfig, causal: bool) -> None:
 
 @dataclass(frozen=True)
 class Expression:
-    """One expression, e.g. `Expression("Max", (5, 3, 9))`; `.answer == 9`."""
+    """One expression, e.g. `Expression("Max", (5, 3, 9))`; `.answer == 9`. A value may be an (inner) Expression:
+    `Expression("Max", (Expression("First", (2, 8)), 7))` is `Max ( First ( 2 8 ) 7 )`, answer 7."""
 
     op: str
-    values: tuple[int, ...]
+    values: tuple[int | Expression, ...]
 
     def __post_init__(self) -> None:
         if self.op not in OPERATIONS:
             raise TaskError(f"Unknown operation {self.op!r}. Known: {_known()}.")
-        object.__setattr__(self, "values", tuple(int(v) for v in self.values))
+        object.__setattr__(self, "values", tuple(v if isinstance(v, Expression) else int(v) for v in self.values))
         if len(self.values) < OPERATIONS[self.op].min_args:
             raise TaskError(f"{self.op} needs at least {OPERATIONS[self.op].min_args} values.")
 
     @property
+    def depth(self) -> int:
+        """1 if every value is a number; one more than its deepest inner expression otherwise."""
+        return 1 + max((v.depth for v in self.values if isinstance(v, Expression)), default=0)
+
+    @property
     def answer(self) -> int:
-        return int(OPERATIONS[self.op].fn(np.array([self.values]))[0])
+        args = [v.answer if isinstance(v, Expression) else v for v in self.values]  # inner expressions first
+        return int(OPERATIONS[self.op].fn(np.array([args]))[0])
 
     @property
     def text(self) -> str:
-        return f"{self.op} ( {' '.join(map(str, self.values))} )"
+        return f"{self.op} ( {' '.join(v.text if isinstance(v, Expression) else str(v) for v in self.values)} )"
 
 
 @dataclass(frozen=True, eq=False)
 class ExpressionSet:
-    """Many expressions of one task as arrays: `ops [n]`, `values [n, n_args]` (ABSENT past each list's end)."""
+    """Many expressions of one task as arrays: `ops [n]`, `values [n, n_args]` (ABSENT past each list's end).
+
+    A nested task's set also has `inner_ops [n, n_args]` (the op of the inner expression in each slot, or -1
+    where the slot is a number or absent) and `inner_values [n, n_args, n_args]` (its values, ABSENT where there
+    is none); `values` then holds, at an inner slot, the inner expression's answer (filled in here, whatever was
+    passed), so `answers` reads `values` at any depth. A flat task's set has neither (both None)."""
 
     task: TaskConfig
     ops: np.ndarray  # [n] int64, index into task.operations
     values: np.ndarray  # [n, n_args] int64
+    inner_ops: np.ndarray | None = field(default=None, repr=False)  # [n, n_args] int64, nested tasks only
+    inner_values: np.ndarray | None = field(default=None, repr=False)  # [n, n_args, n_args] int64, nested only
 
     def __post_init__(self) -> None:
         ops = np.asarray(self.ops, dtype=np.int64)
         values = np.asarray(self.values, dtype=np.int64).reshape(len(ops), self.task.n_args)
         object.__setattr__(self, "ops", ops)
         object.__setattr__(self, "values", values)
+        # (max_depth, not the `nested` property: this runs for every batch of the flat path too)
+        if self.task.max_depth > 1 or self.inner_ops is not None or self.inner_values is not None:
+            from .nested import normalise_inner  # here, not at the top: nested imports this module
+
+            normalise_inner(self)
 
     @classmethod
     def from_lists(cls, task: TaskConfig, ops: np.ndarray, lists: list[tuple[int, ...]]) -> ExpressionSet:
-        """From value lists of any allowed length (padded with ABSENT here)."""
+        """From value lists of any allowed length (padded with ABSENT here); in a nested task a value may be an
+        inner `Expression` (see `from_expressions`)."""
+        if task.nested:
+            return cls.from_expressions(task, [Expression(task.operations[k], v) for k, v in zip(ops, lists,
+                                                                                                strict=True)])
         values = np.full((len(lists), task.n_args), ABSENT, dtype=np.int64)
         for i, v in enumerate(lists):
             if not task.min_args <= len(v) <= task.n_args:
@@ -263,8 +323,20 @@ class ExpressionSet:
         return cls(task, ops, values)
 
     @classmethod
+    def from_expressions(cls, task: TaskConfig, items: list[Expression]) -> ExpressionSet:
+        """From `Expression`s: a flat task's as `from_lists` makes them (an inner expression is a TaskError);
+        a nested task's with their operations, lengths, range and depth checked against it (TaskError)."""
+        from .nested import from_expressions
+
+        return from_expressions(task, items)
+
+    @classmethod
     def from_ids(cls, task: TaskConfig, ids: np.ndarray) -> ExpressionSet:
         """Inverse of `ids`: find each id's cell, then peel the mixed-radix digits off, last value first."""
+        if task.max_depth > 1:
+            from .nested import from_ids
+
+            return from_ids(task, ids)
         ids = np.asarray(ids, dtype=np.int64)
         cell = np.searchsorted(task.cell_offsets, ids, side="right") - 1  # [n]
         n_lengths = len(task.lengths)
@@ -292,6 +364,21 @@ class ExpressionSet:
         return self.ops * len(self.task.lengths) + self.lengths - self.task.min_args
 
     @cached_property
+    def depths(self) -> np.ndarray:
+        """[n] int64: 1 where every argument is a number, 2 where one is an inner expression."""
+        if self.inner_ops is None:
+            return np.ones(len(self), dtype=np.int64)
+        return 1 + (self.inner_ops >= 0).any(axis=1).astype(np.int64)
+
+    @cached_property
+    def balance_cells(self) -> np.ndarray:
+        """[n] int64: the cells sampling balances over: `cells` in a flat task; (operation, length, depth) in a
+        nested one, numbered `cell * 2 + depth - 1` (so still op-major)."""
+        if not self.task.nested:
+            return self.cells
+        return self.cells * 2 + self.depths - 1
+
+    @cached_property
     def answers(self) -> np.ndarray:
         """[n] int64: every registry fn on all rows [n_ops, n], then each row picks its op's.
 
@@ -301,8 +388,13 @@ class ExpressionSet:
         return every[self.ops, np.arange(len(self))].astype(np.int64)
 
     def ids(self, task: TaskConfig | None = None) -> np.ndarray:
-        """[n] int64 unique id per expression: its cell's offset plus the values in base n_values."""
+        """[n] int64 unique id per expression: its cell's offset plus the values in base n_values (nested: each
+        slot's code in base `slot_radix`, see `nested.py`)."""
         task = task or self.task
+        if task.max_depth > 1:
+            from .nested import ids
+
+            return ids(self, task)
         if not task.variable_length:  # one cell per op: op index, then every value
             ids = self.ops.copy()
             for j in range(task.n_args):
@@ -315,9 +407,16 @@ class ExpressionSet:
         return task.cell_offsets[self.ops * len(task.lengths) + self.lengths - task.min_args] + ids
 
     def expression(self, i: int) -> Expression:
+        if self.inner_ops is not None:
+            from .nested import expression
+
+            return expression(self, i)
         return Expression(self.task.operations[self.ops[i]], tuple(self.values[i, : self.lengths[i]].tolist()))
 
     def subset(self, idx: np.ndarray | slice) -> ExpressionSet:
+        if self.inner_ops is not None:
+            return ExpressionSet(self.task, self.ops[idx], self.values[idx], self.inner_ops[idx],
+                                 self.inner_values[idx])  # fmt: skip
         return ExpressionSet(self.task, self.ops[idx], self.values[idx])
 
     def sample(self, n: int, seed) -> ExpressionSet:

@@ -1,4 +1,8 @@
-"""Train, validation and test splits by distinct expression, and balanced sampling from them."""
+"""Train, validation and test splits by distinct expression, and balanced sampling from them.
+
+A nested task (`max_depth=2`) is always split by hash (its space is huge), and is balanced over cells of
+(operation, length, depth); its expressions are drawn as `nested.draw` does, not uniformly over ids.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from functools import partial
 
 import numpy as np
 
+from . import nested
 from .operations import ABSENT, MAX_ENUMERABLE, ExpressionSet, TaskConfig, TaskError
 
 SPLIT_IDS = (TRAIN, VAL, TEST) = (0, 1, 2)  # an expression's split, as stored in arrays
@@ -119,8 +124,13 @@ class Splits:
 
     def with_train(self, train: ExpressionSet) -> Splits:
         """These splits with `train` (training expressions grouped by cell, every cell present) as
-        the training split that `sample_train` draws from; validation and held-out stay as they are."""
-        counts = np.bincount(train.cells, minlength=len(self.task.cell_sizes))  # [n_cells]
+        the training split that `sample_train` draws from; validation and held-out stay as they are.
+        (Nested tasks: the cells are (operation, length, depth), and `train` is grouped by them here.)"""
+        if self.task.nested:
+            train = train.subset(np.argsort(train.balance_cells, kind="stable"))
+            counts = np.bincount(train.balance_cells, minlength=nested.n_balance_cells(self.task))
+        else:
+            counts = np.bincount(train.cells, minlength=len(self.task.cell_sizes))  # [n_cells]
         return replace(self, train=train, _train_start=np.cumsum(counts) - counts, _train_count=counts)
 
     def sample_train(self, n: int, rng: np.random.Generator, hard_fraction: float = 0.0) -> ExpressionSet:
@@ -129,8 +139,15 @@ class Splits:
 
         With `hard_fraction`, that share of them (the first rows) come from the training split's hard cases
         (`hard_values`: one-digit values as common as two-digit ones, ties and near ties); the rest as above.
-        (The hard cases are drawn from the whole training split, not from a `with_train` subset.)"""
+        (The hard cases are drawn from the whole training split, not from a `with_train` subset.)
+
+        Nested tasks: balanced across operations, lengths and depths (1 and 2), each drawn as `nested.draw`
+        does. Their hard cases apply `hard_values` to the outer list's numbers and to every inner list (ties
+        and near ties within each list, every digit count as common) and add near ties between a number and an
+        inner expression's answer (`nested.draw`'s `near_ties`)."""
         task = self.task
+        if task.max_depth > 1:
+            return self._sample_nested(n, rng, hard_fraction)
         cells = _balanced_cells(n, len(task.cell_sizes), rng)  # [n]
         n_hard = round(n * hard_fraction)
         if n_hard:
@@ -159,10 +176,50 @@ class Splits:
                 return ExpressionSet.from_ids(task, ids)
         raise TaskError("Could not draw hard training expressions; lower val/test fractions.")
 
+    def _sample_nested(self, n: int, rng: np.random.Generator, hard_fraction: float) -> ExpressionSet:
+        """`sample_train` for a nested task: cells of (operation, length, depth), first `hard_fraction` of them
+        hard; the rest from the listed training set (`with_train`) or drawn."""
+        task = self.task
+        cells = _balanced_cells(n, nested.n_balance_cells(task), rng)  # [n]
+        n_hard = round(n * hard_fraction)
+        parts = [self._draw_nested(cells[:n_hard], rng, hard=True)] if n_hard else []
+        rest = cells[n_hard:]
+        parts.append(self._sample_uniform(rest, rng) if self.train is not None else self._draw_nested(rest, rng))
+        return parts[0] if len(parts) == 1 else nested.concatenate(task, parts)
+
+    def _draw_nested(self, cells: np.ndarray, rng: np.random.Generator, hard: bool = False) -> ExpressionSet:
+        """One training expression of each balance cell in `cells`, as `nested.draw` draws them (hard: with
+        `hard_values` and near ties): 8 candidates per row, the first in the training split kept."""
+        task, n = self.task, len(cells)
+        ops, lengths, depths = nested.cell_parts(task, cells)
+        values_fn = hard_values if hard else nested.uniform_values
+        if not n:
+            return ExpressionSet.from_ids(task, np.empty(0, dtype=np.int64))
+        rows, found = [], []  # the rows filled in each round, and their expressions
+        pending = np.arange(n)
+        for _ in range(1000):
+            k = len(pending)
+            cand = nested.draw(task, np.repeat(ops[pending], 8), np.repeat(lengths[pending], 8),
+                               np.repeat(depths[pending], 8), rng, values_fn, near_ties=hard)  # fmt: skip
+            ok = (self.split_of_ids(cand.ids()) == TRAIN).reshape(k, 8)  # [k, 8]
+            hit = ok.any(axis=1)
+            rows.append(pending[hit])
+            found.append(cand.subset(np.flatnonzero(hit) * 8 + ok[hit].argmax(axis=1)))
+            pending = pending[~hit]
+            if not len(pending):
+                break
+        else:
+            raise TaskError("Could not draw training expressions; lower val/test fractions.")
+        order = np.argsort(np.concatenate(rows), kind="stable")  # back in the order of `cells`
+        return nested.concatenate(task, found).subset(order)
+
     def _sample_uniform(self, cells: np.ndarray, rng: np.random.Generator) -> ExpressionSet:
         task, n = self.task, len(cells)
         if self.train is not None:
             if (self._train_count[cells] == 0).any():
+                if task.nested:  # e.g. a train_size below the number of (operation, length, depth) cells
+                    raise TaskError(f"An operation, length or depth has no training expressions; train on at least "
+                                    f"{nested.n_balance_cells(task)} (one per cell), or lower val/test fractions.")
                 raise TaskError(
                     "An operation (or a length) has no training expressions; lower val/test fractions."
                 )
@@ -214,7 +271,10 @@ def _sample_split_ids(
 ) -> np.ndarray:
     """[k] distinct ids in split `which` (holding `fraction` of the space), balanced across cells (operations,
     and lengths): k // cells each, one more for the first few. A cell too small for its share (the few lists
-    of two values, say) is listed and gives every one it holds; the others share the rest."""
+    of two values, say) is listed and gives every one it holds; the others share the rest.
+    (Nested tasks: `_sample_nested_split_ids`.)"""
+    if task.nested:
+        return _sample_nested_split_ids(task, which, k, fraction, rng, split_fn)
     sizes, offsets = task.cell_sizes, task.cell_offsets
     out = [np.empty(0, dtype=np.int64)]
     if fraction == 0:  # an empty split
@@ -245,6 +305,66 @@ def _sample_split_ids(
     return np.concatenate(out)
 
 
+def _sample_nested_split_ids(
+    task: TaskConfig,
+    which: int,
+    k: int,
+    fraction: float,
+    rng: np.random.Generator,
+    split_fn: Callable[[np.ndarray], np.ndarray],
+) -> np.ndarray:
+    """`_sample_split_ids` for a nested task: [k] distinct ids in split `which`, balanced across the cells of
+    (operation, length, depth), each drawn as `nested.draw` draws them (not uniformly over ids). A cell too small
+    for its share (the depth-1 lists of two values 0-9: 100 per operation) is listed and gives every one it
+    holds, as in a flat task; the others share the rest. Grouped by cell, in cell order."""
+    out = [np.empty(0, dtype=np.int64)]
+    if fraction == 0:  # an empty split
+        return out[0]
+    n_cells = nested.n_balance_cells(task)
+    ops, lengths, depths = (a.tolist() for a in nested.cell_parts(task, np.arange(n_cells)))
+    R, nv = task.slot_radix, task.n_values
+    # distinct expressions in each cell, as Python ints (R ** length may be near 2 ** 63)
+    sizes = [nv**L if d == 1 else R**L - nv**L for L, d in zip(lengths, depths, strict=True)]
+    listed = {}
+    for c in range(n_cells):
+        op, L, d = ops[c], lengths[c], depths[c]
+        if fraction * sizes[c] / 2 >= k:  # never asked for more than half its split: drawn
+            continue
+        if d == 1 and sizes[c] <= MAX_ENUMERABLE:
+            ids = nested.numbers_only_ids(task, op, L)
+        elif d == 2 and R**L <= MAX_ENUMERABLE:  # tiny tasks only: list the whole (op, length) cell
+            every = task.cell_offsets[op * len(task.lengths) + L - task.min_args] + np.arange(R**L, dtype=np.int64)
+            ids = every[ExpressionSet.from_ids(task, every).depths == 2]
+        else:
+            continue
+        listed[c] = ids[split_fn(ids) == which]
+    capacity = np.array([len(listed[c]) if c in listed else int(fraction * sizes[c] / 2) + 1
+                         for c in range(n_cells)], dtype=np.int64)  # fmt: skip
+    for c, want in enumerate(_allocate(k, capacity).tolist()):
+        if c in listed:
+            out.append(listed[c][np.sort(rng.permutation(len(listed[c]))[:want])])
+            continue
+        if want > fraction * sizes[c] / 2:  # rejection sampling of distinct ids would crawl
+            raise TaskError(
+                f"Asked for {want:,} {('train', 'val', 'test')[which]} expressions of one operation, length and "
+                f"depth but the split holds only ~{fraction * sizes[c]:,.0f}; lower n_eval or raise the fraction."
+            )
+        got = np.empty(0, dtype=np.int64)
+        for _ in range(200):
+            if len(got) >= want:
+                break
+            m = int(2 * want / fraction) + 16
+            cand = nested.draw(task, np.full(m, ops[c]), np.full(m, lengths[c]), np.full(m, depths[c]), rng).ids()
+            cand = np.concatenate([got, cand[split_fn(cand) == which]])
+            _, first = np.unique(cand, return_index=True)
+            got = cand[np.sort(first)]  # distinct, in draw order so the cut below is random
+        else:
+            raise TaskError(f"Could not draw {want:,} distinct {('train', 'val', 'test')[which]} expressions of "
+                            "one operation, length and depth; lower n_eval.")  # fmt: skip
+        out.append(got[:want])
+    return np.concatenate(out)
+
+
 def make_splits(
     task: TaskConfig,
     seed: int = 0,
@@ -253,7 +373,10 @@ def make_splits(
     n_eval: int = 5_000,
 ) -> Splits:
     """Split the task's expressions; `n_eval` caps val and test in hashed (large) spaces, per length of list
-    (a task of lists of 2 to 10 values holds up to 9 * n_eval in each, spread over the lengths)."""
+    (a task of lists of 2 to 10 values holds up to 9 * n_eval in each, spread over the lengths).
+
+    A nested task is always hashed, and `n_eval` is per (length, depth): val and test hold up to
+    2 * n_lengths * n_eval each, balanced over (operation, length, depth) cells, drawn as training draws."""
     for name, f in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
         if not 0 <= f < 1:
             raise TaskError(f"{name} must be in [0, 1), got {f!r}.")
@@ -261,12 +384,12 @@ def make_splits(
         raise TaskError("val_fraction + test_fraction must leave something to train on (< 1).")
     rng = np.random.default_rng(seed)
 
-    if task.space_size > MAX_ENUMERABLE:
+    if task.space_size > MAX_ENUMERABLE or task.nested:
         key = _seed_key(seed)
         split_fn = partial(
             _hash_split, key=key, val_fraction=val_fraction, test_fraction=test_fraction
         )
-        k = n_eval * len(task.lengths)
+        k = n_eval * len(task.lengths) * (2 if task.nested else 1)  # nested: per length and depth
         val = _sample_split_ids(task, VAL, k, val_fraction, rng, split_fn)
         test = _sample_split_ids(task, TEST, k, test_fraction, rng, split_fn)
         return Splits(

@@ -259,6 +259,8 @@ class Trainer:
             "heldout_accuracy": test["accuracy"], "heldout_per_op": test["per_op"], "heldout_n": test["n"],
             **({"heldout_per_length": {str(k): v for k, v in test["per_length"].items()}} if "per_length" in test
                else {}),  # JSON keys are strings
+            **({"heldout_per_depth": {str(k): v for k, v in test["per_depth"].items()}} if "per_depth" in test
+               else {}),
             **({"train_size": len(self.train_set)} if self.train_set is not None else {}),
             **({"train_accuracy": train["accuracy"], "train_n": train["n"]} if train else {}),
             "trained_on": machine.fingerprint(),
