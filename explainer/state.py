@@ -26,7 +26,7 @@ from explainer import links
 from model_core import ParseError, TaskModel, load_model, shipped_names
 from model_core.analysis import ExampleRun, run_example
 from model_core.interp.input_space import SpaceRun, hard_cases, space_run
-from model_core.task import count_text
+from model_core.task import count_text, nested, task_text
 from model_core.training.watchers import WATCHERS
 
 # One BLAS thread for the whole server: several sessions (and their training threads) share
@@ -223,10 +223,15 @@ def _default_example(model: TaskModel) -> str:
 
 
 def _random_text(model: TaskModel, rng: np.random.Generator) -> str:
-    """A random example: each operation, and (for lists of several lengths) each length, equally likely."""
+    """A random example: each operation, and (for lists of several lengths) each length, equally likely; for a
+    nested task each depth too, drawn as training draws it (model_core.task.nested.draw)."""
     task = model.task
     op = task.operations[int(rng.integers(len(task.operations)))]
     n = int(rng.integers(task.min_args, task.n_args + 1))  # n_args itself for a task of one length
+    if task.nested:
+        depth = int(rng.integers(1, task.max_depth + 1))
+        drawn = nested.draw(task, np.array([task.operations.index(op)]), np.array([n]), np.array([depth]), rng)
+        return drawn.expression(0).text
     values = rng.integers(task.min_value, task.max_value + 1, n)
     return f"{op} ( {' '.join(str(int(v)) for v in values)} )"
 
@@ -272,6 +277,8 @@ def _set_example(text: str) -> None:
     ss = st.session_state
     ss.example = ss.example_text = ss[PHONE_EXAMPLE] = text
     ss.example_error = None
+    if text.count("(") > 1:  # a nested expression: typed only (no value widgets for it)
+        return
     op, rest = text.split(" ( ")
     ss.example_op = op
     values = [int(v) for v in rest.rstrip(" )").split()]
@@ -298,9 +305,22 @@ def example_help(task) -> str:
 
     ops = task.operations  # the task's own (a model trained on some operations only reads those)
     first, second = "Max" if "Max" in ops else ops[0], ("Min" if "Min" in ops else ops[-1]).lower()
-    return (f"An operation and {count_text(task)} in {task.min_value}-{task.max_value}, e.g. "
+    text = (f"An operation and {count_text(task)} in {task.min_value}-{task.max_value}, e.g. "
             f"{first} ( {' '.join(vals((7, 2, 9, 1, 8, 3, 6, 4, 5, 0), long))} ) or "
             f"{second}({', '.join(vals((4, 8, 1, 6, 3, 9, 2, 7, 0, 5), short))}).")  # fmt: skip
+    if task.nested:
+        text += f" A value may be an expression of values itself, e.g. {nested_example(task)}."
+    return text
+
+
+def nested_example(task) -> str:
+    """An expression with an expression inside, in the task's own operations, counts and range."""
+    ops = task.operations
+    outer, inner = ("Max" if "Max" in ops else ops[0]), ("First" if "First" in ops else ops[-1])
+    k = max(task.min_args, min(task.n_args, 2))
+    vals = [str(task.min_value + v % task.n_values) for v in (2, 8, 7, 5, 1, 3, 9, 4, 6, 0)]
+    args = [f"{inner} ( {' '.join(vals[:k])} )"] + vals[k : k + max(task.min_args, 2) - 1]
+    return f"{outer} ( {' '.join(args)} )"
 
 
 def _on_text(key: str = "example_text") -> None:
@@ -407,8 +427,7 @@ def _model_card(model: TaskModel) -> None:
     cfg, task = model.transformer.cfg, model.task
     st.markdown(f"**{fmt.literal(model.name or 'this model')}**: {'causal' if cfg.causal else 'bidirectional'}, "
                 f"{cfg.n_layers} block{'s' if cfg.n_layers != 1 else ''} × {cfg.n_heads} head"
-                f"{'s' if cfg.n_heads != 1 else ''}, d_model {cfg.d_model}; {', '.join(task.operations)} of "
-                f"{count_text(task)} in {task.min_value}-{task.max_value}.")  # fmt: skip
+                f"{'s' if cfg.n_heads != 1 else ''}, d_model {cfg.d_model}; {task_text(task)}.")  # fmt: skip
     per_op, n = model.metrics.get("heldout_per_op"), model.metrics.get("heldout_n")
     if not per_op:
         st.markdown("Its checkpoint records no held-out accuracy.")  # not a caption: those are the example's
@@ -701,6 +720,17 @@ def sidebar(selectors: Sequence[str] = ("layer", "head")) -> Current:
     return current
 
 
+def stop_if_nested(task, views: str) -> None:
+    """End the page here, saying why, for a model that reads expressions inside expressions: `views` (its slot-by-slot
+    views) read the answer from one value slot among flat values, which a nested argument is not."""
+    if task.nested:
+        st.info(f"{views} follow the answer to the value slot it comes from, among values that are numbers. This "
+                "model reads expressions inside expressions, where an argument's value is an inner answer: these "
+                "views are not worked out for it yet. The stage pages (Tokens to Backprop) show its real numbers "
+                "on your example.", icon=":material/info:")  # fmt: skip
+        st.stop()
+
+
 def current() -> Current:
     """The selection the sidebar made in this run."""
     return st.session_state["_current"]
@@ -709,6 +739,10 @@ def current() -> Current:
 def _value_widgets(task) -> None:
     """The operation and one number box per value (and, for lists of several lengths, how many values)."""
     ss = st.session_state
+    if task.nested:  # an argument may be an expression: the box above says it best
+        st.caption("This model reads expressions inside expressions: type one in the box above, e.g. "
+                   f"**{nested_example(task)}**.")  # fmt: skip
+        return
     if not task.variable_length:
         st.selectbox("Operation", task.operations, key="example_op", on_change=_on_widgets)
         for j, col in enumerate(st.columns(task.n_args)):

@@ -13,6 +13,7 @@ from model_core.interp.ablation import parse_component
 K = 10  # mistakes and least confident answers listed
 ss = st.session_state
 cur = state.current()
+state.stop_if_nested(cur.model.task, "The views of every head across all inputs")
 model, task = cur.model, cur.model.task
 cfg = model.transformer.cfg
 with st.spinner("Running the model over its input space (once per model)…"):

@@ -13,6 +13,7 @@ from model_core.analysis import output as ao
 from model_core.interp import story
 
 cur = state.current()
+state.stop_if_nested(cur.model.task, "The mechanism views (attribution, ablation, patching and steering)")
 model, run, net = cur.model, cur.run, cur.model.transformer
 cfg, vocab = net.cfg, model.vocab
 ss = st.session_state

@@ -9,7 +9,7 @@ from explainer import charts, compare, state, vega
 from explainer import format as fmt
 from model_core.analysis import output as ao
 from model_core.interp.input_space import SAMPLE
-from model_core.task import count_text
+from model_core.task import task_text
 
 cur = state.current()
 model, run = cur.model, cur.run
@@ -21,8 +21,7 @@ st.caption(
     f"Model **{fmt.literal(cur.model_name)}**: "
     f"{'causal (GPT-style) decoder' if cfg.causal else 'bidirectional encoder'}, "
     f"{cfg.n_layers} blocks × {cfg.n_heads} heads, d_model {cfg.d_model}, "
-    f"{model.transformer.n_params:,} parameters. Task: {', '.join(model.task.operations)} of "
-    f"{count_text(model.task)} in {model.task.min_value}-{model.task.max_value}."
+    f"{model.transformer.n_params:,} parameters. Task: {task_text(model.task)}."
 )
 
 wrote = answer.value if answer.value is not None else " ".join(answer.answer_tokens)

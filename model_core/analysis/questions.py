@@ -150,15 +150,16 @@ def residual_question(run: ExampleRun, model: TaskModel, code: Code) -> Question
 # ---------------------------------------------------------------- Output & softmax
 def output_question(run: ExampleRun, model: TaskModel, code: Code, pct: Callable[[float], str]) -> Question:
     """Which token the model puts on top at `=`: the argmax of the softmax of its cached logits there. The
-    options are the first tokens of the values, the true first token and the model's top one, filled up with the
-    next most probable tokens; in vocabulary order, so their order gives nothing away."""
+    options are the first tokens of the arguments' values, the true first token and the model's top one, filled up
+    with the next most probable tokens; in vocabulary order, so their order gives nothing away."""
     vocab = model.vocab
     probs = L.softmax(run.cache["hook_logits"][0, run.answer_pos].astype(np.float64))  # [vocab]
     order = [int(t) for t in np.argsort(-probs, kind="stable")]
     top, runner = order[0], order[1]
     true_ids = run.train_targets[run.train_targets >= 0]  # the true answer's tokens (a causal model's end with <eos>)
     true_first = int(true_ids[0])
-    ids = {vocab.id(str(v)[0]) for v in run.answer.expression.values} | {true_first, top}
+    args = model.expressions([run.answer.expression]).values[0]  # each argument's value (an inner answer, nested)
+    ids = {vocab.id(str(int(v))[0]) for v in args if v >= 0} | {true_first, top}
     for t in order:
         if len(ids) >= N_OPTIONS:
             break

@@ -23,11 +23,12 @@ from .operations import (
     check_compatible,
     count_text,
     enumerate_all,
+    task_text,
 )
 from .splits import SPLIT_IDS, TEST, TRAIN, VAL, Splits, make_splits
 
 __all__ = [
     "ABSENT", "IGNORE", "MAX_ARGS", "MAX_ENUMERABLE", "MAX_VALUE", "OPERATIONS", "SPLIT_IDS", "TEST", "TRAIN", "VAL",
     "Batch", "Expression", "ExpressionSet", "Operation", "Splits", "TaskConfig", "TaskError", "check_compatible",
-    "count_text", "encode", "enumerate_all", "exact_match", "exact_match_at_rows", "make_splits",
+    "count_text", "task_text", "encode", "enumerate_all", "exact_match", "exact_match_at_rows", "make_splits",
 ]  # fmt: skip

@@ -434,6 +434,15 @@ def count_text(task: TaskConfig) -> str:
     return f"{task.n_args} value" + ("s" if task.n_args > 1 else "")
 
 
+def task_text(task: TaskConfig) -> str:
+    """The task in words: 'First, Second, Last, Max, Min of 3 values in 0-9', and for a nested task ', where a value
+    may be such an expression itself (nested 2 deep)'."""
+    text = f"{', '.join(task.operations)} of {count_text(task)} in {task.min_value}-{task.max_value}"
+    if task.nested:
+        text += f", where a value may be such an expression itself (nested {task.max_depth} deep)"
+    return text
+
+
 def enumerate_all(task: TaskConfig) -> ExpressionSet:
     """Every expression of the task, in id order (so grouped by operation)."""
     if task.space_size > MAX_ENUMERABLE:
