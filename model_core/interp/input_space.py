@@ -154,7 +154,9 @@ def _layouts(model: TaskModel, tokens: np.ndarray):
     """Positions by role for every example, one `roles` call per distinct layout.
 
     Returns (op [n, T] bool, slot [n, T] int: the value slot 1.. a position belongs to or 0,
-    last_digit [n, n_args]: the position of each slot's last digit, 0 for a slot past a shorter list's end)."""
+    last_digit [n, n_args]: the position of each slot's last digit, 0 for a slot past a shorter list's end).
+    In a nested task an argument's slot is all of it (`arg2`, or `arg2.op` to `arg2.)` for an inner expression),
+    and its last position is its last digit or its inner expression's `)`."""
     digit_ids = [model.vocab.id(str(d)) for d in range(10)]
     kind = np.isin(tokens, digit_ids).astype(np.int8) + 2 * (tokens == model.vocab.pad_id)  # [n, T]
     layouts, which = np.unique(kind, axis=0, return_inverse=True)
@@ -166,9 +168,11 @@ def _layouts(model: TaskModel, tokens: np.ndarray):
         r = roles(model, tokens[np.argmax(which == k)])
         for t, role in enumerate(r):
             op[k, t] = role == "op"
-            if role.startswith("v"):
-                slot[k, t] = j = int(role[1:].split(".")[0])
-                last[k, j - 1] = t
+            name = role.split(".")[0]  # "v2" (flat), "arg2" (nested)
+            number = name[3:] if name.startswith("arg") else name[1:] if name.startswith("v") else ""
+            if number.isdigit():
+                slot[k, t] = j = int(number)
+                last[k, j - 1] = t  # positions come in order: the slot's last one wins
     which = which.reshape(-1)
     return op[which], slot[which], last[which]
 

@@ -70,3 +70,31 @@ def test_a_flat_task_keeps_its_names():
     wide = TaskModel.new(TaskConfig(max_value=99), causal=True)
     assert _roles(wide, "Max ( 5 31 9 )")[0] == ["op", "(", "v1.ones", ",", "v2.tens", "v2.ones", ",", "v3.ones", ")",
                                                  "=", "ans.0", "ans.1"]  # fmt: skip
+
+
+def test_head_roles_count_a_nested_argument_whole_as_the_answers_slot(causal):
+    """`to the answer's slot` on nested inputs: the mean attention from `=` to every position of the argument whose
+    value is the answer (a number's digit, or all of an inner expression, `arg2.op` to `arg2.)`), computed here from
+    the roles' names and the pattern, first slot on a tie, per operation."""
+    import numpy as np
+
+    from model_core.interp import input_space as isp
+
+    texts = ["Max ( First ( 2 8 ) 7 )", "Min ( 4 Max ( 1 1 ) 9 )", "Last ( 3 Max ( 5 6 ) )", "First ( Min ( 8 2 ) 1 )",
+             "Max ( 2 5 )", "Second ( 6 Last ( 4 9 1 ) 0 )"]  # fmt: skip
+    exprs = causal.expressions([causal.parse(t) for t in texts])
+    got = isp.head_roles(causal, exprs)
+    run = isp.space_run(causal, exprs)
+    cfg = causal.transformer.cfg
+    want = {}  # op -> [head] masses, one list per example
+    for i, text in enumerate(texts):
+        b = batch(causal, [text])
+        names = roles(causal, b.tokens[0])
+        expr = causal.parse(text)
+        slot = 1 + list(exprs.values[i]).index(exprs.answers[i])  # the argument holding the answer, first on a tie
+        where = [t for t, r in enumerate(names) if r.split(".")[0] == f"arg{slot}"]
+        row = run.pattern[i, :, :, :]  # [L, H, T] from `=`
+        want.setdefault(expr.op, []).append(row[:, :, where].sum(-1).reshape(cfg.n_layers * cfg.n_heads))
+    for op, masses in want.items():
+        k = got.operations.index(op)
+        np.testing.assert_allclose(got.to_answer_slot[:, k], np.mean(masses, axis=0), rtol=1e-6)
