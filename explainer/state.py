@@ -438,6 +438,11 @@ def _model_card(model: TaskModel) -> None:
     if per_length:
         st.markdown("By number of values: "
                     + ", ".join(f"{k} values {fmt.percent(acc)}" for k, acc in per_length.items()) + ".")  # fmt: skip
+    per_depth = model.metrics.get("heldout_per_depth")  # {"1": accuracy, "2": accuracy}: a nested task
+    if per_depth:
+        said = {"1": "numbers only", "2": "an expression inside"}
+        st.markdown("By depth: " + ", ".join(f"{said.get(k, f'depth {k}')} {fmt.percent(acc)}"
+                                             for k, acc in per_depth.items()) + ".")  # fmt: skip
     st.markdown(":small[**Hard example** (below the values) shows where it fails or is least sure; Heads across "
                 "all inputs lists every mistake.]")  # fmt: skip
 

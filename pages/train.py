@@ -42,6 +42,7 @@ _MODEL, _TRAIN = ModelConfig(**_PRESET.model), _PRESET.train
 DEFAULTS = MappingProxyType({
     "train_max_value": _PRESET.task.max_value, "train_ops": tuple(_PRESET.task.operations),
     "train_n_args": _PRESET.task.n_args, "train_vary": _PRESET.task.variable_length,
+    "train_nested": _PRESET.task.nested,
     "train_layers": _MODEL.n_layers, "train_heads": _MODEL.n_heads, "train_d_model": _MODEL.d_model,
     "train_d_ff": _MODEL.d_ff, "train_causal": "causal" if _MODEL.causal else "bidirectional",
     "train_norm": _MODEL.norm,
@@ -77,7 +78,8 @@ def _settings() -> tuple[dict, dict, dict]:
     """The task, training and model options the settings' widgets hold (TrainingJob's arguments, in its order)."""
     s = {k: ss[k] for k in DEFAULTS}
     task = {"max_value": s["train_max_value"], "operations": list(s["train_ops"]), "n_args": s["train_n_args"],
-            "min_args": SHORTEST if s["train_vary"] else s["train_n_args"]}  # fmt: skip
+            "min_args": SHORTEST if s["train_vary"] else s["train_n_args"],
+            "max_depth": 2 if s["train_nested"] else 1}  # fmt: skip
     model = {"n_layers": s["train_layers"], "n_heads": s["train_heads"], "d_model": s["train_d_model"],
              "d_ff": s["train_d_ff"], "causal": s["train_causal"] == "causal", "norm": s["train_norm"],
              "seed": s["train_seed"]}  # fmt: skip
@@ -210,6 +212,7 @@ def _bind_settings() -> None:
     links.bind("tops", "train_ops", list(d["train_ops"]), options=OPERATION_CHOICES, check=bool)
     links.bind("targs", "train_n_args", d["train_n_args"], low=2, high=tj.MAX_ARGS)  # and at most the range's cap
     links.bind("tvary", "train_vary", d["train_vary"])
+    links.bind("tnest", "train_nested", d["train_nested"])
     for param, key, high in (("tlayers", "train_layers", tj.MAX_LAYERS), ("theads", "train_heads", tj.MAX_HEADS),
                              ("tdmodel", "train_d_model", tj.MAX_D_MODEL), ("tdff", "train_d_ff", tj.MAX_D_FF),
                              ("tsteps", "train_steps", tj.MAX_STEPS), ("twarmup", "train_warmup", tj.MAX_STEPS),
@@ -244,15 +247,26 @@ with left.container(border=True):
     multi_digit = ["Values above 9"] * (ss.train_max_value > 9) + [f"A {op}" for op in wider]
     if multi_digit:
         ss.train_causal = "causal"  # before the radio below is drawn
-    most = tj.max_args(ss.train_max_value)  # longer lists of two-digit values would be the heaviest jobs
+    # longer lists of two-digit values would be the heaviest jobs; nested ones, too many to index
+    most = tj.max_args(ss.train_max_value, ss.train_nested)
     if lazy_values["train_n_args"] > most:
         lazy_values["train_n_args"] = most
         ss.pop("train_n_args", None)  # the slider takes the capped value as its default
-    st.slider("Most values" if ss.train_vary else "Number of values", 2, most, value=lazy_values["train_n_args"],
-              key="train_n_args", help=f"At most {tj.MAX_ARGS} values in 0-9, {tj.MAX_ARGS_WIDE} in 0-99.")
+    count_help = (f"At most {tj.MAX_ARGS} values in 0-9, {tj.MAX_ARGS_WIDE} in 0-99; nested, {tj.MAX_ARGS_NESTED} "
+                  f"and {tj.MAX_ARGS_NESTED_WIDE}.")  # fmt: skip
+    if most > SHORTEST:
+        st.slider("Most values" if ss.train_vary else "Number of values", SHORTEST, most,
+                  value=lazy_values["train_n_args"], key="train_n_args", help=count_help)  # fmt: skip
+    else:  # one choice (nested two-digit values): a slider cannot have it as both ends
+        st.number_input("Number of values", SHORTEST, SHORTEST, value=SHORTEST, key="train_n_args", disabled=True,
+                        help=count_help)  # fmt: skip
     st.checkbox(f"Shorter lists too (from {SHORTEST} values)", key="train_vary",
                 help="Every length from 2 values to the most, each as common as any other in training: then "
                      "Second and Last depend on where the list ends.")  # fmt: skip
+    st.checkbox("Expressions inside expressions", key="train_nested",
+                help="A value may be an expression of values itself, e.g. Max ( First ( 2 8 ) 7 ): the model must "
+                     "work out the inner answer first. Half of each batch has such an argument (one or more), the "
+                     "other half numbers only.")  # fmt: skip
 with middle.container(border=True):
     st.markdown("**Model**")
     a, b = st.columns(2)

@@ -61,7 +61,7 @@ from ..limits import (  # the model's limits, shared with loading; the page read
 )
 from ..limits import count_params as count_params  # re-exported (tj.count_params)
 from ..limits import model_limits_text as model_limits_text  # re-exported: the Train page's uploader states them
-from ..task import Expression, ExpressionSet, TaskConfig, TaskError, check_compatible
+from ..task import Expression, ExpressionSet, TaskConfig, TaskError, check_compatible, nested
 from ..task.parser import ParseError
 from ..task.vocab import DEFAULT_VOCAB, vocab_for
 from ..task_model import TaskModel
@@ -79,6 +79,8 @@ MAX_BATCH = 512
 MAX_TRAIN_VALUE = 99  # the Train page's tasks: values in 0-99 at most
 MAX_ARGS = 10  # values in a list, for values 0-9
 MAX_ARGS_WIDE = 5  # and for values above 9, whose lists are up to twice as many tokens
+# nested (an argument may be an expression): the most values whose expressions still have int64 ids (TaskConfig)
+MAX_ARGS_NESTED, MAX_ARGS_NESTED_WIDE = 3, 2
 MAX_POINTS = 500  # most points a live curve sends to the browser (see `thin_indices`)
 # A run holds the server's trainer (training/queue.py) while it runs: the largest allowed job trains at a few
 # tenths of a step per second on this machine, so its 20,000 steps would keep everyone else waiting for a day.
@@ -114,8 +116,10 @@ def limits_text() -> str:
     )
 
 
-def max_args(max_value: int) -> int:
-    """The most values a list may have for training here, with values up to `max_value`."""
+def max_args(max_value: int, nested: bool = False) -> int:
+    """The most values a list may have for training here, with values up to `max_value` (and nesting)."""
+    if nested:
+        return MAX_ARGS_NESTED if max_value <= 9 else MAX_ARGS_NESTED_WIDE
     return MAX_ARGS if max_value <= 9 else MAX_ARGS_WIDE
 
 
@@ -133,7 +137,7 @@ def check_limits(task: TaskConfig, model: ModelConfig, train: TrainConfig) -> No
         ("Training steps", train.steps, MAX_STEPS),
         ("Batch size", train.batch_size, MAX_BATCH),
         ("The largest value", task.max_value, MAX_TRAIN_VALUE),
-        ("The number of values", task.n_args, max_args(task.max_value)),
+        ("The number of values", task.n_args, max_args(task.max_value, task.nested)),
     ]
     for what, value, most in checks:
         if value > most:
@@ -180,6 +184,8 @@ def default_name(task: TaskConfig, model: ModelConfig, seed: int) -> str:
         parts.append(f"{task.n_args} values")
     if task.operations != TaskConfig().operations:
         parts.append("/".join(task.operations))
+    if task.nested:
+        parts.append("nested")
     parts.append(f"{model.n_layers}×{model.n_heads} d{model.d_model}")
     return f"trained: {', '.join(parts)} (seed {seed})"
 
@@ -449,9 +455,10 @@ class TrainingJob:
             self.model_config = model_config(dict(model or {}), self.task)
             check_limits(self.task, self.model_config, self.train)
             check_compatible(self.task, self.model_config.causal)
-            cells = len(self.task.cell_sizes)  # one operation (and one length) each
+            cells = nested.n_balance_cells(self.task)  # one operation (and one length, one depth) each
             if train_size is not None and train_size < cells:
-                each = "operation and length" if self.task.variable_length else "operation"
+                task = self.task
+                each = " and ".join(["operation"] + ["length"] * task.variable_length + ["depth"] * task.nested)
                 raise ConfigError(f"Train on at least one expression per {each} ({cells}), not {train_size}.")
             self.name = name or default_name(self.task, self.model_config, self.train.seed)
             self._model = TaskModel.new(self.task, self.name, **dict(model or {}))

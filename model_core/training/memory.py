@@ -53,8 +53,8 @@ def tokens_per_example(task: TaskConfig, model: ModelConfig) -> int:
 def evaluation_batch(task: TaskConfig) -> int:
     """The most examples one evaluation pass runs at once: the test split's size (the largest split the trainer
     evaluates; see `make_splits`), at most EVAL_BATCH."""
-    if task.space_size > MAX_ENUMERABLE:
-        largest = N_EVAL * len(task.lengths)  # hashed splits: capped, per length
+    if task.nested or task.space_size > MAX_ENUMERABLE:  # hashed splits: capped, per length (and per depth)
+        largest = N_EVAL * len(task.lengths) * (task.max_depth if task.nested else 1)
     else:
         largest = sum(round(TEST_FRACTION * size) for size in task.cell_sizes.tolist())
     return min(EVAL_BATCH, largest)

@@ -88,3 +88,15 @@ def test_the_output_question_offers_the_arguments_values(model):
     radio = next(r for r in at.radio if r.options and all(o.startswith("`") for o in r.options))
     offered = {o.strip("`") for o in radio.options}
     assert {"2", "6", "7"} <= offered  # 6, the inner Sum's answer, is no token of the text: it is offered anyway
+
+
+def test_the_model_card_gives_accuracy_per_depth(model):
+    from dataclasses import replace
+
+    from explainer import format as fmt
+
+    recorded = replace(model, metrics={"heldout_per_op": {op: 0.5 for op in TASK.operations}, "heldout_n": 20_000,
+                                       "heldout_per_depth": {"1": 0.75, "2": 0.3125}})  # fmt: skip
+    at = nested_app(recorded)
+    assert (f"By depth: numbers only {fmt.percent(0.75)}, an expression inside {fmt.percent(0.3125)}."
+            in texts(at))  # fmt: skip
