@@ -304,8 +304,6 @@ with right.container(border=True):
                           "for every operation). With few, the model can memorise them: after the run, compare "
                           "its accuracy on them with its held-out accuracy. The validation and held-out "
                           "expressions stay the same.")  # fmt: skip
-        if _recipe_extras():
-            st.caption(_recipe_extras())
 ss[SETTINGS] = {k: ss[k] for k in DEFAULTS}
 
 
@@ -348,7 +346,7 @@ def _duration_text(task: dict, train: dict, model: dict) -> str:
 
 
 st.caption("One run at a time per session; settings changed during a run apply to the next one. "
-           + _duration_text(*_settings()))  # fmt: skip
+           + _duration_text(*_settings()) + (" " + _recipe_extras() if _recipe_extras() else ""))  # fmt: skip
 
 
 def _curves_frame(snap: tj.JobSnapshot | None) -> pd.DataFrame:
