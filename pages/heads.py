@@ -13,7 +13,6 @@ from model_core.interp.ablation import parse_component
 K = 10  # mistakes and least confident answers listed
 ss = st.session_state
 cur = state.current()
-state.stop_if_nested(cur.model.task, "The views of every head across all inputs")
 model, task = cur.model, cur.model.task
 cfg = model.transformer.cfg
 with st.spinner("Running the model over its input space (once per model)…"):
@@ -70,7 +69,7 @@ def score_charts(model_key: str, pick: str, _v: dict, _task) -> list:
     slots = [f"slot {j + 1}" for j in range(_task.n_args)]
     return [vega.spec_of(head_charts.score_lines(
         pd.DataFrame([{"value": _task.min_value + x, "slot": slots[j], "score": table[k, j, x]}
-                      for j in range(_task.n_args) for x in range(_task.n_values)]),
+                      for j in range(_task.n_args) for x in range(table.shape[2])]),  # the arguments' values
         slots=slots, title=f"{op} · {pick}", y_domain=domain)) for k, op in enumerate(_task.operations)]
 
 
@@ -112,8 +111,10 @@ st.subheader("1 · Where the answer position attends")
 pos = np.arange(space.tokens.shape[1])
 seen = ((space.tokens != model.vocab.pad_id) & np.logical_or(not cfg.causal, pos <= space.answer_pos[:, None])).sum(1)
 even = " to ".join(dict.fromkeys(f"ln {k} = {np.log(k):.2f}" for k in (seen.min(), seen.max())))
-st.markdown(f"Each head's mean attention from `=` over the expressions of each operation: to the operation token, "
-            f"to the **answer's slot** (every digit of the value the answer copies), to the other slots. Entropy "
+st.markdown("Each head's mean attention from `=` over the expressions of each operation: to the operation token, "
+            "to the **answer's slot** (every digit of the value the answer copies"
+            + (", or all of the inner expression whose answer it is" if task.nested else "") +
+            f"), to the other slots. Entropy "
             f"is in nats: 0 is all on one position, {even} is spread evenly over the positions `=` may "
             "see.")  # fmt: skip
 for j, (name, _) in enumerate(PANELS):
@@ -139,9 +140,11 @@ ss.heads_pick = f"L{cur.layer}H{cur.head}"
 pick = st.selectbox("Head", names, key="heads_pick", on_change=_pick,
                     help="The same as the sidebar's layer and head: changing one changes the other.")  # fmt: skip
 table, explained = v["scores"][pick]
-st.markdown(f"The mean **scaled score** (Q·K/√d_head, before the softmax) from `=` to each slot's last digit in "
-            f"**{pick}**, by operation and by the value in that slot. A head that picks the largest value scores "
-            "it higher the larger it is (a line rising with the digit, for Max) and the opposite for Min.")  # fmt: skip
+inner = (" (for an inner expression, its closing `)`)", " (an inner expression's answer)") if task.nested else ("", "")
+st.markdown(f"The mean **scaled score** (Q·K/√d_head, before the softmax) from `=` to each slot's last digit{inner[0]} "
+            f"in **{pick}**, by operation and by the value in that slot{inner[1]}. A head that picks the largest value "
+            "scores it higher the larger it is (a line rising with the digit, for Max) and the opposite for "
+            "Min.")  # fmt: skip
 for k, chart in enumerate(score_charts(cur.model_key, pick, v, task)):
     if k % 3 == 0:  # rows of three, so that a narrow screen stacks them in order
         cols = st.columns(3)

@@ -233,12 +233,21 @@ def head_role(roles: HeadRoles, head: str, threshold: float = ROLE_THRESHOLD) ->
     return "attends " + "; ".join(parts) if parts else None
 
 
+def argument_values(task) -> int:
+    """How many values an argument may have, from min_value up: the task's values, and in a nested task every
+    inner answer too (a Sum's reach past max_value)."""
+    largest = max(task.max_value, task.flat_task.largest_answer) if task.nested else task.max_value
+    return largest - task.min_value + 1
+
+
 def score_by_digit(model: TaskModel, layer: int, head: int, exprs: ExpressionSet | None = None, *,
                    run: SpaceRun | None = None):  # fmt: skip
     """A head's scaled score from the answer position to each slot's last digit, as a table.
 
     Returns (table [operation, slot, value] of mean scores (NaN where no expression has that value there),
-    variance explained by the table: 1 - within-cell variance / total variance).
+    variance explained by the table: 1 - within-cell variance / total variance). In a nested task a slot's value
+    is its argument's (an inner answer, up to `argument_values` wide) and its last position is an inner
+    expression's `)`.
     """
     run = _run(model, exprs, run)
     exprs = run.exprs
@@ -246,7 +255,7 @@ def score_by_digit(model: TaskModel, layer: int, head: int, exprs: ExpressionSet
     n = len(exprs)
     here = exprs.values != ABSENT  # [n, n_args] the slots a shorter list has
     values = run.scores[np.arange(n)[:, None], layer, head, last].astype(np.float64)[here]  # [m] scores at values
-    n_ops, n_args, V = len(model.task.operations), model.task.n_args, model.task.n_values
+    n_ops, n_args, V = len(model.task.operations), model.task.n_args, argument_values(model.task)
     ops = np.broadcast_to(exprs.ops[:, None], (n, n_args))[here]
     slots = np.broadcast_to(np.arange(n_args), (n, n_args))[here]
     cell = np.ravel_multi_index((ops, slots, exprs.values[here] - model.task.min_value), (n_ops, n_args, V))  # [m]

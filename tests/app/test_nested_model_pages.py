@@ -1,8 +1,9 @@
 """The explorer on a model that reads expressions inside expressions (TaskConfig.max_depth 2), as an upload would
 bring one: every page renders the nested example; the sidebar takes it typed (no value boxes, whose slots are
 numbers) and draws random examples of both depths; the model card says the task nests; the Output question offers
-the arguments' values (an inner answer among them); the slot-by-slot views (Heads, Why this answer) say they are
-not worked out for it instead of drawing something untrue.
+the arguments' values (an inner answer among them); Heads counts an inner expression whole as an argument's slot and
+scores it by its answer (up to a Sum's 27); Why this answer, whose views steer to one number slot, says it is not
+worked out for nested inputs instead of drawing something untrue.
 
 The model is a freshly initialised one (its answers are mostly wrong, which the pages must say as they are).
 Expectations are computed here with model_core (the tokens, the inner answers), never read back from the page.
@@ -51,8 +52,7 @@ def test_every_page_renders_the_nested_example(model, page):
     at = nested_app(model, page)
     assert at.session_state["example"] == TEXT
     assert not at.error, [e.value for e in at.error]
-    if page in ("heads", "mechanism"):
-        assert "not worked out for it yet" in texts(at)
+    assert ("not worked out for it yet" in texts(at)) == (page == "mechanism")
 
 
 def test_the_sidebar_takes_nested_text_and_no_value_boxes(model):
@@ -100,3 +100,20 @@ def test_the_model_card_gives_accuracy_per_depth(model):
     at = nested_app(recorded)
     assert (f"By depth: numbers only {fmt.percent(0.75)}, an expression inside {fmt.percent(0.3125)}."
             in texts(at))  # fmt: skip
+
+
+def test_heads_scores_an_inner_expression_by_its_answer(model):
+    from app_helpers import charts
+
+    from model_core.interp import input_space as isp
+
+    at = nested_app(model, "heads")
+    assert isp.argument_values(TASK) == 28  # 0-9, and a Sum of three 9s inside: 27
+    shown = texts(at)
+    assert "or all of the inner expression whose answer it is" in shown
+    assert "(for an inner expression, its closing ))" in shown
+    (frame,) = [frames[0] for spec, frames in charts(at) if str(spec.get("title", "")).startswith("Sum · L0H0")]
+    values = set(frame["value"])  # the values some sampled argument has (a cell no expression has is not drawn)
+    assert max(values) > TASK.max_value and values <= set(range(28))  # inner Sums reach past 9
+    table, _ = isp.score_by_digit(model, 0, 0, model.expressions([model.parse(TEXT)]))  # its width: the task's
+    assert table.shape == (len(TASK.operations), TASK.n_args, 28)
