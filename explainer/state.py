@@ -725,17 +725,6 @@ def sidebar(selectors: Sequence[str] = ("layer", "head")) -> Current:
     return current
 
 
-def stop_if_nested(task, views: str) -> None:
-    """End the page here, saying why, for a model that reads expressions inside expressions: `views` (its slot-by-slot
-    views) read the answer from one value slot among flat values, which a nested argument is not."""
-    if task.nested:
-        st.info(f"{views} follow the answer to the value slot it comes from, among values that are numbers. This "
-                "model reads expressions inside expressions, where an argument's value is an inner answer: these "
-                "views are not worked out for it yet. The stage pages (Tokens to Backprop) show its real numbers "
-                "on your example.", icon=":material/info:")  # fmt: skip
-        st.stop()
-
-
 def current() -> Current:
     """The selection the sidebar made in this run."""
     return st.session_state["_current"]

@@ -11,9 +11,9 @@ from explainer.charts import mechanism as mc
 from model_core import ParseError, interp
 from model_core.analysis import output as ao
 from model_core.interp import story
+from model_core.interp.inputs import slot_key
 
 cur = state.current()
-state.stop_if_nested(cur.model.task, "The mechanism views (attribution, ablation, patching and steering)")
 model, run, net = cur.model, cur.run, cur.model.transformer
 cfg, vocab = net.cfg, model.vocab
 ss = st.session_state
@@ -229,7 +229,9 @@ if sweep is not None:
 st.subheader("4 · Test a claim: steer a head")
 st.markdown(
     "If a head selects a slot and copies its value, forcing it to look at another slot should change the answer "
-    "to that slot's value. Pick heads and a slot; at `=` their attention is set to 1 on the slot's first digit."
+    "to that slot's value. Pick heads and a slot; at `=` their attention is set to 1 on the slot's first digit"
+    + (" (an inner expression's closing `)`, and the answer should follow its answer)" if model.task.nested else "")
+    + "."
 )
 head_names = [f"L{i}H{h}" for i in range(cfg.n_layers) for h in range(cfg.n_heads)]
 options = [f"all of layer {i}" for i in range(cfg.n_layers)] + head_names
@@ -240,24 +242,28 @@ links.bind("steer", "mech_steer_heads", default_heads, options=options)
 picked = st.selectbox("Heads", options, key="mech_steer_heads")
 heads = [f"L{picked.split()[-1]}H{h}" for h in range(cfg.n_heads)] if picked.startswith("all") else [picked]
 expr = model.parse(cur.text)
-slot_names = [f"slot {j + 1}: {v}" for j, v in enumerate(expr.values)]
+args = model.expressions([expr]).values[0].tolist()  # each slot's value: an inner expression's answer, nested
+shown = [getattr(v, "text", str(v)) for v in expr.values]  # a number, or an inner expression's text
+slot_names = [f"slot {j + 1}: {v}" for j, v in enumerate(shown)]
 other_slot = next((s for j, s in enumerate(slot_names) if j + 1 not in ex.answer_slots), slot_names[0])
 state.keep_valid("mech_steer_slot", slot_names, default=other_slot)
 ss.setdefault("mech_steer_slot", other_slot)
 links.bind_choice("slot", "mech_steer_slot", slot_names, default=other_slot)
 slot_label = st.segmented_control("Attend to", slot_names, key="mech_steer_slot") or slot_names[0]
 slot = slot_names.index(slot_label) + 1
-first_digit = [t for t, r in enumerate(ex.roles) if r.split(".")[0] == f"v{slot}"][0]
-logits = interp.steered_logits(model, run.tokens[None], [run.answer_pos], heads, [first_digit])[0].astype(float)
+key = slot_key(ex.roles, slot)  # the slot's first digit; an inner expression's closing `)`
+logits = interp.steered_logits(model, run.tokens[None], [run.answer_pos], heads, [key])[0].astype(float)
 p = np.exp(logits - logits.max())
 p /= p.sum()
 new = int(logits.argmax())
-target = str(expr.values[slot - 1])[0]
+target = str(args[slot - 1])[0]
 follows = tok(new) == target
+holds = f"holds `{args[slot - 1]}`" if shown[slot - 1] == str(args[slot - 1]) else \
+    f"is `{shown[slot - 1]}`, whose answer is `{args[slot - 1]}`"  # fmt: skip
 rate, n_used = follow(cur.model_key, tuple(heads), slot, model, space.exprs.subset(np.arange(0, len(space.exprs), 10)))
 st.markdown(
     f"Steered, the model's top token at `=` is **{fmt.code(tok(new))}** (probability {fmt.with_log(p[new])}); "
-    f"slot {slot} holds `{expr.values[slot - 1]}`: the answer **{'follows' if follows else 'does not follow'}**"
+    f"slot {slot} {holds}: the answer **{'follows' if follows else 'does not follow'}**"
     + (" (it was that token already)." if tok(new) == answer and follows else ".")
     + (f" Across {n_used:,} inputs{f' of {slot} or more values' if slot > model.task.min_args else ''} whose "
        f"answer does not already start with slot {slot}'s digit, steering "

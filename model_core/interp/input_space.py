@@ -26,7 +26,7 @@ from ..task import OPERATIONS, ExpressionSet, enumerate_all, exact_match_at_rows
 from ..task.operations import ABSENT
 from ..task_model import TaskModel
 from .ablation import _rows, ablation_hooks, every_component, mean_activations, parse_component
-from .inputs import roles
+from .inputs import role_slot, roles
 
 # The whole space when it has at most this many expressions (every 0-9 task of three values), else this many
 # held-out ones: the views cost about 12 kB and, on the largest trainable model, 20 ms per expression, so a
@@ -168,10 +168,9 @@ def _layouts(model: TaskModel, tokens: np.ndarray):
         r = roles(model, tokens[np.argmax(which == k)])
         for t, role in enumerate(r):
             op[k, t] = role == "op"
-            name = role.split(".")[0]  # "v2" (flat), "arg2" (nested)
-            number = name[3:] if name.startswith("arg") else name[1:] if name.startswith("v") else ""
-            if number.isdigit():
-                slot[k, t] = j = int(number)
+            j = role_slot(role)  # "v2" (flat), "arg2..." (nested)
+            if j:
+                slot[k, t] = j
                 last[k, j - 1] = t  # positions come in order: the slot's last one wins
     which = which.reshape(-1)
     return op[which], slot[which], last[which]

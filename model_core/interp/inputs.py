@@ -25,6 +25,23 @@ from ..task_model import TaskModel
 PLACES = ("ones", "tens", "hundreds")  # a digit's place, counted from the right
 
 
+def role_slot(role: str) -> int:
+    """The argument slot (1-based) a role belongs to, 0 for none: `v2`, `v2.tens` (flat) and `arg2`, `arg2.op` to
+    `arg2.)` (nested: all of an inner expression) are slot 2."""
+    name = role.split(".")[0]
+    number = name[3:] if name.startswith("arg") else name[1:] if name.startswith("v") else ""
+    return int(number) if number.isdigit() else 0
+
+
+def slot_key(roles_: Sequence[str], slot: int) -> int:
+    """The position that stands for an argument slot: a number's first digit, an inner expression's closing `)`
+    (where its whole list has been read); -1 if the slot is not in these roles."""
+    at = [t for t, r in enumerate(roles_) if role_slot(r) == slot]
+    if not at:
+        return -1
+    return at[-1] if roles_[at[-1]].endswith(".)") else at[0]
+
+
 def batch(model: TaskModel, items: Iterable[str | Expression]) -> Batch:
     """The token batch for expressions (text is parsed; a bad one raises ParseError), as training makes it:
     a bidirectional model's input up to `=`, a causal model's input and the true answer (teacher forcing).

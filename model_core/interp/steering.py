@@ -60,7 +60,8 @@ def steered_logits(model: TaskModel, tokens: np.ndarray, query, heads: Sequence[
 
 def follow_rate(model: TaskModel, exprs, heads: Sequence[str], slot: int) -> tuple[float, int]:
     """Over an ExpressionSet: the share of inputs whose first answer token, with `heads` steered at `=` onto
-    slot `slot`'s first digit (1-based slot), becomes that digit. Returns (share, inputs used).
+    slot `slot`'s first digit (1-based slot; an inner expression's closing `)`), becomes that digit (of the inner
+    answer). Returns (share, inputs used).
 
     Inputs whose answer already starts with that digit are left out: following could not be told apart
     from ignoring the steer."""
@@ -69,9 +70,11 @@ def follow_rate(model: TaskModel, exprs, heads: Sequence[str], slot: int) -> tup
     exprs = exprs.subset(exprs.lengths >= slot)  # the lists that have that slot
     enc = model.encode(exprs)
     _, _, last = _layouts(model, enc.tokens)  # [n, n_args] each slot's last digit
-    value = exprs.values[:, slot - 1]
+    value = exprs.values[:, slot - 1]  # an inner expression's answer, where the slot holds one
     width = np.char.str_len(value.astype(str))
     key = last[:, slot - 1] - (width - 1)  # its first digit
+    if exprs.inner_ops is not None:  # an inner expression: its closing `)` (interp.inputs.slot_key)
+        key = np.where(exprs.inner_ops[:, slot - 1] >= 0, last[:, slot - 1], key)
     digit_ids = np.array([model.vocab.id(str(v)[0]) for v in value])
     keep = enc.targets[np.arange(len(exprs)), enc.answer_pos] != digit_ids
     if not keep.any():

@@ -23,7 +23,7 @@ from ..task_model import TaskModel
 from .ablation import AblationResult, ablate, every_component, mean_activations
 from .attribution import Attribution, attribute
 from .input_space import HeadRoles, SpaceRun, head_roles
-from .inputs import batch, roles
+from .inputs import batch, role_slot, roles
 
 ATTENDS = 0.5  # a head "attends to" a position when it puts at least this weight on it
 WRITES = 0.1  # a component "writes the answer" when its direct share of the logit difference is at least this
@@ -75,7 +75,8 @@ def explain(model: TaskModel, text: str, space: SpaceRun | None = None, roles_: 
     mean = ablate(model, tokens, [pos], sweep, mean=True, means=mean_activations(model))
     r = roles(model, tokens[0])
     e = model.parse(text)
-    slots = [j + 1 for j, v in enumerate(e.values) if v == e.answer]
+    args = model.expressions([e]).values[0]  # each argument's value (an inner expression's answer, nested)
+    slots = [j + 1 for j, v in enumerate(args.tolist()) if v == e.answer]
     vocab = model.vocab
     answer_token = vocab.decode([int(att.answer[0])])[0]
     true_token = vocab.decode([int(b.targets[0, pos])])[0]
@@ -99,8 +100,7 @@ def _claims(model: TaskModel, ex: Explanation, op: str, hr: HeadRoles | None, sp
     out = [Claim("answer", None, _answer_sentence(ex, total, wrong))]
 
     is_op = np.array([role == "op" for role in ex.roles])
-    is_answer = np.array([role.startswith("v") and int(role[1:].split(".")[0]) in ex.answer_slots
-                          for role in ex.roles])  # fmt: skip
+    is_answer = np.array([role_slot(role) in ex.answer_slots for role in ex.roles])  # all of an inner expression
     slot_words = _slot_words(ex)
     clear = False
     readers = []  # heads that attend to the answer's slot but write little of it: one claim for all

@@ -2,8 +2,8 @@
 bring one: every page renders the nested example; the sidebar takes it typed (no value boxes, whose slots are
 numbers) and draws random examples of both depths; the model card says the task nests; the Output question offers
 the arguments' values (an inner answer among them); Heads counts an inner expression whole as an argument's slot and
-scores it by its answer (up to a Sum's 27); Why this answer, whose views steer to one number slot, says it is not
-worked out for nested inputs instead of drawing something untrue.
+scores it by its answer (up to a Sum's 27); Why this answer steers a head onto an inner expression's closing `)`
+and asks whether the answer follows its answer.
 
 The model is a freshly initialised one (its answers are mostly wrong, which the pages must say as they are).
 Expectations are computed here with model_core (the tokens, the inner answers), never read back from the page.
@@ -11,6 +11,7 @@ Expectations are computed here with model_core (the tokens, the inner answers), 
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from app_helpers import open_app, set_example, shown_text
 
@@ -52,7 +53,7 @@ def test_every_page_renders_the_nested_example(model, page):
     at = nested_app(model, page)
     assert at.session_state["example"] == TEXT
     assert not at.error, [e.value for e in at.error]
-    assert ("not worked out for it yet" in texts(at)) == (page == "mechanism")
+    assert "not worked out" not in texts(at)
 
 
 def test_the_sidebar_takes_nested_text_and_no_value_boxes(model):
@@ -117,3 +118,22 @@ def test_heads_scores_an_inner_expression_by_its_answer(model):
     assert max(values) > TASK.max_value and values <= set(range(28))  # inner Sums reach past 9
     table, _ = isp.score_by_digit(model, 0, 0, model.expressions([model.parse(TEXT)]))  # its width: the task's
     assert table.shape == (len(TASK.operations), TASK.n_args, 28)
+
+
+def test_steering_onto_an_inner_expression_reads_its_closing_bracket(model):
+    from model_core import interp
+    from model_core.interp.inputs import batch, roles
+
+    at = nested_app(model, "mechanism")
+    at.segmented_control(key="mech_steer_slot").set_value("slot 2: Sum ( 5 1 )").run()
+    assert not at.exception, at.exception
+    b = batch(model, [TEXT])
+    names = roles(model, b.tokens[0])
+    close = names.index("arg2.)")  # the inner Sum's `)`, found by its role
+    heads = [f"L{model.transformer.cfg.n_layers - 1}H{h}" for h in range(model.transformer.cfg.n_heads)]
+    logits = interp.steered_logits(model, b.tokens[:1], [int(b.answer_pos[0])], heads, [close])[0]
+    top = model.vocab.decode([int(np.argmax(logits))])[0]
+    said = next(shown_text(m.value) for m in at.markdown if shown_text(m.value).startswith("Steered"))
+    assert said.startswith(f"Steered, the model's top token at = is {top} ")
+    assert "slot 2 is Sum ( 5 1 ), whose answer is 6: the answer " in said
+    assert ("the answer follows" in said) == (top == "6")
