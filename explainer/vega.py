@@ -5,14 +5,14 @@ converts a chart (under a lock of its own), so a spec built at the same moment i
 thread without that lock comes out with Streamlit's transformer: its data is missing ("datasets" is
 empty). `spec_of` converts under the same lock, with a transformer of its own, and checks the result.
 
-`draw` is `st.altair_chart` without validating the spec on every rerun: Altair's validation is most
-of the cost of a chart on a page that reruns on every edit. The tests set EXPLAINER_VALIDATE_CHARTS=1
-(tests/conftest.py), so every chart a page draws under test is validated.
+`draw` is `st.altair_chart` without validating the spec on every rerun, and Altair's debug mode (which
+validates each channel object as a builder makes it) is off: validation is most of the cost of a chart on
+a page that reruns on every edit. The tests set EXPLAINER_VALIDATE_CHARTS=1 (tests/conftest.py), so every
+chart a page draws under test is validated, as it is built and as a whole.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 from contextlib import nullcontext
 from typing import Any
@@ -21,6 +21,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from explainer.charts import common
 from explainer.charts.common import MID_GREY
 
 try:  # the lock st.altair_chart converts under: holding it keeps its transformer out of ours
@@ -29,7 +30,11 @@ except ImportError:  # a Streamlit without it: at least our own conversions neve
     ALTAIR_LOCK = threading.Lock()
 
 TRANSFORMER = "explainer_frames"
-VALIDATE = os.environ.get("EXPLAINER_VALIDATE_CHARTS") == "1"  # see above
+VALIDATE = common.VALIDATE  # see above
+if not VALIDATE:
+    # Altair's debug mode validates every channel object as it is built (alt.X(...), a condition), against the
+    # whole schema: about a sixth of a chart-heavy page's run. The tests keep it on, with full validation.
+    alt.utils.schemapi.disable_debug_mode()
 
 
 class SpecError(RuntimeError):

@@ -16,9 +16,11 @@ from explainer.charts.common import (
     HIGHLIGHT_COLOUR,
     VALUE_FORMAT,
     Kind,
+    fixed,
     position_labels,
     probability_scale,
     value_tooltip,
+    with_props,
     with_title,
 )
 from explainer.charts.heatmap import grey_when_masked, grid_chart, grid_frame
@@ -111,8 +113,8 @@ def _position_heatmap(
             stroke = alt.when(selection, empty=False)
     if stroke is not None:
         chart = chart.encode(
-            stroke=stroke.then(alt.value("black")).otherwise(alt.value(None)),
-            strokeWidth=alt.value(1.5),
+            stroke=fixed("stroke", stroke.then(alt.value("black")).otherwise(alt.value(None))),
+            strokeWidth=fixed("strokeWidth", alt.value(1.5)),
         )
     return chart
 
@@ -266,15 +268,12 @@ def head_panel(
             tooltip=[alt.Tooltip("head:Q", title="head")]
             + _query_tooltips(value_tooltip("weight", "weight"), masked is not None),
         )
-        .properties(
-            width="container",
-            height=alt.Step(row_step),
-            title=alt.TitleParams(f"L{layer} H{head}", color=HIGHLIGHT_COLOUR if highlight else None,
-                                  fontWeight="bold" if highlight else "normal"),  # fmt: skip
-        )
     )
+    chart = with_props(chart, width="container", height=alt.Step(row_step),
+                       title=alt.TitleParams(f"L{layer} H{head}", color=HIGHLIGHT_COLOUR if highlight else None,
+                                             fontWeight="bold" if highlight else "normal"))  # fmt: skip
     if highlight:
-        chart = chart.properties(view=alt.ViewBackground(stroke=HIGHLIGHT_COLOUR, strokeWidth=3))
+        chart = with_props(chart, view=alt.ViewBackground(stroke=HIGHLIGHT_COLOUR, strokeWidth=3))
     if selection_name is not None:
         chart = chart.add_params(alt.selection_point(name=selection_name, fields=["head"], on="click"))
     return chart

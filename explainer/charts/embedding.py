@@ -8,7 +8,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from explainer.charts.common import max_abs, ordered_unique, value_tooltip, with_title
+from explainer.charts.common import fixed, max_abs, ordered_unique, value_tooltip, with_title
 
 
 def sinusoid_lines(
@@ -97,7 +97,8 @@ def embedding_scatter(
             value_tooltip("y", y_title),
         ],
     )
-    dots = base.mark_circle(opacity=0.85).encode(size=is_hi.then(alt.value(180)).otherwise(alt.value(60)))
+    dots = base.mark_circle(opacity=0.85).encode(
+        size=fixed("size", is_hi.then(alt.value(180)).otherwise(alt.value(60))))
     # fontWeight is a mark property, not an encoding channel: highlighted labels get
     # their own text layer rather than a condition.
     text = base.mark_text(align="left", dx=7, dy=-4, fontSize=11).encode(text="label:N")

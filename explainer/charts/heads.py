@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from explainer import format as fmt
-from explainer.charts.common import HIGHLIGHT_COLOUR, PROBABILITY_SCHEME, Kind, color_scale, with_title
+from explainer.charts.common import HIGHLIGHT_COLOUR, PROBABILITY_SCHEME, Kind, color_scale, fixed, with_title
 
 CELL_HEIGHT = 22  # px per row of a heads x operations heatmap
 MAP_CELL = 7  # px per row of the accuracy map, plus room for its axes (Streamlit fits them inside the height)
@@ -88,12 +88,13 @@ def table_heatmap(df: pd.DataFrame, *, rows: Sequence[str], cols: Sequence[str],
     if selection:
         pick = alt.selection_point(name=selection, fields=[row_field, col_field], on="click")
         rect = rect.add_params(pick).encode(
-            strokeWidth=alt.when(pick).then(alt.value(3)).otherwise(alt.value(1)),
-            stroke=alt.when(pick, empty=False).then(alt.value(HIGHLIGHT_COLOUR)).otherwise(alt.value("white")),
+            strokeWidth=fixed("strokeWidth", alt.when(pick).then(alt.value(3)).otherwise(alt.value(1))),
+            stroke=fixed("stroke", alt.when(pick, empty=False).then(alt.value(HIGHLIGHT_COLOUR)).otherwise(
+                alt.value("white"))),
         )
     text = alt.Chart(df).mark_text(fontSize=11).encode(
         x=x, y=y, text="text:N", tooltip=tooltip,
-        color=alt.when(light).then(alt.value("white")).otherwise(alt.value("black")),
+        color=fixed("color", alt.when(light).then(alt.value("white")).otherwise(alt.value("black"))),
     )  # fmt: skip
     chart = alt.layer(rect, text)
     return with_title(chart, title, width="container", height=alt.Step(CELL_HEIGHT))

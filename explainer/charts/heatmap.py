@@ -13,14 +13,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from explainer.charts.common import (
-    MASK_GREY,
-    Kind,
-    color_scale,
-    require_unique,
-    value_tooltip,
-    with_title,
-)
+from explainer.charts.common import MASK_GREY, Kind, color_scale, fixed, require_unique, value_tooltip, with_title
 
 # Above this many columns, per-column tick labels overlap: switch to a numeric axis.
 MAX_LABELLED_COLS = 32
@@ -220,6 +213,6 @@ def cell_text(
             y=alt.Y(f"{row_label_field}:N", sort=row_sort),
             x=alt.X(f"{col_label_field}:N", sort=col_sort),
             text=alt.Text(f"{value_field}:Q", format=fmt),
-            color=alt.when(light_text_test).then(alt.value("white")).otherwise(alt.value("black")),
+            color=fixed("color", alt.when(light_text_test).then(alt.value("white")).otherwise(alt.value("black"))),
         )
     )

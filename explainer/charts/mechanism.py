@@ -12,7 +12,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from explainer.charts.common import BASE_COLOUR, HIGHLIGHT_COLOUR, signed_scale, with_title
+from explainer.charts.common import BASE_COLOUR, HIGHLIGHT_COLOUR, fixed, signed_scale, with_title
 from explainer.charts.heatmap import grid_chart, grid_frame
 
 TOTAL_COLOUR = "#444444"
@@ -50,8 +50,8 @@ def ranked_effect_bars(df: pd.DataFrame, *, value_title: str, title: str | None 
     bars = base.mark_bar(cursor="pointer" if select else "default").encode(
         y=alt.Y("component:N", sort=order, title=None, axis=alt.Axis(labelOverlap=False)),
         x=alt.X("value:Q", title=value_title),
-        color=alt.condition(alt.datum.flipped, alt.value(HIGHLIGHT_COLOUR), alt.value(BASE_COLOUR)),
-        opacity=alt.condition(select, alt.value(1.0), alt.value(0.55)) if select else alt.value(1.0),
+        color=fixed("color", alt.condition(alt.datum.flipped, alt.value(HIGHLIGHT_COLOUR), alt.value(BASE_COLOUR))),
+        opacity=fixed("opacity", alt.condition(select, alt.value(1.0), alt.value(0.55)) if select else alt.value(1.0)),
         tooltip=[alt.Tooltip("component:N"), alt.Tooltip("value:Q", title=value_title, format="+.4f"),
                  alt.Tooltip("logprob:Q", title="Δ log-probability", format="+.4g"),
                  alt.Tooltip("answer:N", title="answer without it")],  # fmt: skip
@@ -78,13 +78,13 @@ def recovery_heatmap(values: np.ndarray, row_labels: Sequence[str], col_labels: 
         y=alt.Y("row_label:N", sort=list(row_labels)),
         x=alt.X("col_label:N", sort=list(col_labels)),
         text=alt.Text("value:Q", format=".2f"),
-        color=alt.when("abs(datum.value) > 0.6").then(alt.value("white")).otherwise(alt.value("black")),
+        color=fixed("color", alt.when("abs(datum.value) > 0.6").then(alt.value("white")).otherwise(alt.value("black"))),
     )
     if select_name:
         select = alt.selection_point(name=select_name, fields=["row", "col"], on="click")
         chart = chart.add_params(select).encode(
-            stroke=alt.when(select, empty=False).then(alt.value("black")).otherwise(alt.value(None)),
-            strokeWidth=alt.value(2)
+            stroke=fixed("stroke", alt.when(select, empty=False).then(alt.value("black")).otherwise(alt.value(None))),
+            strokeWidth=fixed("strokeWidth", alt.value(2))
         )
     return with_title(alt.layer(chart, text), title, width="container", height=max(26 * len(row_labels) + 110, 190))
 

@@ -12,6 +12,7 @@ from explainer.charts.common import (
     BASE_COLOUR,
     HIGHLIGHT_COLOUR,
     MID_GREY,
+    fixed,
     ordered_unique,
     require_unique,
     signed_scale,
@@ -114,7 +115,7 @@ def logit_bars(
             y=alt.Y("logit:Q", title="logit"),
             color=alt.Color("logit:Q", scale=signed_scale(df["logit"]), title="logit"),
             # The answer is outlined rather than recoloured: colour already means sign/size.
-            stroke=alt.when("datum.highlighted").then(alt.value("black")).otherwise(alt.value(None)),
+            stroke=fixed("stroke", alt.when("datum.highlighted").then(alt.value("black")).otherwise(alt.value(None))),
             tooltip=_token_tooltips("logit"),
         )
     )

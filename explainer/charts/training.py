@@ -5,7 +5,7 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 
-from explainer.charts.common import BASE_COLOUR, ordered_unique, value_tooltip, with_title
+from explainer.charts.common import BASE_COLOUR, fixed, ordered_unique, value_tooltip, with_props, with_title
 
 UNIT_DOMAIN = [0.0, 1.0]
 PANEL_HEIGHT = 220
@@ -91,9 +91,9 @@ def metric_curve(
         ]
     )
     chart = alt.layer(base.mark_line(), points)
-    chart = chart.properties(title=title or metric, height=height)
+    chart = with_props(chart, title=title or metric, height=height)
     # width=None leaves sizing to the enclosing chart (e.g. a vconcat stretched by Streamlit).
-    return chart if width is None else chart.properties(width=width)
+    return chart if width is None else with_props(chart, width=width)
 
 
 def training_curves(
@@ -118,10 +118,10 @@ def training_curves(
     ]
     # fit-x: each panel is a layer (line and points), and for a vconcat of layers Streamlit would otherwise
     # choose "pad", which sets every panel to the container's width plus its axes and legend (overflowing it).
-    chart = alt.vconcat(*panels).resolve_scale(x="shared").properties(autosize=FIT_WIDTH)
+    chart = with_props(alt.vconcat(*panels).resolve_scale(x="shared"), autosize=FIT_WIDTH)
     if splits is not None:
         chart = chart.resolve_scale(color="independent")
-    return chart.properties(title=title) if title else chart
+    return with_props(chart, title=title) if title else chart
 
 
 def _category_bars(
@@ -288,20 +288,20 @@ def mechanism_over_training(
     ))  # fmt: skip
     charts.append(panel(lr).mark_line().encode(
         x=x, y=alt.Y("value:Q", title=None, axis=alt.Axis(format=".0e", tickCount=3)),
-        color=alt.value(BASE_COLOUR)))  # fmt: skip
+        color=fixed("color", alt.value(BASE_COLOUR))))  # fmt: skip
     charts.append(panel(grad).mark_line().encode(
         x=alt.X("step:Q", title="training step"),
         y=alt.Y("value:Q", title=None, scale=alt.Scale(type="log"), axis=alt.Axis(tickCount=3)),
-        color=alt.value(BASE_COLOUR)))
+        color=fixed("color", alt.value(BASE_COLOUR))))
 
     def heading(lines: list[str]) -> alt.TitleParams:
         extra = {"subtitle": lines[1:]} if len(lines) > 1 else {}
         return alt.TitleParams(lines[0], anchor="start", fontSize=12, subtitleFontSize=11, **extra)
 
-    layered = [alt.layer(c, rule).properties(title=heading(t), height=h)
+    layered = [with_props(alt.layer(c, rule), title=heading(t), height=h)
                for c, t, h in zip(charts, MECHANISM_TITLES, MECHANISM_HEIGHTS, strict=True)]  # fmt: skip
-    chart = alt.vconcat(*layered, spacing=10).resolve_scale(x="shared", color="independent").properties(
-        autosize=FIT_WIDTH)
+    chart = with_props(alt.vconcat(*layered, spacing=10).resolve_scale(x="shared", color="independent"),
+                       autosize=FIT_WIDTH)
     # every y axis as wide as the widest, so that the panels line up and no axis title is cut off on the left
     chart = chart.configure_axisY(minExtent=42, maxExtent=42)
-    return chart.properties(title=title) if title else chart
+    return with_props(chart, title=title) if title else chart

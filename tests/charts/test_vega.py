@@ -119,3 +119,27 @@ def test_equal_frames_share_one_dataset_and_frames_alike_in_shape_do_not():
     spec = vega.spec_of(alt.layer(alt.Chart(a).mark_bar().encode(x="x:O", y="y:Q"),
                                   alt.Chart(other).mark_point().encode(x="x:O", y="y:Q")))  # fmt: skip
     assert [d["y"].tolist() for d in spec["datasets"].values()] == [[0.5, 0.25, 1.0], [0.5, 0.25, 2.0]]
+
+
+def test_unvalidated_properties_and_typed_value_channels_give_the_same_spec(monkeypatch):
+    """Serving skips Altair's per-property validation (with_props) and its schema search for a plain-dict channel
+    (fixed): the spec must be the one the validated, plain-dict way gives."""
+    import altair as alt
+    import pandas as pd
+
+    from explainer.charts import common
+
+    df = pd.DataFrame({"x": [1, 2], "y": [3, 4], "hi": [True, False]})
+
+    def build(typed: bool):
+        stroke = alt.when("datum.hi").then(alt.value("black")).otherwise(alt.value(None))
+        width = alt.value(1.5)
+        base = alt.Chart(df).mark_rect().encode(
+            x="x:Q", y="y:Q", stroke=common.fixed("stroke", stroke) if typed else stroke,
+            strokeWidth=common.fixed("strokeWidth", width) if typed else width)  # fmt: skip
+        return common.with_props(base, title="t", height=alt.Step(20), width="container")
+
+    reference = build(typed=False).to_dict(validate=True)  # VALIDATE is on under test: .properties(...)
+    monkeypatch.setattr(common, "VALIDATE", False)
+    fast = build(typed=True)
+    assert fast.to_dict(validate=True) == reference
