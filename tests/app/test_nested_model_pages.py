@@ -137,3 +137,30 @@ def test_steering_onto_an_inner_expression_reads_its_closing_bracket(model):
     assert said.startswith(f"Steered, the model's top token at = is {top} ")
     assert "slot 2 is Sum ( 5 1 ), whose answer is 6: the answer " in said
     assert ("the answer follows" in said) == (top == "6")
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    from model_core import load_model
+
+    return load_model("nested-0-9")
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_the_shipped_nested_model(shipped, page):
+    """The shipped nested-0-9 (a trained model: its answers are mostly right) on a nested example, every page."""
+    from explainer import format as fmt
+
+    at = open_app(query_params={"model": "nested-0-9"})
+    assert at.session_state["model_name"] == "nested-0-9"
+    set_example(at, TEXT)
+    # the first visit of Heads or How it answers runs the model over a sample of 5,000 inputs (once per process)
+    at.switch_page(f"../pages/{page}.py").run(timeout=300)
+    assert not at.exception, at.exception
+    assert at.session_state["example"] == TEXT and not at.error, [e.value for e in at.error]
+    if page == "overview":
+        depth = shipped.metrics["heldout_per_depth"]
+        assert (f"By depth: numbers only {fmt.percent(depth['1'])}, an expression inside {fmt.percent(depth['2'])}."
+                in texts(at))  # fmt: skip
+        answer = shipped.answer(TEXT)  # the model's own greedy answer, computed here
+        assert ("which is right" if answer.correct else "which is wrong") in texts(at)
