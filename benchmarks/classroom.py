@@ -51,9 +51,20 @@ from st_client import ProtocolError, RunResult, StreamlitSession  # noqa: E402
 from websockets.exceptions import WebSocketException  # noqa: E402
 
 from model_core import TaskConfig  # noqa: E402
-from model_core.limits import MAX_D_FF, MAX_D_MODEL, MAX_HEADS, MAX_LAYERS, MAX_PARAMS, count_params  # noqa: E402
+from model_core.config import TrainConfig  # noqa: E402
+from model_core.limits import (  # noqa: E402
+    MAX_D_FF,
+    MAX_D_MODEL,
+    MAX_HEADS,
+    MAX_LAYERS,
+    MAX_PARAMS,
+    LimitError,  # noqa: E402
+    count_params,
+)
 from model_core.presets import train_page_defaults  # noqa: E402
+from model_core.task import OPERATIONS  # noqa: E402
 from model_core.training import job as tj  # noqa: E402
+from model_core.training.memory import check_memory, tokens_per_example  # noqa: E402
 
 OPS = ("First", "Second", "Last", "Max", "Min")  # digits-0-9, the default model: three values 0-9
 EXPLORER_KINDS = ("page", "example")
@@ -62,23 +73,65 @@ PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 
 # ---------------------------------------------------------------- the largest trainable model
+# The tasks the Train page allows whose examples are longest, each as the widgets that make it (in the order a user
+# sets them: the number of values after what caps it). Values 0-9 nested 3 values with Sum: 32 tokens per example,
+# but the largest model's evaluation passes on it are over the per-job memory cap.
+HEAVY_TASKS = {
+    "wide": (TaskConfig(max_value=tj.MAX_TRAIN_VALUE, n_args=tj.MAX_ARGS_WIDE),
+             {"train_max_value": str(tj.MAX_TRAIN_VALUE), "train_n_args": tj.MAX_ARGS_WIDE}),
+    "long": (TaskConfig(n_args=tj.MAX_ARGS), {"train_n_args": tj.MAX_ARGS}),
+    "nested": (TaskConfig(operations=tuple(OPERATIONS), n_args=tj.MAX_ARGS_NESTED, max_depth=2),
+               {"train_ops": list(OPERATIONS), "train_nested": True, "train_n_args": tj.MAX_ARGS_NESTED}),
+}
+
+
+def heaviest_task(model_options: dict) -> str:
+    """The HEAVY_TASKS entry with the most tokens per example that a model of `model_options` may train (the
+    per-job memory estimate refuses the largest model on the longest ones: their evaluation passes)."""
+    def allowed(key: str) -> bool:
+        task = HEAVY_TASKS[key][0]
+        try:
+            check_memory(task, tj.model_config(model_options, task), TrainConfig(batch_size=16, steps=1))
+            return True
+        except LimitError:
+            return False
+
+    fits = [k for k in HEAVY_TASKS if allowed(k)]
+    if not fits:
+        raise SystemExit("the memory limit allows this model none of the heavy tasks")
+    return max(fits, key=lambda k: tokens_per_example(HEAVY_TASKS[k][0], tj.model_config(model_options,
+                                                                                          HEAVY_TASKS[k][0])))
+
+
+def largest_batch(task: TaskConfig, model) -> int:
+    """The largest of the Train page's batch sizes whose run the per-job memory estimate allows."""
+    for batch in sorted({16, 32, 64, 128, 256, tj.MAX_BATCH}, reverse=True):
+        try:
+            check_memory(task, model, TrainConfig(batch_size=batch, steps=1))
+            return batch
+        except LimitError:
+            continue
+    raise SystemExit("no batch size of the Train page fits the memory limit for the heaviest task")
+
+
 def trainer_settings(task: str) -> dict[str, object]:
     """The Train page's widgets (by key, in the order a user sets them) for the largest model the limits allow:
     every size at its cap, and the FFN as wide as the parameter cap leaves room for (4 x 8 x 256 with d_ff 1,024
-    would be 3.2M parameters), for the most steps. task "largest": also the largest task and batch (values 0-99,
-    5 of them, batch 512: the heaviest job, whose evaluation peaks near the per-job memory cap); "page": the
+    would be 3.2M parameters), for the most steps. task "largest": also the heaviest task that model may train
+    (`heaviest_task`: the longest examples the memory cap allows it; today 0-99 x 5 values) at the largest batch the
+    cap allows (`largest_batch`); "page": the
     page's own task (0-9, three values) and batch. The steps: as many as the limits allow at that size."""
     sizes = {"n_layers": MAX_LAYERS, "n_heads": MAX_HEADS, "d_model": MAX_D_MODEL}
-    fits = [f for f in range(4, MAX_D_FF + 1) if count_params(tj.model_config({**sizes, "d_ff": f})) <= MAX_PARAMS]
-    heavy = {"train_max_value": str(tj.MAX_TRAIN_VALUE), "train_n_args": tj.MAX_ARGS_WIDE,
-             "train_batch": str(tj.MAX_BATCH)} if task == "largest" else {}  # fmt: skip
-    model = tj.model_config({**sizes, "d_ff": max(fits), "causal": task == "largest"})
     page = train_page_defaults()
-    task_cfg = TaskConfig(max_value=tj.MAX_TRAIN_VALUE, n_args=tj.MAX_ARGS_WIDE) if task == "largest" else page.task
-    batch = tj.MAX_BATCH if task == "largest" else page.train.batch_size
+    fits = [f for f in range(4, MAX_D_FF + 1) if count_params(tj.model_config({**sizes, "d_ff": f})) <= MAX_PARAMS]
+    widest = {**sizes, "d_ff": max(fits), "causal": True}
+    task_cfg, heavy = HEAVY_TASKS[heaviest_task(widest)] if task == "largest" else (page.task, {})
+    model = tj.model_config({**sizes, "d_ff": max(fits), "causal": task == "largest"}, task_cfg)
+    batch = largest_batch(task_cfg, model) if task == "largest" else page.train.batch_size
     steps = tj.max_steps_for(task_cfg, model, batch)
-    return {**heavy, "train_layers": MAX_LAYERS, "train_heads": MAX_HEADS, "train_d_model": MAX_D_MODEL,
-            "train_d_ff": max(fits), "train_steps": steps}  # fmt: skip
+    batch_widget = {"train_batch": str(batch)} if task == "largest" else {}
+    return {**heavy, **batch_widget, "train_layers": MAX_LAYERS, "train_heads": MAX_HEADS,
+            "train_d_model": MAX_D_MODEL, "train_d_ff": max(fits), "train_steps": steps}  # fmt: skip
 
 
 # ---------------------------------------------------------------- the server
@@ -524,7 +577,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--grace", type=float, default=30.0, help="seconds after --duration before busy sessions are cut")
     ap.add_argument("--think", type=float, default=2.0, help="seconds between a session's actions (x 0.5-1.5)")
     ap.add_argument("--trainer-task", choices=("largest", "page"), default="largest",
-                    help="largest: values 0-99, 5 values, batch 512 (the heaviest job); page: the page's task")
+                    help="largest: the longest examples the page allows (nested 0-9 with Sum), batch 512 (the heaviest "
+                         "job); page: the page's task")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-actions", type=int, default=20_000, help="stop starting actions after this many")
     where = ap.add_mutually_exclusive_group()

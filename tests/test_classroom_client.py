@@ -13,7 +13,6 @@ import pytest
 from model_core import load_model
 from model_core.config import TrainConfig
 from model_core.limits import MAX_PARAMS, LimitError, count_params
-from model_core.task import TaskConfig
 from model_core.training import job as tj
 from tests.browser import browser_helpers as bh
 
@@ -55,15 +54,24 @@ def test_two_sessions_switch_pages_and_edit_the_example():
 def test_trainer_settings_are_the_largest_model_the_limits_allow():
     s = classroom.trainer_settings("largest")
     model = {"n_layers": s["train_layers"], "n_heads": s["train_heads"], "d_model": s["train_d_model"],
-             "causal": True}  # fmt: skip
-    assert count_params(tj.model_config({**model, "d_ff": s["train_d_ff"]})) <= MAX_PARAMS
-    assert count_params(tj.model_config({**model, "d_ff": s["train_d_ff"] + 1})) > MAX_PARAMS
-    task = TaskConfig(max_value=int(s["train_max_value"]), n_args=s["train_n_args"])
+             "causal": True, "d_ff": s["train_d_ff"]}  # fmt: skip
+    task = classroom.HEAVY_TASKS[classroom.heaviest_task(model)][0]
+    assert s.get("train_n_args") == task.n_args and bool(s.get("train_nested")) == task.nested
+    assert count_params(tj.model_config(model, task)) <= MAX_PARAMS
+    assert count_params(tj.model_config({**model, "d_ff": s["train_d_ff"] + 1}, task)) > MAX_PARAMS
     train = TrainConfig(batch_size=int(s["train_batch"]), steps=s["train_steps"])
-    tj.check_limits(task, tj.model_config({**model, "d_ff": s["train_d_ff"]}), train)  # allowed, memory included
+    tj.check_limits(task, tj.model_config(model, task), train)  # allowed, memory included
     with pytest.raises(LimitError):
-        tj.check_limits(task, tj.model_config({**model, "d_ff": s["train_d_ff"]}),
+        tj.check_limits(task, tj.model_config(model, task),
                         TrainConfig(batch_size=int(s["train_batch"]), steps=s["train_steps"] + 1))  # fmt: skip
+    # every task with longer examples is refused for this model (the memory estimate): the heaviest allowed job
+    from model_core.training.memory import tokens_per_example
+
+    for other, _ in classroom.HEAVY_TASKS.values():
+        if tokens_per_example(other, tj.model_config(model, other)) > tokens_per_example(task, tj.model_config(model,
+                                                                                                             task)):
+            with pytest.raises(LimitError):
+                tj.check_limits(other, tj.model_config(model, other), TrainConfig(batch_size=16, steps=10))
 
 
 @pytest.mark.parametrize("url", ["http://10.0.0.5:8501", "http://example.com", "http://0.0.0.0:8501"])

@@ -62,18 +62,28 @@ def evaluation_batch(task: TaskConfig) -> int:
 
 def estimate_job_bytes(task: TaskConfig, model: ModelConfig, train: TrainConfig) -> int:
     """The estimated peak bytes of a training job (see the module docstring)."""
-    T, D, F, H, L = tokens_per_example(task, model), model.d_model, model.d_ff, model.n_heads, model.n_layers
     weights = count_params(model) * WEIGHT_COPIES
+    return int(FLOAT * (weights + max(_activations(task, model, train))))
+
+
+def _activations(task: TaskConfig, model: ModelConfig, train: TrainConfig) -> tuple[float, float]:
+    """(a training step's activations, an evaluation pass's) in floats: the two candidates for the peak."""
+    T, D, F, H, L = tokens_per_example(task, model), model.d_model, model.d_ff, model.n_heads, model.n_layers
     step = train.batch_size * T * L * (8 * D + 2 * F + 3 * H * T)
     evaluation = evaluation_batch(task) * T * max((H + 9) * D, 6 * D + 2.5 * F)
-    return int(FLOAT * (weights + max(step, evaluation)))
+    return step, evaluation
 
 
 def check_memory(task: TaskConfig, model: ModelConfig, train: TrainConfig) -> None:
     """LimitError if the job's estimated peak is over MAX_JOB_BYTES (read at each call, so it can be changed)."""
     need = estimate_job_bytes(task, model, train)
     if need > MAX_JOB_BYTES:
+        step, evaluation = _activations(task, model, train)
+        what = ("Use a smaller batch, fewer blocks, a smaller d_model or fewer heads." if step >= evaluation else
+                f"Its peak is an evaluation pass ({evaluation_batch(task):,} expressions of up to "
+                f"{tokens_per_example(task, model)} tokens at once), which the batch size does not change: use fewer "
+                "blocks, a smaller d_model or fewer heads, or shorter expressions (fewer values, no nesting).")
         raise LimitError(
             f"This run would need about {need / 1e9:.2f} GB of memory at its peak; this server gives a run at "
-            f"most {MAX_JOB_BYTES / 1e9:.2f} GB. Use a smaller batch, fewer blocks, a smaller d_model or fewer heads."
+            f"most {MAX_JOB_BYTES / 1e9:.2f} GB. {what}"
         )

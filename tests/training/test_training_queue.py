@@ -196,3 +196,23 @@ def test_the_estimate_is_near_the_measured_peak(one_at_a_time, monkeypatch):
         tracemalloc.stop()
     ratio = memory.estimate_job_bytes(job.task, job.model_config, job.train) / peak
     assert 0.9 < ratio < 1.3, ratio  # measured: 1.10
+
+
+def test_a_refusal_names_what_lowers_the_peak():
+    """The largest model on nested expressions peaks in its evaluation passes, which no batch size changes: the
+    message says so, and does not advise a smaller batch; a huge batch's run peaks in its steps and is told that."""
+    from model_core.task import OPERATIONS
+
+    nested = TaskConfig(operations=tuple(OPERATIONS), n_args=3, max_depth=2)
+    big = {"n_layers": MAX_LAYERS, "n_heads": MAX_HEADS, "d_model": MAX_D_MODEL, "d_ff": 448, "causal": True}
+    model = tj.model_config(big, nested)
+    step, evaluation = memory._activations(nested, model, TrainConfig(batch_size=16))
+    assert evaluation > step
+    with pytest.raises(tj.LimitError, match="peak is an evaluation pass") as err:
+        memory.check_memory(nested, model, TrainConfig(batch_size=16))
+    assert "smaller batch" not in str(err.value)
+    small = tj.model_config({"n_layers": 1, "n_heads": 2, "d_model": 32, "d_ff": 64})
+    step, evaluation = memory._activations(TaskConfig(), small, TrainConfig(batch_size=10**6))
+    assert step > evaluation
+    with pytest.raises(tj.LimitError, match="Use a smaller batch"):
+        memory.check_memory(TaskConfig(), small, TrainConfig(batch_size=10**6))
