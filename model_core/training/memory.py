@@ -38,7 +38,10 @@ from ..task.operations import MAX_ENUMERABLE
 
 # The heaviest job the limits allow is estimated at 1.47 GB (measured 1.42 GB of arrays): everything allowed fits.
 MAX_JOB_BYTES = 1_500_000_000
-EVAL_BATCH = 4096  # TaskModel.evaluate's batch_size, which the trainer uses
+# The trainer's evaluation batch (passed to evaluate_with_loss and TaskModel.evaluate): at 4,096 the largest jobs
+# peaked in evaluation (the largest model on 0-99 x 5 values near 1.45 GB, in a server whose processes together
+# passed 2 GB); half of it puts their peak back in the training step, and lets nested tasks train larger models
+EVAL_BATCH = 2048
 TEST_FRACTION, N_EVAL = 0.2, 5_000  # make_splits' defaults: the test split is the largest one evaluated
 FLOAT = 4  # bytes: the model trains in float32
 WEIGHT_COPIES = 6  # weights, gradients, the optimiser's gathered gradients and scratch, Adam's m and v

@@ -39,6 +39,7 @@ from ..task import Expression, ExpressionSet, Splits, exact_match_at_rows, make_
 from ..task.splits import TRAIN, _sample_split_ids
 from ..task_model import TaskModel, accuracy_breakdown
 from . import _alloc
+from .memory import EVAL_BATCH
 from .optim import clip_grad_norm, lr_at, make_optimizer
 
 
@@ -108,7 +109,7 @@ class TrainResult:
     train: dict = field(default_factory=dict)  # the same on the training expressions used ({} if not listed)
 
 
-def evaluate_with_loss(model: TaskModel, exprs: ExpressionSet, batch_size: int = 4096) -> dict:
+def evaluate_with_loss(model: TaskModel, exprs: ExpressionSet, batch_size: int = EVAL_BATCH) -> dict:
     """`TaskModel.evaluate` (accuracy overall and per operation, "n") and "loss": the mean cross-entropy over
     every answer token (a causal model's <eos> too), as the training loss averages a batch, from one pass."""
     right = np.zeros(len(exprs), dtype=bool)
@@ -250,9 +251,9 @@ class Trainer:
                     message = f"Reached {ev.accuracy:.1%} validation accuracy after {step} steps."
                     break
         wall = time.perf_counter() - start
-        test = model.evaluate(self.splits.test)
+        test = model.evaluate(self.splits.test, batch_size=EVAL_BATCH)
         used = self.used_train_set()
-        train = model.evaluate(used) if used is not None else {}
+        train = model.evaluate(used, batch_size=EVAL_BATCH) if used is not None else {}
         model.train_config = cfg
         model.metrics = {
             "status": status, "steps": step, "wall_s": round(wall, 3),
