@@ -97,12 +97,18 @@ def _full_sequences(
         last_sep = lay.sep_cols[exprs.lengths - 1]  # [n] the separator after the last value closes the list
         slots[np.arange(n), last_sep] = slots[0, lay.sep_cols[-1]]  # `)`
     keep[:, lay.digit_cols] = present.reshape(n, len(lay.digit_cols))
+    return _squeeze(slots, keep, lay.equals_slot, vocab.pad_id)
+
+
+def _squeeze(slots: np.ndarray, keep: np.ndarray, equals_slot: int, pad_id: int):
+    """The kept slots of each row [n, W] moved to the front, in their order, padded to the longest row: tokens
+    [n, T], answer_pos [n] (the kept slots before `=`'s), length [n]."""
     order = np.argsort(~keep, axis=1, kind="stable")  # kept slots first, in their order
     tokens = np.take_along_axis(slots, order, axis=1)
     length = keep.sum(axis=1)  # [n]
     T = int(length.max(initial=0))
-    tokens = np.where(np.arange(T) < length[:, None], tokens[:, :T], vocab.pad_id)
-    return tokens, keep[:, : lay.equals_slot].sum(axis=1), length
+    tokens = np.where(np.arange(T) < length[:, None], tokens[:, :T], pad_id)
+    return tokens, keep[:, :equals_slot].sum(axis=1), length
 
 
 @dataclass(frozen=True)
@@ -185,13 +191,7 @@ def _nested_sequences(exprs: ExpressionSet, vocab: Vocabulary) -> tuple[np.ndarr
     digits, written = _digits(exprs.answers, task.max_answer_digits)  # [n, D]
     slots[:, lay.answer_cols] = lay.digit_ids[digits]
     keep[:, lay.answer_cols] = written
-
-    order = np.argsort(~keep, axis=1, kind="stable")  # kept slots first, in their order
-    tokens = np.take_along_axis(slots, order, axis=1)
-    length = keep.sum(axis=1)  # [n]
-    T = int(length.max(initial=0))
-    tokens = np.where(np.arange(T) < length[:, None], tokens[:, :T], vocab.pad_id)
-    return tokens, keep[:, : lay.equals_slot].sum(axis=1), length
+    return _squeeze(slots, keep, lay.equals_slot, vocab.pad_id)
 
 
 def encode(exprs: ExpressionSet, vocab: Vocabulary, causal: bool) -> Batch:
