@@ -286,23 +286,35 @@ def _sample_split_ids(
     capacity = np.array([len(listed[c]) if c in listed else int(fraction * sizes[c] / 2) + 1
                          for c in range(len(sizes))], dtype=np.int64)  # fmt: skip
     for c, want in enumerate(_allocate(k, capacity)):
-        if c in listed:
-            out.append(listed[c][np.sort(rng.permutation(len(listed[c]))[:want])])
-            continue
-        if want > fraction * sizes[c] / 2:  # rejection sampling of distinct ids would crawl
-            raise TaskError(
-                f"Asked for {want:,} {('train', 'val', 'test')[which]} expressions per "
-                f"operation but the split holds only ~{fraction * sizes[c]:,.0f}; "
-                "lower n_eval or raise the fraction."
-            )
-        got = np.empty(0, dtype=np.int64)
-        while len(got) < want:
-            cand = offsets[c] + rng.integers(0, sizes[c], size=int(2 * want / fraction) + 16)
-            cand = np.concatenate([got, cand[split_fn(cand) == which]])
-            _, first = np.unique(cand, return_index=True)
-            got = cand[np.sort(first)]  # distinct, in draw order so the cut below is random
-        out.append(got[:want])
+        def draw(m: int, c: int = c) -> np.ndarray:
+            return offsets[c] + rng.integers(0, sizes[c], size=m)
+
+        out.append(_cell_ids(listed.get(c), want, int(sizes[c]), fraction, which, rng, split_fn, draw,
+                             "per operation"))  # fmt: skip
     return np.concatenate(out)
+
+
+def _cell_ids(listed: np.ndarray | None, want: int, size: int, fraction: float, which: int,
+              rng: np.random.Generator, split_fn: Callable[[np.ndarray], np.ndarray],
+              draw: Callable[[int], np.ndarray], each: str) -> np.ndarray:  # fmt: skip
+    """[want] distinct ids of one cell in split `which`: a random choice of the cell's `listed` ids (in their order),
+    or `draw(m)` (m candidate ids of the cell) until `want` distinct ones are in the split, in draw order so the cut
+    is random. `each` names the cell in the error ("per operation")."""
+    if listed is not None:
+        return listed[np.sort(rng.permutation(len(listed))[:want])]
+    split = ("train", "val", "test")[which]
+    if want > fraction * size / 2:  # rejection sampling of distinct ids would crawl
+        raise TaskError(f"Asked for {want:,} {split} expressions {each} but the split holds only "
+                        f"~{fraction * size:,.0f}; lower n_eval or raise the fraction.")  # fmt: skip
+    got = np.empty(0, dtype=np.int64)
+    for _ in range(200):  # each round gets about half of what is missing: far fewer rounds than this
+        if len(got) >= want:
+            return got[:want]
+        cand = draw(int(2 * want / fraction) + 16)
+        cand = np.concatenate([got, cand[split_fn(cand) == which]])
+        _, first = np.unique(cand, return_index=True)
+        got = cand[np.sort(first)]  # distinct, in draw order so the cut is random
+    raise TaskError(f"Could not draw {want:,} distinct {split} expressions {each}; lower n_eval.")
 
 
 def _sample_nested_split_ids(
@@ -341,27 +353,11 @@ def _sample_nested_split_ids(
     capacity = np.array([len(listed[c]) if c in listed else int(fraction * sizes[c] / 2) + 1
                          for c in range(n_cells)], dtype=np.int64)  # fmt: skip
     for c, want in enumerate(_allocate(k, capacity).tolist()):
-        if c in listed:
-            out.append(listed[c][np.sort(rng.permutation(len(listed[c]))[:want])])
-            continue
-        if want > fraction * sizes[c] / 2:  # rejection sampling of distinct ids would crawl
-            raise TaskError(
-                f"Asked for {want:,} {('train', 'val', 'test')[which]} expressions of one operation, length and "
-                f"depth but the split holds only ~{fraction * sizes[c]:,.0f}; lower n_eval or raise the fraction."
-            )
-        got = np.empty(0, dtype=np.int64)
-        for _ in range(200):
-            if len(got) >= want:
-                break
-            m = int(2 * want / fraction) + 16
-            cand = nested.draw(task, np.full(m, ops[c]), np.full(m, lengths[c]), np.full(m, depths[c]), rng).ids()
-            cand = np.concatenate([got, cand[split_fn(cand) == which]])
-            _, first = np.unique(cand, return_index=True)
-            got = cand[np.sort(first)]  # distinct, in draw order so the cut below is random
-        else:
-            raise TaskError(f"Could not draw {want:,} distinct {('train', 'val', 'test')[which]} expressions of "
-                            "one operation, length and depth; lower n_eval.")  # fmt: skip
-        out.append(got[:want])
+        def draw(m: int, c: int = c) -> np.ndarray:
+            return nested.draw(task, np.full(m, ops[c]), np.full(m, lengths[c]), np.full(m, depths[c]), rng).ids()
+
+        out.append(_cell_ids(listed.get(c), want, sizes[c], fraction, which, rng, split_fn, draw,
+                             "of one operation, length and depth"))  # fmt: skip
     return np.concatenate(out)
 
 
