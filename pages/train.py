@@ -345,8 +345,8 @@ def _duration_text(task: dict, train: dict, model: dict) -> str:
         return ""
 
 
-st.caption("One run at a time per session; settings changed during a run apply to the next one. "
-           + _duration_text(*_settings()) + (" " + _recipe_extras() if _recipe_extras() else ""))  # fmt: skip
+st.caption(" ".join(filter(None, ["One run at a time per session; settings changed during a run apply to the next "
+                                  "one. " + _duration_text(*_settings()), _recipe_extras()])))  # fmt: skip
 
 
 def _curves_frame(snap: tj.JobSnapshot | None) -> pd.DataFrame:
