@@ -303,9 +303,14 @@ class Transformer:
     def _mlp(self, b: str, x, run: Pass, ctx: dict | None):
         p, act = self.params, self.cfg.activation
         pre = run(b + "mlp.hook_pre", L.linear(x, p[b + "mlp.W_in"], p[b + "mlp.b_in"]))  # [batch, pos, d_ff]
-        post = run(b + "mlp.hook_post", L.activation_forward(act, pre))
+        tanh = None  # GELU's tanh, kept for the backward pass when training
+        if ctx is not None and act == "gelu":
+            out, tanh = L.gelu_parts(pre)
+        else:
+            out = L.activation_forward(act, pre)
+        post = run(b + "mlp.hook_post", out)
         if ctx is not None:
-            ctx[b + "mlp"] = (x, pre, post)
+            ctx[b + "mlp"] = (x, pre, post, tanh)
         return L.linear(post, p[b + "mlp.W_out"], p[b + "mlp.b_out"])
 
     # ------------------------------------------------------------ backward
@@ -370,10 +375,10 @@ class Transformer:
 
     def _mlp_backward(self, b: str, dout, ctx: dict, run: Pass, g: dict):
         p = self.params
-        x, pre, post = ctx[b + "mlp"]
+        x, pre, post, tanh = ctx[b + "mlp"]
         dpost, g[b + "mlp.W_out"], g[b + "mlp.b_out"] = L.linear_backward(dout, post, p[b + "mlp.W_out"])
         run.grad(b + "mlp.hook_post", dpost)
-        dpre = L.activation_backward(self.cfg.activation, dpost, pre)
+        dpre = L.activation_backward(self.cfg.activation, dpost, pre, tanh)
         run.grad(b + "mlp.hook_pre", dpre)
         dx, g[b + "mlp.W_in"], g[b + "mlp.b_in"] = L.linear_backward(dpre, x, p[b + "mlp.W_in"])
         return dx
