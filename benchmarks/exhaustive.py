@@ -18,7 +18,11 @@ conditions. Exit code 0 unless an error: it measures, it does not judge.
 
 A task of lists of several lengths is enumerated in id order (length by length, per operation); where that is
 too many (lists of 2 to 10 values: 55,555,555,500), `--sample N` answers N random expressions instead, each
-operation and length equally likely (seeded), and says how many of them are outside the training split.
+operation and length equally likely (seeded), and says how many of them are outside the training split. A nested
+task's sample is drawn as its held-out sets are (`--uniform-ids`: uniform over its ids, nearly all of which nest a
+full-length expression in every argument: the hard end).
+
+    python benchmarks/exhaustive.py --model nested-0-9 --sample 200000 [--uniform-ids]
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from model_core import ExpressionSet, TaskModel, load_model  # noqa: E402
 from model_core import machine as machine_info  # noqa: E402
-from model_core.task import TRAIN, make_splits  # noqa: E402
+from model_core.task import TRAIN, make_splits, nested  # noqa: E402
 from model_core.task.operations import count_text  # noqa: E402
 
 BATCH = 512  # expressions per forward pass (512-2048 measured fastest on 2 cores; 4096 spills the cache)
@@ -72,9 +76,16 @@ def order_ids(model: TaskModel, start: int, stop: int) -> np.ndarray:
     return (k % n_ops) * per_op + k // n_ops
 
 
-def sample_ids(model: TaskModel, n: int, seed: int) -> np.ndarray:
-    """[n] random ids, each cell (operation and length) equally likely, uniform within it (with replacement)."""
+def sample_ids(model: TaskModel, n: int, seed: int, uniform_ids: bool = False) -> np.ndarray:
+    """[n] random ids (with replacement), each cell (operation and length) equally likely, uniform within it.
+
+    A nested task's ids are nearly all full-length inner expressions (`nested`'s docstring), so unless
+    `uniform_ids`, its sample is drawn as its held-out sets are: `nested.draw`, each operation, length and
+    depth equally likely."""
     task, rng = model.task, np.random.default_rng(seed)
+    if task.nested and not uniform_ids:
+        ops, lengths, depths = nested.cell_parts(task, rng.integers(0, nested.n_balance_cells(task), n))
+        return nested.draw(task, ops, lengths, depths, rng).ids()
     cells = rng.integers(0, len(task.cell_sizes), n)
     return task.cell_offsets[cells] + rng.integers(0, task.cell_sizes[cells])
 
@@ -134,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=None, help="evaluate only the first N of the enumeration order")
     ap.add_argument("--sample", type=int, default=None, help="answer N random expressions instead of every one")
     ap.add_argument("--seed", type=int, default=0, help="the sample's seed")
+    ap.add_argument("--uniform-ids", action="store_true",
+                    help="a nested task's sample uniform over ids (nearly all full-length inner expressions)")
     ap.add_argument("--threads", type=int, default=1, help="BLAS threads (default 1: the machine may be shared)")
     args = ap.parse_args(argv)
     if args.batch < 1 or (args.limit is not None and args.limit < 1) or args.show < 0:
@@ -158,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     with threadpool_limits(limits=args.threads, user_api="blas"):
         cond = conditions()
         t0 = time.perf_counter()
-        ids = sample_ids(model, args.sample, args.seed) if args.sample else None
+        ids = sample_ids(model, args.sample, args.seed, args.uniform_ids) if args.sample else None
         n, found, per_op = mistakes(model, batch=args.batch, limit=args.limit, progress=progress, keep=args.show,
                                     ids=ids)  # fmt: skip
         wall = time.perf_counter() - t0
@@ -166,7 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     if ids is not None:
         seed = model.train_config.seed if model.train_config else 0
         outside = int((make_splits(task, seed=seed).split_of_ids(ids) != TRAIN).sum())
-        print(f"expressions evaluated: {n:,} (--sample, seed {args.seed}; {outside:,} outside the training split)")
+        how = ("drawn as the held-out sets are, each depth equally likely; " if task.nested and not args.uniform_ids
+               else "uniform over ids; " if task.nested else "")  # fmt: skip
+        print(f"expressions evaluated: {n:,} (--sample, seed {args.seed}; {how}{outside:,} outside the training split)")
     else:
         print(f"expressions evaluated: {n:,}{' (--limit)' if n < task.space_size else ' (all)'}")
     print(f"mistakes: {n_wrong:,}   accuracy {1 - n_wrong / n:.6%}")

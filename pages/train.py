@@ -105,7 +105,12 @@ def _recipe_extras() -> str:
                      "whose batches come from those alone)")  # fmt: skip
     if _MODEL.qk_init != 1.0:
         parts.append(f"starts W_Q and W_K at {_MODEL.qk_init:g}× the usual scale, so attention starts near uniform")
-    return ("Every run here also " + " and ".join(parts) + ".") if parts else ""
+    text = ("Every run here also " + " and ".join(parts) + ".") if parts else ""
+    if _TRAIN.hard_fraction and ss.train_nested:  # splits.sample_train's nested hard cases
+        sums = ", and Sum is common inside and out" if "Sum" in ss.train_ops else ""
+        text += (" With expressions inside expressions, every hard case holds one, most of its arguments are "
+                 f"expressions{sums}.")  # fmt: skip
+    return text
 
 
 def _train_size() -> int | None:

@@ -18,7 +18,8 @@ ids, depth 1 and depth 2 share one space, and `from_ids` peels the codes off aga
 Generation (`draw`), balanced over cells of (operation, length, depth): a depth-1 expression has uniform values,
 as in a flat task. A depth-2 expression has each argument an inner expression with probability 1/2, conditioned
 on at least one; each inner operation and inner length uniform; every number uniform. (Uniform over ids would
-make almost every slot a full-length inner expression: those are nearly all of R.)
+make almost every slot a full-length inner expression: those are nearly all of R.) Training's hard cases
+(`draw(hard=True)`) lean to more inner expressions and inner Sums; the held-out sets are drawn as above.
 """
 
 from __future__ import annotations
@@ -228,13 +229,13 @@ def uniform_values(task: TaskConfig, n: int, rng: np.random.Generator, lengths: 
     return v if lengths is None else np.where(np.arange(task.n_args) < lengths[:, None], v, ABSENT)
 
 
-def _inner_slots(present: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """[n, n_args] bool: each present slot an inner expression with probability 1/2, redrawn for a row until it
+def _inner_slots(present: np.ndarray, rng: np.random.Generator, p: float = 0.5) -> np.ndarray:
+    """[n, n_args] bool: each present slot an inner expression with probability `p`, redrawn for a row until it
     has at least one (a row with no present slot has none)."""
     out = np.zeros(present.shape, dtype=bool)
     pending = np.flatnonzero(present.any(axis=1))
-    while len(pending):  # a row of L slots misses with probability 2**-L, so this ends in a few rounds
-        pick = (rng.random((len(pending), present.shape[1])) < 0.5) & present[pending]
+    while len(pending):  # a row of L slots misses with probability (1 - p)**L, so this ends in a few rounds
+        pick = (rng.random((len(pending), present.shape[1])) < p) & present[pending]
         ok = pick.any(axis=1)
         out[pending[ok]] = pick[ok]
         pending = pending[~ok]
@@ -242,26 +243,33 @@ def _inner_slots(present: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def draw(task: TaskConfig, ops: np.ndarray, lengths: np.ndarray, depths: np.ndarray, rng: np.random.Generator,
-         values_fn: ValuesFn = uniform_values, near_ties: bool = False) -> ExpressionSet:  # fmt: skip
+         values_fn: ValuesFn = uniform_values, hard: bool = False) -> ExpressionSet:  # fmt: skip
     """One expression per row of a nested task with the given outer op [n], length [n] and depth [n] (see the
     module docstring for the distribution). `values_fn` draws the numbers of the outer list and of each inner
-    list (`splits.hard_values` for the hard cases). `near_ties`: in a third of the depth-2 rows that have a
-    number too, one number is set to an inner expression's answer, or one more or less (within the range), so
-    that `Max ( First ( 4 9 ) 5 )`-like near ties between the levels are common."""
+    list (`splits.hard_values` for the hard cases).
+
+    `hard` draws where the uniform rows rarely go: each argument an inner expression with probability 3/4 (so
+    `Sum ( Sum ( 9 8 ) Max ( 7 9 ) Sum ( 6 6 7 ) )`, three inner expressions, is 3/7 of three-argument rows, not
+    1/7); an inner `Sum` (where the task has one) as likely as all its other operations together, so inner
+    answers past 9 and outer sums past 30 are common; and in a third of the depth-2 rows that have a number
+    too, one number is set to an inner expression's answer, or one more or less (within the range), so that
+    `Max ( First ( 4 9 ) 5 )`-like near ties between the levels are common."""
     A, n = task.n_args, len(ops)
     varied = task.variable_length  # hard_values ties differently when lists vary (it is given their lengths)
     present = np.arange(A) < lengths[:, None]  # [n, A]
     values = np.where(present, values_fn(task, n, rng, lengths if varied else None), ABSENT)  # [n, A]
-    inner = _inner_slots(present & (depths == 2)[:, None], rng)  # [n, A]
+    inner = _inner_slots(present & (depths == 2)[:, None], rng, 0.75 if hard else 0.5)  # [n, A]
     m = int(inner.sum())
     inner_ops = np.full((n, A), -1, dtype=np.int64)
     inner_ops[inner] = rng.integers(0, len(task.operations), m)
+    if hard and "Sum" in task.operations:  # half the inner expressions a Sum, the rest as before
+        inner_ops[inner] = np.where(rng.random(m) < 0.5, task.operations.index("Sum"), inner_ops[inner])
     inner_len = task.min_args + rng.integers(0, len(task.lengths), m)  # [m]
     inner_values = np.full((n, A, A), ABSENT, dtype=np.int64)
     inner_values[inner] = np.where(np.arange(A) < inner_len[:, None],
                                    values_fn(task, m, rng, inner_len if varied else None), ABSENT)  # fmt: skip
     es = ExpressionSet(task, ops, values, inner_ops, inner_values)  # writes the inner answers into values
-    if not near_ties:
+    if not hard:
         return es
     number = present & ~inner  # [n, A]
     rows = np.flatnonzero((rng.random(n) < 1 / 3) & number.any(axis=1) & inner.any(axis=1))

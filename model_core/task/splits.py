@@ -142,9 +142,12 @@ class Splits:
         (The hard cases are drawn from the whole training split, not from a `with_train` subset.)
 
         Nested tasks: balanced across operations, lengths and depths (1 and 2), each drawn as `nested.draw`
-        does. Their hard cases apply `hard_values` to the outer list's numbers and to every inner list (ties
-        and near ties within each list, every digit count as common) and add near ties between a number and an
-        inner expression's answer (`nested.draw`'s `near_ties`)."""
+        does. Their hard cases are all of depth 2 (the few numbers-only expressions are learnt from the rest),
+        spread over operations and lengths, and where the task has `Sum`, a third of them an outer Sum (its
+        answer takes every argument's value, so it is the last to be learnt): `hard_values` for the outer list's
+        numbers and for every inner list (ties and near ties within each list, every digit count as common),
+        with `nested.draw`'s `hard` (more inner expressions, inner Sums, near ties between a number and an inner
+        answer)."""
         task = self.task
         if task.max_depth > 1:
             return self._sample_nested(n, rng, hard_fraction)
@@ -182,6 +185,10 @@ class Splits:
         task = self.task
         cells = _balanced_cells(n, nested.n_balance_cells(task), rng)  # [n]
         n_hard = round(n * hard_fraction)
+        cells[:n_hard] |= 1  # a balance cell's lowest bit is its depth (0: 1, 1: 2): the hard ones all depth 2
+        if "Sum" in task.operations:  # a third of them an outer Sum: the op whose answers take every argument
+            per_op = 2 * len(task.lengths)  # balance cells are op-major: op * per_op + length and depth
+            cells[: n_hard // 3] = task.operations.index("Sum") * per_op + cells[: n_hard // 3] % per_op
         parts = [self._draw_nested(cells[:n_hard], rng, hard=True)] if n_hard else []
         rest = cells[n_hard:]
         parts.append(self._sample_uniform(rest, rng) if self.train is not None else self._draw_nested(rest, rng))
@@ -200,7 +207,7 @@ class Splits:
         for _ in range(1000):
             k = len(pending)
             cand = nested.draw(task, np.repeat(ops[pending], 8), np.repeat(lengths[pending], 8),
-                               np.repeat(depths[pending], 8), rng, values_fn, near_ties=hard)  # fmt: skip
+                               np.repeat(depths[pending], 8), rng, values_fn, hard=hard)  # fmt: skip
             ok = (self.split_of_ids(cand.ids()) == TRAIN).reshape(k, 8)  # [k, 8]
             hit = ok.any(axis=1)
             rows.append(pending[hit])

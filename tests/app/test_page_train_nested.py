@@ -16,6 +16,7 @@ from test_page_train import PAGE, configure, wait_until_done
 from explainer import format as fmt
 from explainer import state
 from model_core import TaskConfig, TaskError
+from model_core.presets import train_page_defaults
 from model_core.task import OPERATIONS
 from model_core.training import job as tj
 
@@ -71,3 +72,20 @@ def test_a_nested_run_trains_and_the_explorer_opens_its_model():
     assert (f"By depth: numbers only {fmt.percent(depth['1'])}, an expression inside {fmt.percent(depth['2'])}."
             in shown)  # fmt: skip
     assert state.SESSION_MODELS in at.session_state
+
+
+def test_the_caption_says_what_the_hard_cases_are_with_expressions_inside():
+    """The hard cases' nested part (splits.sample_train) is stated only when nesting is on, and Sum only with Sum."""
+    at = open_app(PAGE)
+
+    def captions() -> str:
+        return " ".join(shown_text(c.value) for c in at.caption)
+
+    holds = "every hard case holds one, most of its arguments are expressions"
+    share = train_page_defaults().train.hard_fraction
+    assert f"draws {share:.0%} of each batch from hard cases" in captions() and holds not in captions()
+    at.checkbox(key="train_nested").check().run()
+    assert f"{holds}." in captions()  # the default operations have no Sum
+    at.multiselect(key="train_ops").select("Sum").run()
+    assert not at.exception, at.exception
+    assert f"{holds}, and Sum is common inside and out." in captions()

@@ -122,3 +122,24 @@ def test_a_sample_of_lists_covers_every_length_and_counts_as_one_answer_at_a_tim
     want = [(e.text, model.answer(e).value, e.answer) for e in map(exprs.expression, range(n))]
     want = [w for w in want if w[1] != w[2]]
     assert n == 400 and listed(found) == want and sum(per_op.values()) == len(want) > 0
+
+
+def test_a_sample_of_nested_expressions_is_drawn_as_the_held_out_sets_are_or_uniform_over_ids():
+    """Nested: both depths alike by default (ids uniform would nest a full-length expression almost everywhere),
+    and the mistakes found are those of answering one expression at a time."""
+    from model_core import TaskConfig, TaskModel
+
+    task = TaskConfig(operations=("First", "Max", "Sum"), min_args=2, n_args=3, max_depth=2)
+    model = TaskModel.new(task, causal=True, norm="pre", n_layers=1, n_heads=2, d_model=16, d_ff=32, seed=3)
+    drawn = ExpressionSet.from_ids(task, exhaustive.sample_ids(model, 3_000, seed=1))
+    assert abs((drawn.depths == 1).mean() - 0.5) < 0.04 and set(drawn.ops.tolist()) == {0, 1, 2}
+    uniform = ExpressionSet.from_ids(task, exhaustive.sample_ids(model, 3_000, seed=1, uniform_ids=True))
+    assert (uniform.depths == 2).mean() > 0.99  # almost every id nests: the hard end of the space
+    full = (uniform.inner_ops >= 0).sum(axis=1) == uniform.lengths
+    assert full.mean() > 3 * ((drawn.inner_ops >= 0).sum(axis=1) == drawn.lengths).mean()
+    ids = exhaustive.sample_ids(model, 150, seed=2)
+    exprs = ExpressionSet.from_ids(task, ids)
+    n, found, per_op = exhaustive.mistakes(model, batch=64, ids=ids, keep=None)
+    want = [(e.text, model.answer(e).value, e.answer) for e in map(exprs.expression, range(n))]
+    want = [w for w in want if w[1] != w[2]]
+    assert n == 150 and listed(found) == want and sum(per_op.values()) == len(want) > 0

@@ -258,18 +258,42 @@ def test_hard_cases_reach_into_the_inner_lists():
         inner = part.inner_values[part.inner_ops >= 0]  # [m, n_args] inner lists
         numbers = part.values[(part.inner_ops < 0) & (part.values != ABSENT)]
         pairs = inner[(inner != ABSENT).sum(axis=1) == 2]
-        deep = part.subset(part.depths == 2)
-        number = (deep.inner_ops < 0) & (deep.values != ABSENT)
+        number = (part.inner_ops < 0) & (part.values != ABSENT)
+        both = np.flatnonzero(number.any(axis=1) & (part.inner_ops >= 0).any(axis=1))  # a number beside an inner
         # a number within one of an inner expression's answer: Max ( Last ( 40 7 ) 8 ) style near ties
-        near = [any(abs(deep.values[i, a] - deep.values[i, b]) <= 1 for a in np.flatnonzero(number[i])
-                    for b in np.flatnonzero(~number[i] & (deep.values[i] != ABSENT))) for i in range(len(deep))]
+        near = [any(abs(part.values[i, a] - part.values[i, b]) <= 1 for a in np.flatnonzero(number[i])
+                    for b in np.flatnonzero(part.inner_ops[i] >= 0)) for i in both]  # fmt: skip
         return ((inner[inner != ABSENT] < 10).mean(), (numbers < 10).mean(),
                 (np.abs(pairs[:, 0] - pairs[:, 1]) <= 1).mean(), np.mean(near))  # fmt: skip
 
     (inner_short, short, ties, near), (inner_short0, short0, ties0, near0) = shares(hard), shares(rest)
     assert inner_short > 0.4 and short > 0.4 and inner_short0 < 0.15 and short0 < 0.15  # every digit count
     # near ties between the levels: a third of the rows that have a number beside an inner expression
-    assert ties > ties0 + 0.15 and near > near0 + 0.08
+    assert ties > ties0 + 0.15 and near > near0 + 0.25
+
+
+def test_hard_cases_are_nested_with_more_and_summing_inner_expressions(splits):
+    """Hard rows are all of depth 2, a third of them an outer Sum and the rest spread over operations and lengths
+    (a share of a balanced batch), each argument an inner expression with p 3/4 (given one at least) and half
+    the inner expressions a Sum; the uniform rows keep p 1/2 and 1/6, and balance over depths."""
+    batch = splits.sample_train(12_000, np.random.default_rng(5), hard_fraction=0.5)
+    hard, rest = batch.subset(np.arange(6_000)), batch.subset(np.arange(6_000, 12_000))
+    sum_op = WITH_SUM.operations.index("Sum")
+    assert (hard.depths == 2).all() and np.allclose(np.bincount(hard.lengths)[2:], 3_000, rtol=0.04)
+    ops = np.bincount(hard.ops)  # a third Sum, then each of the six ops as likely: 2,000 + 4,000 / 6 for Sum
+    assert np.allclose(np.delete(ops, sum_op), 4_000 / 6, rtol=0.08) and abs(ops[sum_op] - 2_000 - 4_000 / 6) < 80
+    assert np.allclose(np.bincount(rest.depths)[1:], 3_000, rtol=0.04)
+    assert np.allclose(np.bincount(rest.ops), 1_000, rtol=0.08)
+    for part, p_inner, p_sum in ((hard, 0.75, 0.5 + 0.5 / 6), (rest.subset(rest.depths == 2), 0.5, 1 / 6)):
+        inner = part.inner_ops >= 0
+        three = part.lengths == 3
+        # of 3 slots, each inner with p given one at least: all three inner is p^3 / (1 - (1 - p)^3)
+        all_three = (inner[three].sum(axis=1) == 3).mean()
+        assert abs(all_three - p_inner**3 / (1 - (1 - p_inner) ** 3)) < 0.03
+        assert abs((part.inner_ops[inner] == sum_op).mean() - p_sum) < 0.03
+    # so outer sums of 30 or more, rare in uniform rows, are common among the hard ones
+    big = [(p.answers[(p.ops == sum_op) & (p.depths == 2)] >= 30).mean() for p in (hard, rest)]
+    assert big[0] > 0.1 > 0.05 > big[1]
 
 
 def test_listed_training_subsets_are_grouped_and_sampled_by_depth(splits):
