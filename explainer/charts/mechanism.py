@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from explainer.charts.common import BASE_COLOUR, HIGHLIGHT_COLOUR, fixed, signed_scale, with_title
-from explainer.charts.heatmap import grid_chart, grid_frame
+from explainer.charts.heatmap import MAX_SLANTED_COLS, grid_chart, grid_frame
 
 TOTAL_COLOUR = "#444444"
 
@@ -86,7 +86,13 @@ def recovery_heatmap(values: np.ndarray, row_labels: Sequence[str], col_labels: 
             stroke=fixed("stroke", alt.when(select, empty=False).then(alt.value("black")).otherwise(alt.value(None))),
             strokeWidth=fixed("strokeWidth", alt.value(2))
         )
-    return with_title(alt.layer(chart, text), title, width="container", height=max(26 * len(row_labels) + 110, 190))
+    # Streamlit fits the title, the axes with their labels and the legend inside the height, so it holds them
+    # all: column labels of ~6.5 px a character, on end past MAX_SLANTED_COLS columns (a nested input's roles,
+    # "17 arg3.inner.v2", take 100 px) with the legend below, else at 45 degrees; then 26 px a row for the cells
+    upright = len(col_labels) > MAX_SLANTED_COLS
+    labels = 6.5 * max((len(c) for c in col_labels), default=0) * (1.0 if upright else 0.71)
+    height = max(26 * len(row_labels) + 75 + round(labels) + (100 if upright else 0), 190)
+    return with_title(alt.layer(chart, text), title, width="container", height=height)
 
 
 def probability_compare(df: pd.DataFrame, *, title: str | None = None, at: str = "=") -> alt.Chart:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from urllib.parse import quote
 
 import browser_helpers as bh
 from test_browser import app_url, browser, new_tab  # noqa: F401  (the shared server, browser and tab fixtures)
@@ -57,3 +58,19 @@ def test_click_a_patching_cell_then_steer_then_open_a_head_switched_off(new_tab,
     assert not toggle.is_checked(), f"{head} should be switched off on the Attention page"
     assert page.locator(bh.EXCEPTION).count() == 0
     bh.screenshot(page, "mechanism-opened-attention")
+
+
+def test_a_nested_patching_grid_gives_every_row_room_beside_its_long_role_labels(new_tab, app_url):  # noqa: F811
+    """The grid's height holds its upright role labels ("17 arg3.inner.v2") and legend too: every row drawn tall
+    enough to read (squeezed, Vega dropped every other row label and the cells were slivers)."""
+    text = "Sum ( Max ( 5 3 9 ) 7 Min ( 2 8 ) )"
+    model = load_model("nested-0-9")
+    sweep = interp.patch_sweep(model, text, interp.counterfactuals(model, text)["other operation"])
+    page = new_tab()
+    bh.open_app(page, app_url, "mechanism?model=nested-0-9&example=" + quote(text), timeout=240_000)
+    grid = bh.chart_with_title(page, f"Patching {text} into")
+    cells = grid.locator(bh.RECT_MARKS)
+    cells.first.wait_for(state="attached")
+    assert cells.count() == sweep.grid.size and max(map(len, sweep.roles)) > 12
+    first_of_each_row = [cells.nth(r * len(sweep.roles)).bounding_box() for r in range(len(sweep.hooks))]
+    assert min(box["height"] for box in first_of_each_row) >= 20, first_of_each_row
