@@ -28,8 +28,13 @@ wrote = answer.value if answer.value is not None else " ".join(answer.answer_tok
 # A metric cuts a long value short with "…": a list of 10 values wraps at its spaces instead.
 st.html("<style>.st-key-overview_example [data-testid='stMetricValue'] *{white-space:normal !important;"
         "overflow:visible !important;text-overflow:clip !important}</style>")  # fmt: skip
-c1, c2, c3 = st.columns(3)
-c1.container(key="overview_example").metric("Example", expr.text)
+# A long example (a list of 10 values, a nested expression) takes a row of its own rather than wrap in a third.
+if len(expr.text) > 24:
+    st.container(key="overview_example").metric("Example", expr.text)
+    c2, c3, _ = st.columns(3)
+else:
+    c1, c2, c3 = st.columns(3)
+    c1.container(key="overview_example").metric("Example", expr.text)
 # A right/wrong flag is not a change: no arrow, and the colour says which.
 c2.metric("Model's answer", fmt.literal(wrote),  # tokens it wrote: a metric's value is Markdown
           delta="correct" if answer.correct else f"wrong: the answer is {expr.answer}",

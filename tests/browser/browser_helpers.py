@@ -302,6 +302,8 @@ def screenshot(page, name: str, max_height: int = 12_000) -> Path:
     """
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
+    # an idle app may still be drawing elements it has received: Streamlit shows a skeleton until each is drawn
+    page.wait_for_function("() => !document.querySelector(\"[data-testid='stSkeleton']\")", timeout=30_000)
     size = page.viewport_size
     height = page.evaluate(
         """() => Math.max(...[...document.querySelectorAll("[data-testid='stMain'], [data-testid='stSidebarContent']")]
