@@ -17,7 +17,7 @@ from explainer import format as fmt
 from explainer import state
 from model_core import TaskConfig, TaskError
 from model_core.presets import train_page_defaults
-from model_core.task import OPERATIONS
+from model_core.task import OPERATIONS, task_text
 from model_core.training import job as tj
 
 
@@ -89,3 +89,6 @@ def test_the_caption_says_what_the_hard_cases_are_with_expressions_inside():
     at.multiselect(key="train_ops").select("Sum").run()
     assert not at.exception, at.exception
     assert f"{holds}, and Sum is common inside and out." in captions()
+    # the defaults' claim names the defaults' task, not the nested one chosen now
+    defaults = task_text(train_page_defaults().task)
+    assert any(f"defaults (the original 2-block model, on {defaults}) reach 100%" in i.value for i in at.info)
