@@ -39,9 +39,13 @@ else:
 c2.metric("Model's answer", fmt.literal(wrote),  # tokens it wrote: a metric's value is Markdown
           delta="correct" if answer.correct else f"wrong: the answer is {expr.answer}",
           delta_color="green" if answer.correct else "red", delta_arrow="off")  # fmt: skip
-c3.metric(
+confidence = fmt.percent(answer.confidence)
+if len(confidence) > 8:  # "≈100% (1 − 2.2e-8)": smaller, and wrapped rather than cut short with "…"
+    st.html("<style>.st-key-overview_confidence [data-testid='stMetricValue'] *{white-space:normal !important;"
+            "overflow:visible !important;text-overflow:clip !important;font-size:1.6rem !important}</style>")
+c3.container(key="overview_confidence").metric(
     "Confidence",
-    fmt.percent(answer.confidence),
+    confidence,
     help="The probability the model gave its whole answer: the product of each written token's probability.",
 )
 c3.caption(f"log p = {fmt.log_prob(float(np.log(answer.step_probs.max(axis=-1)).sum()))}")

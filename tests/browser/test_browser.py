@@ -473,3 +473,25 @@ def test_on_a_phone_the_example_is_edited_above_the_page(browser, app_url, model
         page.wait_for_function("() => !document.querySelector('.st-key-phone_example input')?.checkVisibility()")
     finally:
         page.close()
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_the_overviews_metrics_are_never_cut_short(browser, app_url, width):  # noqa: F811
+    """A near-certain answer's confidence ("≈100% (1 − 2.2e-8)") and a long example show whole: no metric value
+    overflows its box or ends in Streamlit's "…" (the value shown is the model's, checked in the AppTests)."""
+    from urllib.parse import quote
+
+    page = browser.new_page()
+    try:
+        page.set_viewport_size({"width": width, "height": 900})
+        for name, text in [("lists-0-9", "Last ( 4 1 8 2 5 6 7 3 9 0 )"),
+                           ("nested-0-9", "Sum ( Max ( 5 3 9 ) 7 Min ( 2 8 ) )")]:  # fmt: skip
+            bh.open_app(page, app_url, f"?model={name}&example={quote(text)}", timeout=120_000)
+            bh.wait_metric(page, "Example", text)
+            if name == "lists-0-9":
+                assert bh.metric(page, "Confidence").startswith("≈100% (1 − "), "expected a near-certain answer"
+            cut = page.evaluate("""() => [...document.querySelectorAll("[data-testid='stMetricValue'] *")]
+                .filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.textContent)""")  # wider than shown
+            assert not cut, (name, width, cut)
+    finally:
+        page.close()
