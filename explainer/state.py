@@ -339,7 +339,12 @@ PHONE_EXAMPLE = "example_text_phone"  # the example's box above each page, shown
 # Formulas a little smaller there too, so that most fit the width (a wider one still scrolls).
 _PHONE_ONLY_CSS = ("<style>.st-key-phone_example{display:none}"
                    "@media (max-width: 767px){.st-key-phone_example{display:block}"
-                   ".katex-display{font-size:0.85em}}</style>")  # fmt: skip
+                   ".katex-display{font-size:0.85em}}"
+                   # and on every screen: a metric's value, a page link's or a button's label wraps at its spaces
+                   # rather than end in "…" where it is wider than its column (≈100% (1 − 1.1e-7), an expression)
+                   "[data-testid='stMetricValue'] *,[data-testid^='stPageLink'] *,.stButton button *"
+                   "{white-space:normal !important;overflow:visible !important;text-overflow:clip !important}"
+                   "</style>")  # fmt: skip
 
 
 def phone_example() -> None:

@@ -25,9 +25,6 @@ st.caption(
 )
 
 wrote = answer.value if answer.value is not None else " ".join(answer.answer_tokens)
-# A metric cuts a long value short with "…": a list of 10 values wraps at its spaces instead.
-st.html("<style>.st-key-overview_example [data-testid='stMetricValue'] *{white-space:normal !important;"
-        "overflow:visible !important;text-overflow:clip !important}</style>")  # fmt: skip
 # A long example (a list of 10 values, a nested expression) takes a row of its own rather than wrap in a third.
 if len(expr.text) > 24:
     st.container(key="overview_example").metric("Example", expr.text)
@@ -40,9 +37,9 @@ c2.metric("Model's answer", fmt.literal(wrote),  # tokens it wrote: a metric's v
           delta="correct" if answer.correct else f"wrong: the answer is {expr.answer}",
           delta_color="green" if answer.correct else "red", delta_arrow="off")  # fmt: skip
 confidence = fmt.percent(answer.confidence)
-if len(confidence) > 8:  # "≈100% (1 − 2.2e-8)": smaller, and wrapped rather than cut short with "…"
-    st.html("<style>.st-key-overview_confidence [data-testid='stMetricValue'] *{white-space:normal !important;"
-            "overflow:visible !important;text-overflow:clip !important;font-size:1.6rem !important}</style>")
+if len(confidence) > 8:  # "≈100% (1 − 2.2e-8)": smaller, so it fits a third of the width (long metrics wrap)
+    st.html("<style>.st-key-overview_confidence [data-testid='stMetricValue'] *{font-size:1.6rem !important}"
+            "</style>")
 c3.container(key="overview_confidence").metric(
     "Confidence",
     confidence,

@@ -332,3 +332,16 @@ def wait_chart_changed(page, title_part: str, before: list[str], timeout: float 
                return !!l && l.length > 0 && l.join("\\n") !== before; }}""",
         arg=[title_part, MARKS, "\n".join(before)], timeout=timeout,
     )  # fmt: skip
+
+
+# Elements of the main area whose text is wider than the box that clips it (Streamlit's "…" on a metric, a page
+# link or a button label). KaTeX's hidden MathML copies and the charts and tables (which scroll) are not text cut.
+_CUT_JS = """() => [...document.querySelectorAll("[data-testid='stMain'] *")].filter(e =>
+    e.scrollWidth > e.clientWidth + 1 && ["hidden", "clip"].includes(getComputedStyle(e).overflowX)
+    && e.textContent.trim() && !e.closest(".katex")
+    && !e.closest("[data-testid='stVegaLiteChart'], [data-testid='stDataFrame']")).map(e => e.textContent.trim())"""
+
+
+def cut_texts(page) -> list[str]:
+    """The texts of the main area that are cut short where they are shown (empty when all show whole)."""
+    return page.evaluate(_CUT_JS)
