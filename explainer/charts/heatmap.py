@@ -84,11 +84,14 @@ def grid_chart(
     title: str | None,
     tooltip: list | None = None,
     numeric_cols: bool = False,
+    index_cols: bool = False,
 ) -> alt.Chart:
     """The rect heatmap every 2-D chart shares.
 
     ``tooltip`` replaces the default (row, col, value) tooltip. ``scale_values`` are the
-    values the colour domain is fitted to (masked entries already left out).
+    values the colour domain is fitted to (masked entries already left out). ``index_cols``: the column
+    labels are just 0, 1, 2, ... (a d_head dimension), so they lie flat and, where the chart is too narrow
+    for all of them (16 at 390 px), every other one is drawn (the rest are readable from their neighbours).
     """
     y = alt.Y(f"{row_label_field}:N", sort=row_sort, title=y_title)
     if numeric_cols:
@@ -117,7 +120,8 @@ def grid_chart(
                 # every label drawn: Vega's overlap check compares the rotated labels' bounding boxes, which
                 # overlap long before the slanted text does, and hid every other position at 390 px. Many
                 # columns (a list of 10 values has 24 positions) stand upright: slanted, they ran into each other
-                axis=alt.Axis(labelAngle=-90 if len(col_sort) > MAX_SLANTED_COLS else -45, labelOverlap=False),
+                axis=alt.Axis(labelAngle=0, labelOverlap="parity") if index_cols else
+                alt.Axis(labelAngle=-90 if len(col_sort) > MAX_SLANTED_COLS else -45, labelOverlap=False),
             )
         }
     # many named columns (24 positions of a 10-value list): the legend below, so the cells get the chart's width;
@@ -188,6 +192,7 @@ def matrix_heatmap(
         title=title,
         tooltip=tooltip if numeric_cols else None,
         numeric_cols=numeric_cols,
+        index_cols=not named_cols and not numeric_cols,
     )
 
 

@@ -155,6 +155,16 @@ def test_matrix_heatmap_wide_uses_numeric_axis(rng):
     assert "col" in tooltip_fields(enc)
 
 
+def test_matrix_heatmap_index_columns_lie_flat_and_thin_out_where_named_ones_keep_every_label(rng):
+    """A d_head axis (columns 0..15, no names) draws its labels flat and every other one where the chart is too
+    narrow (16 slanted two-digit labels ran into each other at 390 px); named columns keep every label."""
+    values = rng.normal(size=(3, 16))
+    axis = spec_of(charts.matrix_heatmap(values, ["a", "b", "c"]))["encoding"]["x"]["axis"]
+    assert axis["labelAngle"] == 0 and axis["labelOverlap"] == "parity"
+    named = spec_of(charts.matrix_heatmap(values, ["a", "b", "c"], [f"n{i}" for i in range(16)]))
+    assert named["encoding"]["x"]["axis"] == {"labelAngle": -45, "labelOverlap": False}
+
+
 @pytest.mark.parametrize("kind", ["probability", "magnitude"])
 def test_matrix_heatmap_kinds(rng, kind):
     values = rng.uniform(0, 0.8, size=(3, 5))
