@@ -176,6 +176,12 @@ generated = {k: v.text for k, v in interp.counterfactuals(model, cur.text).items
 if cur.compare_text is not None and cur.compare_text != cur.text:  # the sidebar's second example comes first
     generated = {"the second example": cur.compare_text, **generated}
 choices = [f"{k}: {v}" for k, v in generated.items()] + ["type one"]
+# An example with no generated input (`Second ( 5 5 5 )`: every other operation gives 5 too) leaves "type one" as
+# the only choice. That was not the reader's choice: the next example with generated inputs starts from them again.
+if not generated and ss.get("mech_cf") != "type one":
+    ss.mech_cf_forced = True
+elif generated and ss.pop("mech_cf_forced", False) and ss.get("mech_cf") == "type one":
+    ss.mech_cf = choices[0]
 state.keep_valid("mech_cf", choices)
 links.bind_choice("cf", "mech_cf", choices)
 links.bind("cft", "mech_cf_text", "")

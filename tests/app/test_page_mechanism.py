@@ -107,6 +107,25 @@ def test_a_typed_counterfactual_that_does_not_parse_keeps_the_last_valid_one():
     assert not at.exception and any("same answer" in w.value for w in at.warning)
 
 
+def test_an_example_with_no_generated_input_does_not_leave_the_next_one_on_type_one(m9):
+    """`Second ( 5 5 5 )`: no other operation or value changes the answer, so "type one" is the only choice; the
+    next example's generated input is chosen again (it had stuck on "type one", with an empty box and no grid),
+    while "type one" chosen by the reader stays chosen."""
+    assert not interp.counterfactuals(m9, "Second ( 5 5 5 )")  # the model's own: none changes its answer
+    at = open_app(PAGE)
+    set_example(at, "Second ( 5 5 5 )")
+    assert at.radio(key="mech_cf").options == ["type one"] and not at.exception
+    set_example(at, "Min ( 4 8 1 )")
+    cf = interp.counterfactuals(m9, "Min ( 4 8 1 )")
+    first = next(iter(cf))
+    assert at.radio(key="mech_cf").value == f"{first}: {cf[first].text}"
+    assert any(t.startswith(f"Patching Min ( 4 8 1 ) into {cf[first].text}") for t in chart_titles_of(at))
+    at.radio(key="mech_cf").set_value("type one").run()  # chosen, not forced: it stays
+    set_example(at, "Second ( 5 5 5 )")
+    set_example(at, "Max ( 7 2 9 )")
+    assert at.radio(key="mech_cf").value == "type one"
+
+
 def chart_titles_of(at) -> list[str]:
     out = []
     for spec, _ in charts(at):
