@@ -223,6 +223,17 @@ def cell_parts(task: TaskConfig, cells: np.ndarray) -> tuple[np.ndarray, np.ndar
     return cells // (2 * n_lengths), task.min_args + cells // 2 % n_lengths, 1 + cells % 2
 
 
+def hard_cells(task: TaskConfig, cells: np.ndarray) -> np.ndarray:
+    """Balance cells [n] for hard cases: the same operations and lengths at depth 2, and where the task has `Sum`,
+    the first third of them an outer Sum (its answer takes every argument's value, so it is the last learnt)."""
+    per_op = 2 * len(task.lengths)  # balance cells are op-major: op * per_op + (length - min_args) * 2 + depth - 1
+    out = cells | 1  # depth 2
+    if "Sum" in task.operations:
+        third = len(out) // 3
+        out[:third] = task.operations.index("Sum") * per_op + out[:third] % per_op
+    return out
+
+
 def uniform_values(task: TaskConfig, n: int, rng: np.random.Generator, lengths: np.ndarray | None = None):
     """[n, n_args] uniform values in the task's range (ABSENT past each of `lengths`, where given)."""
     v = rng.integers(task.min_value, task.max_value + 1, size=(n, task.n_args))

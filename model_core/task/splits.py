@@ -185,11 +185,7 @@ class Splits:
         task = self.task
         cells = _balanced_cells(n, nested.n_balance_cells(task), rng)  # [n]
         n_hard = round(n * hard_fraction)
-        cells[:n_hard] |= 1  # a balance cell's lowest bit is its depth (0: 1, 1: 2): the hard ones all depth 2
-        if "Sum" in task.operations:  # a third of them an outer Sum: the op whose answers take every argument
-            per_op = 2 * len(task.lengths)  # balance cells are op-major: op * per_op + length and depth
-            cells[: n_hard // 3] = task.operations.index("Sum") * per_op + cells[: n_hard // 3] % per_op
-        parts = [self._draw_nested(cells[:n_hard], rng, hard=True)] if n_hard else []
+        parts = [self._draw_nested(nested.hard_cells(task, cells[:n_hard]), rng, hard=True)] if n_hard else []
         rest = cells[n_hard:]
         parts.append(self._sample_uniform(rest, rng) if self.train is not None else self._draw_nested(rest, rng))
         return parts[0] if len(parts) == 1 else nested.concatenate(task, parts)
